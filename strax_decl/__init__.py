@@ -1,0 +1,79 @@
+"""strax_decl: declarative streaming plugins for chunked, time-ordered data, stored in Zarr."""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("strax-decl")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from strax_decl.chunk import Chunk, ChunkLawViolation
+from strax_decl.config import InvalidOption
+from strax_decl.context import Context
+from strax_decl.plugin import (
+    Inputs,
+    Options,
+    Outputs,
+    Plugin,
+    PluginDeclarationError,
+    PluginGaveWrongOutput,
+    SaveWhen,
+    option,
+    output,
+)
+from strax_decl.registry import RegistrationError
+from strax_decl.resolver import Plan, StaleVersionWarning, Step
+from strax_decl.schema import (
+    Schema,
+    SchemaError,
+    array,
+    bool_,
+    f32,
+    f64,
+    field,
+    i8,
+    i16,
+    i32,
+    i64,
+    u8,
+    u16,
+    u32,
+    u64,
+)
+
+__all__ = [
+    "Chunk",
+    "ChunkLawViolation",
+    "Context",
+    "Inputs",
+    "InvalidOption",
+    "Options",
+    "Outputs",
+    "Plan",
+    "Plugin",
+    "PluginDeclarationError",
+    "PluginGaveWrongOutput",
+    "RegistrationError",
+    "SaveWhen",
+    "Schema",
+    "SchemaError",
+    "StaleVersionWarning",
+    "Step",
+    "__version__",
+    "array",
+    "bool_",
+    "f32",
+    "f64",
+    "field",
+    "i8",
+    "i16",
+    "i32",
+    "i64",
+    "option",
+    "output",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+]

@@ -1,0 +1,173 @@
+"""Plan -> Graph: the producers (loaders and plugins), savers and output of one request.
+
+The graph is what both executors (serial and threaded) run; building it is shared so that
+the two modes cannot differ in what they compute or store.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from storage import DataKey, Saver, Store
+from strax_decl import __version__
+from strax_decl.chunk import Chunk, merge
+from strax_decl.plugin import Options, Plugin, Submit
+from strax_decl.registry import Registry
+from strax_decl.resolver import Plan
+from strax_decl.sync import aligned
+
+__all__ = ["Graph", "Producer", "build_graph"]
+
+Outputs = dict[str, Chunk]
+StartFn = Callable[[Mapping[str, Iterator[Chunk]], Submit | None], Iterator[Any]]
+
+
+@dataclass
+class Producer:
+    """Something that yields ``{output: chunk}`` dicts (or futures of them), in order."""
+
+    name: str  # e.g. "load peaks" or "PeakFinder"
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    start: StartFn
+    parallel: bool | str = False
+    max_messages: int | None = None
+
+
+@dataclass
+class Graph:
+    producers: list[Producer]  # dependency order
+    savers: dict[str, list[Callable[[], Saver]]] = field(default_factory=dict)
+    output: str | None = None  # the data type the caller iterates (None: make only)
+    dtypes: dict[str, np.dtype] = field(default_factory=dict)
+
+    def producer_of(self, data_type: str) -> Producer:
+        for p in self.producers:
+            if data_type in p.outputs:
+                return p
+        raise KeyError(data_type)
+
+    def readers_of(self, data_type: str) -> list[Producer]:
+        return [p for p in self.producers if data_type in p.inputs]
+
+
+def saver_metadata(
+    plan: Plan, registry: Registry, data_type: str, options: Mapping[str, Options]
+) -> dict[str, Any]:
+    plugin = registry.provider(data_type)
+    spec = plugin.outputs[data_type]
+    return {
+        "run_id": plan.run_id,
+        "data_type": data_type,
+        "data_kind": spec.kind,
+        "plugin": plugin.name,
+        "version": plugin.version,
+        "code_hash": plugin.code_hash,
+        "lineage": plan.lineages[data_type],
+        "lineage_hash": plan.steps[data_type].key.lineage_hash,
+        "description": spec.description,
+        "fields": spec.schema.field_docs(),
+        "chunk_target_mb": spec.chunk_target_mb,
+        "rechunk": spec.rechunk,
+        "strax_decl_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
+
+
+def build_graph(
+    plan: Plan,
+    registry: Registry,
+    options: Mapping[str, Options],
+    stores: Sequence[Store],
+    output: str | Sequence[str] | None,
+    time_range: tuple[int, int] | None = None,
+) -> Graph:
+    """Wire loaders, plugin instances and savers for ``plan``."""
+    producers: list[Producer] = []
+    savers: dict[str, list[Callable[[], Saver]]] = {}
+    dtypes: dict[str, np.dtype] = {}
+    computed: set[str] = set()
+    consumed_by_compute = {
+        dep for s in plan.steps.values() if s.action == "compute" for dep in s.inputs
+    }
+    for data_type, step in plan.steps.items():
+        dtypes[data_type] = registry.dtype(data_type)
+        if step.action == "load":
+            store = next(s for s in stores if s.status(step.key) == "complete")
+            load_range = time_range if data_type not in consumed_by_compute else None
+            producers.append(_loader(data_type, store, step.key, load_range))
+            continue
+        if step.save:
+            meta = saver_metadata(plan, registry, data_type, options)
+            savers[data_type] = [
+                _saver_factory(s, step.key, dtypes[data_type], meta)
+                for s in stores
+                if not s.readonly
+            ]
+        if step.plugin in computed:
+            continue
+        computed.add(step.plugin)
+        plugin_cls = registry.plugins[step.plugin]
+        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id))
+    out_name: str | None
+    if output is None or isinstance(output, str):
+        out_name = output
+    elif len(output) == 1:
+        out_name = output[0]
+    else:
+        out_name = "+".join(output)
+        producers.append(_merge_producer(out_name, tuple(output), dtypes))
+    return Graph(producers, savers, out_name, dtypes)
+
+
+def _saver_factory(
+    store: Store, key: DataKey, dtype: np.dtype, meta: dict[str, Any]
+) -> Callable[[], Saver]:
+    # Savers are created only when the run starts, so a plan that is never run writes nothing.
+    return lambda: store.saver(key, dtype, meta, overwrite=True)
+
+
+def _loader(
+    data_type: str, store: Store, key: DataKey, time_range: tuple[int, int] | None
+) -> Producer:
+    def start(_inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None) -> Iterator[Outputs]:
+        for chunk in store.load(key, time_range=time_range):
+            yield {data_type: chunk}
+
+    return Producer(f"load {data_type}", (), (data_type,), start)
+
+
+def _plugin_producer(
+    plugin_cls: type[Plugin], registry: Registry, options: Mapping[str, Options], run_id: str
+) -> Producer:
+    def start(
+        inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None
+    ) -> Iterator[Outputs | Future[Outputs]]:
+        plugin = plugin_cls(options[plugin_cls.name], run_id, registry.input_kinds(plugin_cls))
+        plugin.input_dtypes = {d: registry.dtype(d) for d in plugin_cls.inputs}
+        return plugin.iterate(inputs, submit)
+
+    return Producer(
+        plugin_cls.name,
+        tuple(plugin_cls.inputs),
+        tuple(plugin_cls.outputs),
+        start,
+        plugin_cls.parallel,
+        plugin_cls.max_messages,
+    )
+
+
+def _merge_producer(name: str, targets: tuple[str, ...], dtypes: dict[str, np.dtype]) -> Producer:
+    """Several same-kind targets served as one merged stream."""
+
+    def start(inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None) -> Iterator[Outputs]:
+        for step in aligned(inputs, {t: dtypes[t] for t in targets}):
+            yield {name: merge([step[t] for t in targets])}
+
+    return Producer(f"merge {name}", targets, (name,), start)

@@ -1,0 +1,450 @@
+"""Plugin base class: inputs, outputs and options declared as pydantic models.
+
+::
+
+    class PeakFinder(sd.Plugin):
+        version = "0.1.0"
+
+        class Inputs(sd.Inputs):
+            records: Record
+
+        class Outputs(sd.Outputs):
+            peaks: Peak
+
+        class Options(sd.Options):
+            gap: int = sd.option(300, ge=0, description="largest gap inside one peak [ns]")
+
+        def compute(self, records, start, end):
+            ...
+
+The declaration is read once, when the class is defined, into plain specs (``InputSpec``,
+``OutputSpec``, ``OptionSpec``) that the resolver and the pipeline use; mistakes in the
+declaration raise ``PluginDeclarationError`` naming the plugin right there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticUndefined
+
+from strax_decl.chunk import Chunk, check_chunk, merge
+from strax_decl.schema import Schema
+from strax_decl.sync import aligned
+
+__all__ = [
+    "InputSpec",
+    "Inputs",
+    "OptionSpec",
+    "Options",
+    "OutputSpec",
+    "Outputs",
+    "Plugin",
+    "PluginDeclarationError",
+    "PluginGaveWrongOutput",
+    "SaveWhen",
+    "option",
+    "output",
+]
+
+Submit = Callable[..., "Future[Any]"]
+
+
+class PluginDeclarationError(TypeError):
+    """A plugin class is declared wrongly; the message names the plugin."""
+
+
+class PluginGaveWrongOutput(TypeError):
+    """A plugin's compute returned rows that do not match its declared outputs."""
+
+
+class SaveWhen(IntEnum):
+    """When an output is stored (as strax's SaveWhen): never < explicit < target < always."""
+
+    NEVER = 0
+    EXPLICIT = 1  # only when the user lists it in ``save=``
+    TARGET = 2  # only when it is a requested target
+    ALWAYS = 3
+
+
+class Inputs(BaseModel):
+    """Field name = data type consumed; annotation = the schema expected from its provider."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class Outputs(BaseModel):
+    """Field name = data type provided; annotation = its row schema; default = ``sd.output()``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class Options(BaseModel):
+    """Validated, typed, documented configuration of one plugin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def option(
+    default: Any = PydanticUndefined,
+    *,
+    description: str,
+    track: bool = True,
+    **constraints: Any,
+) -> Any:
+    """Declare an option: default, description, pydantic constraints (``ge=0`` ...).
+
+    ``track=False`` keeps the value out of the lineage (for options that cannot change the
+    result, such as a chunk size of a simulated source).
+    """
+    return Field(
+        default, description=description, json_schema_extra={"track": track}, **constraints
+    )
+
+
+def output(
+    *,
+    kind: str | None = None,
+    save: SaveWhen | str = SaveWhen.ALWAYS,
+    rechunk: bool = True,
+    chunk_target_mb: float = 200.0,
+    description: str = "",
+) -> Any:
+    """Declare how an output is handled: its data kind, save policy and rechunking."""
+    save_when = SaveWhen[save.upper()] if isinstance(save, str) else SaveWhen(save)
+    return Field(
+        default=None,
+        description=description or None,
+        json_schema_extra={
+            "kind": kind,
+            "save": int(save_when),
+            "rechunk": rechunk,
+            "chunk_target_mb": chunk_target_mb,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    schema: type[Schema]
+
+    @property
+    def fields(self) -> np.dtype | None:
+        """Fields the consumer requires (None: accepts any provider dtype)."""
+        return None if self.schema is Schema else self.schema.dtype
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    schema: type[Schema]
+    kind: str
+    save: SaveWhen
+    rechunk: bool
+    chunk_target_mb: float
+    description: str
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.schema.dtype
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    annotation: Any
+    default: Any  # PydanticUndefined when required
+    description: str
+    track: bool
+    plugin: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is PydanticUndefined
+
+    @property
+    def type_name(self) -> str:
+        a = self.annotation
+        return getattr(a, "__name__", None) or str(a).replace("typing.", "")
+
+
+def _schema_annotation(plugin: str, where: str, name: str, annotation: Any) -> type[Schema]:
+    if isinstance(annotation, type) and issubclass(annotation, Schema):
+        return annotation
+    raise PluginDeclarationError(
+        f"plugin {plugin}: {where} {name!r} must be annotated with a sd.Schema subclass, "
+        f"got {annotation!r}"
+    )
+
+
+def _extra(info: Any) -> dict[str, Any]:
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def _code_hash(cls: type) -> str:
+    """Hash of the plugin's source code (falls back to compute's bytecode)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        parts = []
+        for attr in ("compute", "source", "compute_loop", "cut_by"):
+            fn = getattr(cls, attr, None)
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                parts.append(code.co_code.hex() + repr(code.co_consts))
+        source = "\n".join(parts)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+class Plugin:
+    """Base of all plugins. Subclass it and declare ``Inputs``, ``Outputs``, ``Options``.
+
+    Class attributes users set:
+      ``version``: a string in the lineage; ``"auto"`` derives it from the source code.
+      ``parallel``: ``True``/``"thread"`` computes chunks in a thread pool, ``"process"`` in a
+      process pool (the pipeline still delivers them in order).
+      ``max_messages``: mailbox bound for this plugin's outputs (None: the context's).
+    """
+
+    version: ClassVar[str] = "0.0.0"
+    parallel: ClassVar[bool | str] = False
+    max_messages: ClassVar[int | None] = None
+    abstract: ClassVar[bool] = True
+
+    Inputs: ClassVar[type[Inputs]] = Inputs
+    Outputs: ClassVar[type[Outputs]] = Outputs
+    Options: ClassVar[type[Options]] = Options
+
+    # Derived from the declaration when the class is defined:
+    name: ClassVar[str]
+    inputs: ClassVar[dict[str, InputSpec]]
+    outputs: ClassVar[dict[str, OutputSpec]]
+    option_specs: ClassVar[dict[str, OptionSpec]]
+    code_hash: ClassVar[str]
+    is_source: ClassVar[bool]
+    compute_takes_start_end: ClassVar[bool]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__
+        if cls.__dict__.get("abstract", False):
+            return
+        cls.abstract = False
+        cls._read_declaration()
+
+    @classmethod
+    def _read_declaration(cls) -> None:
+        name = cls.__name__
+        for attr, base in (("Inputs", Inputs), ("Outputs", Outputs), ("Options", Options)):
+            model = getattr(cls, attr)
+            if not (isinstance(model, type) and issubclass(model, base)):
+                raise PluginDeclarationError(
+                    f"plugin {name}: {attr} must subclass sd.{base.__name__}, got {model!r}"
+                )
+        if not isinstance(cls.version, str) or not cls.version:
+            raise PluginDeclarationError(f"plugin {name}: version must be a non-empty string")
+        if cls.parallel not in (False, True, "thread", "process"):
+            raise PluginDeclarationError(
+                f"plugin {name}: parallel must be False, True, 'thread' or 'process', "
+                f"got {cls.parallel!r}"
+            )
+        cls.inputs = {
+            f: InputSpec(f, _schema_annotation(name, "input", f, info.annotation))
+            for f, info in cls.Inputs.model_fields.items()
+        }
+        outputs: dict[str, OutputSpec] = {}
+        for f, info in cls.Outputs.model_fields.items():
+            schema = _schema_annotation(name, "output", f, info.annotation)
+            if getattr(schema, "abstract", False) and "abstract" in schema.__dict__:
+                raise PluginDeclarationError(
+                    f"plugin {name}: output {f!r} uses abstract schema {schema.__name__}"
+                )
+            extra = _extra(info)
+            outputs[f] = OutputSpec(
+                name=f,
+                schema=schema,
+                kind=extra.get("kind") or f,
+                save=SaveWhen(extra.get("save", SaveWhen.ALWAYS)),
+                rechunk=bool(extra.get("rechunk", True)),
+                chunk_target_mb=float(extra.get("chunk_target_mb", 200.0)),
+                description=info.description or "",
+            )
+        if not outputs:
+            raise PluginDeclarationError(f"plugin {name}: Outputs declares no data type")
+        overlap = set(outputs) & set(cls.inputs)
+        if overlap:
+            raise PluginDeclarationError(
+                f"plugin {name}: {sorted(overlap)} declared as both input and output"
+            )
+        cls.outputs = outputs
+        cls.option_specs = {
+            f: OptionSpec(
+                name=f,
+                annotation=info.annotation,
+                default=info.get_default(call_default_factory=True)
+                if not info.is_required()
+                else PydanticUndefined,
+                description=info.description or "",
+                track=bool(_extra(info).get("track", True)),
+                plugin=name,
+            )
+            for f, info in cls.Options.model_fields.items()
+        }
+        cls.is_source = not cls.inputs
+        if cls.is_source and cls.source is Plugin.source:
+            raise PluginDeclarationError(
+                f"plugin {name}: a plugin without inputs is a source and must define "
+                "source(self, run_id) yielding chunks"
+            )
+        if not cls.is_source and cls.compute is Plugin.compute and cls._needs_compute():
+            raise PluginDeclarationError(f"plugin {name}: define compute(self, ...)")
+        params = inspect.signature(cls.compute).parameters
+        cls.compute_takes_start_end = "start" in params and "end" in params
+        cls.code_hash = _code_hash(cls)
+        if cls.version == "auto":
+            cls.version = "auto-" + cls.code_hash[:12]
+        cls._check_declaration()
+
+    @classmethod
+    def _needs_compute(cls) -> bool:
+        """Plugin kinds that provide their own compute override this."""
+        return True
+
+    @classmethod
+    def _check_declaration(cls) -> None:
+        """Hook for plugin kinds to check their extra declarations."""
+
+    # ------------------------------------------------------------------ instances
+
+    def __init__(
+        self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None
+    ) -> None:
+        self.options = options
+        self.run_id = run_id
+        self.input_kinds: dict[str, str] = dict(input_kinds or {})
+        self.input_dtypes: dict[str, np.dtype] = {}
+        self.setup()
+
+    def setup(self) -> None:
+        """Called once per run after options are set; override to prepare lookups."""
+
+    def compute(self, *args: Any, **kwargs: Any) -> Any:
+        """Rows of the outputs for one step: an array, or ``{output: array}``."""
+        raise NotImplementedError
+
+    def source(self, run_id: str) -> Iterator[Chunk | dict[str, Chunk]]:
+        """Source plugins yield chunks (or ``{output: chunk}``) for ``run_id``."""
+        raise NotImplementedError
+
+    @property
+    def kinds(self) -> list[str]:
+        """Input data kinds, in declaration order: the names compute receives."""
+        seen: dict[str, None] = {}
+        for data_type in self.inputs:
+            seen.setdefault(self.input_kinds.get(data_type, data_type), None)
+        return list(seen)
+
+    # ------------------------------------------------------------------ running
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        """Outputs per step, in order. With ``submit``, yields futures (parallel plugins)."""
+        if self.is_source:
+            yield from self._iterate_source()
+            return
+        dtypes = {name: self.input_dtypes.get(name, spec.schema.dtype) for name, spec in
+                  self.inputs.items()}
+        for step in aligned(inputs, dtypes):
+            by_kind = self.merge_by_kind(step)
+            first = next(iter(step.values()))
+            if submit is not None:
+                yield submit(self.compute_step, by_kind, first.start, first.end)
+            else:
+                yield self.compute_step(by_kind, first.start, first.end)
+
+    def merge_by_kind(self, step: Mapping[str, Chunk]) -> dict[str, Chunk]:
+        """One chunk per input kind, same-kind inputs merged field-wise."""
+        groups: dict[str, list[Chunk]] = {}
+        for data_type in self.inputs:
+            kind = self.input_kinds.get(data_type, data_type)
+            groups.setdefault(kind, []).append(step[data_type])
+        return {kind: merge(chunks) for kind, chunks in groups.items()}
+
+    def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
+        """Call compute on one aligned step and wrap its result in checked chunks."""
+        kwargs: dict[str, Any] = {kind: c.data for kind, c in by_kind.items()}
+        if self.compute_takes_start_end:
+            kwargs["start"], kwargs["end"] = start, end
+        result = self.compute(**kwargs)
+        return self.to_output_chunks(result, start, end)
+
+    def to_output_chunks(self, result: Any, start: int, end: int) -> dict[str, Chunk]:
+        """Wrap compute's return value as one chunk per output, checking dtypes."""
+        if not isinstance(result, Mapping):
+            result = {self._single_output(): result}
+        missing = set(self.outputs) - set(result)
+        extra = set(result) - set(self.outputs)
+        if missing or extra:
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name} returned outputs {sorted(result)}, declared "
+                f"{sorted(self.outputs)}"
+            )
+        out: dict[str, Chunk] = {}
+        for name, value in result.items():
+            if isinstance(value, Chunk):
+                chunk = value
+            elif isinstance(value, np.ndarray):
+                chunk = Chunk(start, end, value)
+            else:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}, output {name!r}: compute returned "
+                    f"{type(value).__name__}, expected a numpy structured array"
+                )
+            expected = self.outputs[name].dtype
+            if chunk.data.dtype != expected:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}, output {name!r}: rows have dtype "
+                    f"{chunk.data.dtype.descr}, expected {expected.descr} (build rows with "
+                    f"{self.outputs[name].schema.__name__}.zeros(n))"
+                )
+            check_chunk(chunk, where=f"plugin {self.name}, output {name!r}, chunk {chunk!r}")
+            out[name] = chunk
+        return out
+
+    def _single_output(self) -> str:
+        if len(self.outputs) != 1:
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name} has outputs {sorted(self.outputs)}: compute must return "
+                "a dict {output name: rows}"
+            )
+        return next(iter(self.outputs))
+
+    def _iterate_source(self) -> Iterator[dict[str, Chunk]]:
+        for i, item in enumerate(self.source(self.run_id)):
+            if isinstance(item, Chunk):
+                yield self.to_output_chunks(item, item.start, item.end)
+            elif isinstance(item, Mapping):
+                chunks = list(item.values())
+                if not chunks or not all(isinstance(c, Chunk) for c in chunks):
+                    raise PluginGaveWrongOutput(
+                        f"plugin {self.name}: source item {i} must be a Chunk or a dict of Chunks"
+                    )
+                yield self.to_output_chunks(item, chunks[0].start, chunks[0].end)
+            else:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}: source yielded {type(item).__name__} at item {i}; "
+                    "yield sd.Chunk(start, end, rows)"
+                )
+

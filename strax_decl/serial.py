@@ -1,0 +1,120 @@
+"""The serial executor: runs a Graph in the caller's thread, pulling on demand.
+
+It exists for debugging (``processor="serial"``: ``pdb`` steps straight into plugins) and as
+the reference the threaded pipeline must agree with. Reading a data type that is not produced
+yet advances its producer by one step; each produced chunk goes to the savers at once and is
+buffered only until every reader has taken it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from storage import Saver
+from strax_decl.chunk import Chunk, ChunkLawViolation
+from strax_decl.graph import Graph, Producer
+
+__all__ = ["run_serial"]
+
+
+class _Topic:
+    def __init__(self, name: str, node: _Node) -> None:
+        self.name = name
+        self.node = node
+        self.buffer: deque[Chunk] = deque()
+        self.first = 0  # message number of buffer[0]
+        self.positions: dict[int, int] = {}
+
+    def subscribe(self) -> int:
+        rid = len(self.positions)
+        self.positions[rid] = 0
+        return rid
+
+    def push(self, chunk: Chunk) -> None:
+        if self.positions:
+            self.buffer.append(chunk)
+
+    def read(self, rid: int) -> Iterator[Chunk]:
+        while True:
+            pos = self.positions[rid]
+            if pos < self.first + len(self.buffer):
+                chunk = self.buffer[pos - self.first]
+                self.positions[rid] = pos + 1
+                while self.buffer and min(self.positions.values()) > self.first:
+                    self.buffer.popleft()
+                    self.first += 1
+                yield chunk
+            elif self.node.done:
+                return
+            else:
+                self.node.advance()
+
+
+class _Node:
+    def __init__(self, producer: Producer, savers: dict[str, list[Saver]]) -> None:
+        self.producer = producer
+        self.savers = savers
+        self.topics: dict[str, _Topic] = {o: _Topic(o, self) for o in producer.outputs}
+        self.previous_end: dict[str, int] = {}
+        self.iterator: Iterator[object] | None = None
+        self.done = False
+
+    def advance(self) -> None:
+        assert self.iterator is not None
+        try:
+            item = next(self.iterator)
+        except StopIteration:
+            self.done = True
+            for savers in self.savers.values():
+                for saver in savers:
+                    saver.close()
+            return
+        if not isinstance(item, dict):
+            raise TypeError(f"{self.producer.name} yielded {type(item).__name__}, not outputs")
+        for name, chunk in item.items():
+            previous = self.previous_end.get(name)
+            if previous is not None and chunk.start != previous:
+                raise ChunkLawViolation(
+                    f"{self.producer.name}, output {name!r}: chunk {chunk!r} does not touch the "
+                    f"previous chunk, which ended at {previous}"
+                )
+            self.previous_end[name] = chunk.end
+            self.topics[name].push(chunk)
+            for saver in self.savers.get(name, ()):
+                saver.send(chunk)
+
+
+def run_serial(graph: Graph) -> Iterator[Chunk]:
+    """Yield the chunks of ``graph.output`` (nothing for make-only graphs), saving as it goes."""
+    savers = {d: [make() for make in factories] for d, factories in graph.savers.items()}
+    nodes: dict[str, _Node] = {}
+    for producer in graph.producers:
+        node = _Node(producer, {o: savers.get(o, []) for o in producer.outputs})
+        for o in producer.outputs:
+            nodes[o] = node
+    try:
+        for producer in graph.producers:
+            node = nodes[producer.outputs[0]]
+            inputs = {d: nodes[d].topics[d].read(nodes[d].topics[d].subscribe())
+                      for d in producer.inputs}
+            node.iterator = iter(producer.start(inputs, None))
+        if graph.output is not None:
+            out_topic = nodes[graph.output].topics[graph.output]
+            yield from out_topic.read(out_topic.subscribe())
+        for producer in reversed(graph.producers):
+            node = nodes[producer.outputs[0]]
+            while not node.done:
+                node.advance()
+    except GeneratorExit:
+        _fail_all(savers, RuntimeError("processing stopped: the caller stopped reading early"))
+        raise
+    except BaseException as e:
+        _fail_all(savers, e)
+        raise
+
+
+def _fail_all(savers: dict[str, list[Saver]], exc: BaseException) -> None:
+    for group in savers.values():
+        for saver in group:
+            saver.fail(exc)

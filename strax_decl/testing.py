@@ -1,0 +1,182 @@
+"""A small toy pipeline for tests, examples and trying things out.
+
+It lives in the package (like ``strax.testutils``) so that worker processes (process pools,
+Dask workers) can import the plugin classes by name.
+
+    records  --(Peaks)-->  peaks  --(PeakProperties)-->  peak_basics (kind peaks), big_peaks
+        \\____________________________(PeakRecordCount)-->  peak_extras (kind peaks; reads
+                                                             peaks *and* records)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+import strax_decl as sd
+
+__all__ = [
+    "BigPeak",
+    "PeakBasics",
+    "PeakExtras",
+    "PeakProperties",
+    "PeakRecordCount",
+    "Peak",
+    "Peaks",
+    "Record",
+    "ToyRecords",
+    "TOY_PLUGINS",
+]
+
+RECORD_SAMPLES = 8
+
+
+class Record(sd.Schema):
+    time: sd.i64 = sd.field("start time", unit="ns")
+    length: sd.i32 = sd.field("samples in the record")
+    dt: sd.i16 = sd.field("sample width", unit="ns")
+    channel: sd.i16 = sd.field("channel number")
+    area: sd.f32 = sd.field("integral", unit="ADC")
+    data: sd.array(sd.i16, RECORD_SAMPLES) = sd.field("waveform", unit="ADC")  # type: ignore[valid-type]
+
+
+class Peak(sd.Schema):
+    time: sd.i64 = sd.field("start time", unit="ns")
+    endtime: sd.i64 = sd.field("exclusive end time", unit="ns")
+    area: sd.f32 = sd.field("integral", unit="ADC")
+    n_records: sd.i32 = sd.field("records summed into the peak")
+
+
+class PeakBasics(sd.Schema):
+    time: sd.i64
+    endtime: sd.i64
+    width: sd.i64 = sd.field("duration", unit="ns")
+    mean_area: sd.f32 = sd.field("area per record", unit="ADC")
+
+
+class BigPeak(sd.Schema):
+    time: sd.i64
+    endtime: sd.i64
+    area: sd.f32 = sd.field("integral", unit="ADC")
+
+
+class PeakExtras(sd.Schema):
+    time: sd.i64
+    endtime: sd.i64
+    records_inside: sd.i32 = sd.field("records of any channel inside the peak")
+
+
+class ToyRecords(sd.Plugin):
+    """Deterministic records: ``n_chunks`` chunks of ``rows_per_chunk`` 100 ns records."""
+
+    version = "0.1.0"
+
+    class Outputs(sd.Outputs):
+        records: Record
+
+    class Options(sd.Options):
+        n_chunks: int = sd.option(4, ge=0, description="number of chunks")
+        rows_per_chunk: int = sd.option(100, ge=0, description="records per chunk")
+        seed: int = sd.option(0, description="random seed of the waveforms")
+        crash_at_chunk: int = sd.option(
+            -1, track=False, description="raise in this chunk (testing failure paths)"
+        )
+
+    def source(self, run_id: str) -> Iterator[sd.Chunk]:
+        o = self.options
+        rng = np.random.default_rng(o.seed)
+        chunk_ns = o.rows_per_chunk * 100 + 1000
+        for i in range(o.n_chunks):
+            if i == o.crash_at_chunk:
+                raise RuntimeError(f"ToyRecords crashed on purpose at chunk {i}")
+            start = i * chunk_ns
+            rows = Record.zeros(o.rows_per_chunk)
+            rows["time"] = start + 100 * np.arange(o.rows_per_chunk)
+            rows["length"] = RECORD_SAMPLES
+            rows["dt"] = 10
+            rows["channel"] = np.arange(o.rows_per_chunk) % 4
+            rows["data"] = rng.integers(0, 100, size=(o.rows_per_chunk, RECORD_SAMPLES))
+            rows["area"] = rows["data"].sum(axis=1)
+            yield sd.Chunk(start, start + chunk_ns, rows)
+
+
+class Peaks(sd.Plugin):
+    """One peak per ``group`` consecutive records."""
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        records: Record
+
+    class Outputs(sd.Outputs):
+        peaks: Peak
+
+    class Options(sd.Options):
+        group: int = sd.option(5, ge=1, description="records per peak")
+
+    def compute(self, records: np.ndarray) -> np.ndarray:
+        g = self.options.group
+        n = len(records) // g
+        used = records[: n * g]
+        peaks = Peak.zeros(n)
+        if n:
+            peaks["time"] = used["time"][::g]
+            ends = used["time"] + used["length"] * used["dt"]
+            peaks["endtime"] = ends.reshape(n, g).max(axis=1)
+            peaks["area"] = used["area"].reshape(n, g).sum(axis=1)
+            peaks["n_records"] = g
+        return peaks
+
+
+class PeakProperties(sd.Plugin):
+    """Multi-output: per-peak basics (kind peaks) and the subset of big peaks (own kind)."""
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        peaks: Peak
+
+    class Outputs(sd.Outputs):
+        peak_basics: PeakBasics = sd.output(kind="peaks")
+        big_peaks: BigPeak = sd.output(kind="big_peaks")
+
+    class Options(sd.Options):
+        big_area: float = sd.option(2000.0, description="area above which a peak is big")
+
+    def compute(self, peaks: np.ndarray) -> dict[str, np.ndarray]:
+        basics = PeakBasics.zeros(len(peaks))
+        basics["time"] = peaks["time"]
+        basics["endtime"] = peaks["endtime"]
+        basics["width"] = peaks["endtime"] - peaks["time"]
+        basics["mean_area"] = peaks["area"] / np.maximum(peaks["n_records"], 1)
+        sel = peaks[peaks["area"] > self.options.big_area]
+        big = BigPeak.zeros(len(sel))
+        for f in ("time", "endtime", "area"):
+            big[f] = sel[f]
+        return {"peak_basics": basics, "big_peaks": big}
+
+
+class PeakRecordCount(sd.Plugin):
+    """Two inputs of different kinds: counts the records inside each peak."""
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        peaks: Peak
+        records: Record
+
+    class Outputs(sd.Outputs):
+        peak_extras: PeakExtras = sd.output(kind="peaks")
+
+    def compute(self, peaks: np.ndarray, records: np.ndarray) -> np.ndarray:
+        out = PeakExtras.zeros(len(peaks))
+        out["time"] = peaks["time"]
+        out["endtime"] = peaks["endtime"]
+        starts = np.searchsorted(records["time"], peaks["time"], side="left")
+        stops = np.searchsorted(records["time"], peaks["endtime"], side="left")
+        out["records_inside"] = stops - starts
+        return out
+
+
+TOY_PLUGINS: list[type[sd.Plugin]] = [ToyRecords, Peaks, PeakProperties, PeakRecordCount]

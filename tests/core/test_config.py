@@ -1,0 +1,40 @@
+"""Options are validated by pydantic when the context is configured, naming option and plugin."""
+
+import pytest
+
+import strax_decl as sd
+from strax_decl.testing import TOY_PLUGINS
+
+
+def test_wrong_type_names_option_and_plugin(tmp_path):
+    with pytest.raises(sd.InvalidOption, match="option 'group' of plugin Peaks.*integer.*'many'"):
+        sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": "many"})
+    assert not any(tmp_path.iterdir()), "no data touched before validation"
+
+
+def test_out_of_bounds(tmp_path):
+    with pytest.raises(sd.InvalidOption, match="option 'group' of plugin Peaks.*greater than or equal to 1"):
+        sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": 0})
+
+
+def test_unknown_option(tmp_path):
+    with pytest.raises(sd.InvalidOption, match="unknown option.*'grup'.*known options:.*group"):
+        sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"grup": 3})
+
+
+def test_new_context_validates_too(tmp_path):
+    ctx = sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS)
+    with pytest.raises(sd.InvalidOption, match="big_area"):
+        ctx.new_context(config={"big_area": "huge"})
+    assert ctx.config == {}
+
+
+def test_show_config_lists_default_current_and_description(tmp_path):
+    ctx = sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": 3})
+    rows = {r["option"]: r for r in ctx.show_config()}
+    assert rows["group"]["default"] == "5"
+    assert rows["group"]["current"] == "3"
+    assert rows["group"]["plugins"] == "Peaks"
+    assert rows["group"]["description"] == "records per peak"
+    assert "group" in str(ctx.show_config("peaks"))
+    assert "seed" not in {r["option"] for r in ctx.show_config("peaks")}

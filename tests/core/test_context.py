@@ -1,0 +1,116 @@
+"""End to end through the Context: compute, store, reload in a new process, recompute on change."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import strax_decl as sd
+from strax_decl.testing import TOY_PLUGINS
+
+TARGETS = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras"]
+
+
+@pytest.fixture(params=["serial", "threaded"])
+def ctx(request, tmp_path):
+    return sd.Context(storage=str(tmp_path / "store"), plugins=TOY_PLUGINS,
+                      processor=request.param)
+
+
+def test_compute_then_load_in_a_new_process(ctx, tmp_path):
+    first = {t: ctx.get_array("run_1", t) for t in ["peak_extras", "big_peaks", "peak_basics"]}
+    assert len(first["peak_extras"]) == 4 * 100 // 5
+    assert (first["peak_extras"]["records_inside"] == 5).all()
+    for t in TARGETS:
+        assert ctx.is_stored("run_1", t), t
+
+    script = textwrap.dedent(f"""
+        import numpy as np, strax_decl as sd
+        from strax_decl import testing
+        def boom(*a, **k):
+            raise AssertionError("compute ran although everything is stored")
+        for cls in testing.TOY_PLUGINS:
+            cls.compute = boom
+            cls.source = boom
+        ctx = sd.Context(storage={str(tmp_path / "store")!r}, plugins=testing.TOY_PLUGINS)
+        plan = ctx.plan("run_1", ["peak_extras", "big_peaks", "peak_basics"])
+        print(plan)
+        assert plan.to_compute == [], plan
+        for t in ["peak_extras", "big_peaks", "peak_basics"]:
+            np.save({str(tmp_path)!r} + "/" + t + ".npy", ctx.get_array("run_1", t))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "load (stored in" in out.stdout
+    for t, arr in first.items():
+        np.testing.assert_array_equal(np.load(tmp_path / f"{t}.npy"), arr)
+
+
+def test_changing_one_option_recomputes_exactly_its_descendants(ctx):
+    ctx.make("run_1", ["peak_extras", "big_peaks"])
+    plan = ctx.new_context(config={"group": 4}).plan("run_1", ["peak_extras", "big_peaks"])
+    assert plan.steps["records"].action == "load"
+    assert set(plan.to_compute) == {"peaks", "peak_extras", "big_peaks", "peak_basics"}
+    assert "stored only with a different lineage" in plan.steps["peaks"].reason
+    assert "group: 5 -> 4" in plan.steps["peaks"].reason
+
+    plan = ctx.new_context(config={"big_area": 100.0}).plan("run_1", ["peak_extras", "big_peaks"])
+    assert sorted(plan.to_compute) == ["big_peaks", "peak_basics"]
+    assert sorted(plan.to_load) == ["peak_extras", "peaks"]
+
+
+def test_plan_says_why_and_runs_nothing(ctx, tmp_path):
+    plan = ctx.plan("run_1", "peak_extras")
+    assert plan.steps["peak_extras"].reason == "not stored"
+    assert plan.steps["peak_extras"].save
+    text = str(plan)
+    assert "peak_extras [PeakRecordCount" in text and "records [ToyRecords" in text
+    assert not (tmp_path / "store" / "run_1").exists()
+
+
+def test_multi_output_saves_both_outputs(ctx):
+    basics = ctx.get_array("run_1", "peak_basics")
+    assert ctx.is_stored("run_1", "big_peaks")
+    peaks = ctx.get_array("run_1", "peaks")
+    np.testing.assert_array_equal(basics["width"], peaks["endtime"] - peaks["time"])
+
+
+def test_same_kind_targets_are_merged(ctx):
+    merged = ctx.get_array("run_1", ["peaks", "peak_basics", "peak_extras"])
+    assert set(merged.dtype.names) >= {"area", "width", "records_inside"}
+    with pytest.raises(ValueError, match="different kinds"):
+        ctx.get_array("run_1", ["peaks", "records"])
+
+
+def test_time_range_equals_numpy_selection(ctx):
+    full = ctx.get_array("run_1", "records")
+    t0, t1 = int(full["time"][37]), int(full["time"][250])
+    part = ctx.get_array("run_1", "records", time_range=(t0, t1))
+    ends = full["time"] + full["length"] * full["dt"]
+    np.testing.assert_array_equal(part, full[(full["time"] >= t0) & (ends <= t1)])
+    computed = ctx.new_context(config={"group": 2}).get_array("run_2", "peaks", time_range=(t0, t1))
+    assert len(computed) and computed["time"].min() >= t0 and computed["endtime"].max() <= t1
+
+
+def test_get_df(ctx):
+    df = ctx.get_df("run_1", "peaks")
+    assert list(df.columns) == ["time", "endtime", "area", "n_records"]
+    assert len(df) == 80
+
+
+def test_unknown_target_and_bad_run_id(ctx):
+    with pytest.raises(KeyError, match="unknown data type 'pekas'"):
+        ctx.get_array("run_1", "pekas")
+    with pytest.raises(ValueError, match="run_id"):
+        ctx.get_array("../etc", "peaks")
+
+
+def test_memory_storage_and_no_storage():
+    mem = sd.Context(storage="memory://", plugins=TOY_PLUGINS)
+    a = mem.get_array("r", "peaks")
+    assert mem.is_stored("r", "peaks")
+    none = sd.Context(storage=None, plugins=TOY_PLUGINS)
+    np.testing.assert_array_equal(none.get_array("r", "peaks"), a)
+    assert not none.is_stored("r", "peaks")
