@@ -7,6 +7,7 @@ the two modes cannot differ in what they compute or store.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from strax_decl.chunk import Chunk, merge
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan
+from strax_decl.stats import RunStats
 from strax_decl.sync import aligned
 
 __all__ = ["Graph", "Producer", "build_graph"]
@@ -46,6 +48,7 @@ class Graph:
     savers: dict[str, list[Callable[[], Saver]]] = field(default_factory=dict)
     output: str | None = None  # the data type the caller iterates (None: make only)
     dtypes: dict[str, np.dtype] = field(default_factory=dict)
+    stats: RunStats = field(default_factory=RunStats)
 
     def producer_of(self, data_type: str) -> Producer:
         for p in self.producers:
@@ -93,6 +96,7 @@ def build_graph(
     savers: dict[str, list[Callable[[], Saver]]] = {}
     dtypes: dict[str, np.dtype] = {}
     computed: set[str] = set()
+    stats = RunStats()
     consumed_by_compute = {
         dep for s in plan.steps.values() if s.action == "compute" for dep in s.inputs
     }
@@ -101,7 +105,7 @@ def build_graph(
         if step.action == "load":
             store = next(s for s in stores if s.status(step.key) == "complete")
             load_range = time_range if data_type not in consumed_by_compute else None
-            producers.append(_loader(data_type, store, step.key, load_range))
+            producers.append(_loader(data_type, store, step.key, load_range, stats))
             continue
         if step.save:
             meta = saver_metadata(plan, registry, data_type, options)
@@ -114,7 +118,7 @@ def build_graph(
             continue
         computed.add(step.plugin)
         plugin_cls = registry.plugins[step.plugin]
-        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id))
+        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id, stats))
     out_name: str | None
     if output is None or isinstance(output, str):
         out_name = output
@@ -123,7 +127,7 @@ def build_graph(
     else:
         out_name = "+".join(output)
         producers.append(_merge_producer(out_name, tuple(output), dtypes))
-    return Graph(producers, savers, out_name, dtypes)
+    return Graph(producers, savers, out_name, dtypes, stats)
 
 
 def _saver_factory(
@@ -134,23 +138,40 @@ def _saver_factory(
 
 
 def _loader(
-    data_type: str, store: Store, key: DataKey, time_range: tuple[int, int] | None
+    data_type: str,
+    store: Store,
+    key: DataKey,
+    time_range: tuple[int, int] | None,
+    stats: RunStats,
 ) -> Producer:
+    name = f"load {data_type}"
+
     def start(_inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None) -> Iterator[Outputs]:
-        for chunk in store.load(key, time_range=time_range):
+        chunks = store.load(key, time_range=time_range)
+        while True:
+            t0 = time.perf_counter()
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
+            stats.add(name, time.perf_counter() - t0, [chunk])
             yield {data_type: chunk}
 
-    return Producer(f"load {data_type}", (), (data_type,), start)
+    return Producer(name, (), (data_type,), start)
 
 
 def _plugin_producer(
-    plugin_cls: type[Plugin], registry: Registry, options: Mapping[str, Options], run_id: str
+    plugin_cls: type[Plugin],
+    registry: Registry,
+    options: Mapping[str, Options],
+    run_id: str,
+    stats: RunStats,
 ) -> Producer:
     def start(
         inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None
     ) -> Iterator[Outputs | Future[Outputs]]:
         plugin = plugin_cls(options[plugin_cls.name], run_id, registry.input_kinds(plugin_cls))
         plugin.input_dtypes = {d: registry.dtype(d) for d in plugin_cls.inputs}
+        plugin.stats = stats
         return plugin.iterate(inputs, submit)
 
     return Producer(

@@ -14,7 +14,8 @@ failure have already closed, so their data sets stay complete.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
@@ -110,12 +111,16 @@ class _Run:
         subscription = self.mailboxes[data_type].subscribe()
 
         def work() -> None:
+            waited = [0.0]
+            t0 = time.perf_counter()
             try:
-                saver.save_from(subscription)
+                saver.save_from(_timed(subscription, waited))
             except BaseException as e:  # noqa: BLE001
                 self.fail(e)
             finally:
                 subscription.close()
+                busy = time.perf_counter() - t0 - waited[0]
+                self.graph.stats.add(f"save {data_type}", busy)
 
         return threading.Thread(target=work, name=f"sd:save {data_type}", daemon=True)
 
@@ -164,6 +169,20 @@ class _Run:
             raise PipelineStuck(f"threads still running after the pipeline stopped: {stuck}")
         if raise_error and self.error is not None:
             raise self.error
+
+
+def _timed(chunks: Iterable[Chunk], waited: list[float]) -> Iterator[Chunk]:
+    """Pass chunks through, adding the time spent waiting for them to ``waited[0]``."""
+    it = iter(chunks)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            chunk = next(it)
+        except StopIteration:
+            waited[0] += time.perf_counter() - t0
+            return
+        waited[0] += time.perf_counter() - t0
+        yield chunk
 
 
 def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from pydantic_core import PydanticUndefined
 
 from strax_decl.chunk import Chunk, check_chunk, merge
 from strax_decl.schema import Schema
+from strax_decl.stats import RunStats
 from strax_decl.sync import aligned
 
 __all__ = [
@@ -334,6 +336,7 @@ class Plugin:
         self.run_id = run_id
         self.input_kinds: dict[str, str] = dict(input_kinds or {})
         self.input_dtypes: dict[str, np.dtype] = {}
+        self.stats: RunStats | None = None  # set by the executor for timing summaries
         self.setup()
 
     def setup(self) -> None:
@@ -384,11 +387,15 @@ class Plugin:
 
     def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
         """Call compute on one aligned step and wrap its result in checked chunks."""
+        t0 = time.perf_counter()
         kwargs: dict[str, Any] = {kind: c.data for kind, c in by_kind.items()}
         if self.compute_takes_start_end:
             kwargs["start"], kwargs["end"] = start, end
         result = self.compute(**kwargs)
-        return self.to_output_chunks(result, start, end)
+        out = self.to_output_chunks(result, start, end)
+        if self.stats is not None:
+            self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
+        return out
 
     def to_output_chunks(self, result: Any, start: int, end: int) -> dict[str, Chunk]:
         """Wrap compute's return value as one chunk per output, checking dtypes."""

@@ -8,12 +8,14 @@ buffered only until every reader has taken it.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 
 from storage import Saver
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.graph import Graph, Producer
+from strax_decl.stats import RunStats
 
 __all__ = ["run_serial"]
 
@@ -52,8 +54,11 @@ class _Topic:
 
 
 class _Node:
-    def __init__(self, producer: Producer, savers: dict[str, list[Saver]]) -> None:
+    def __init__(
+        self, producer: Producer, savers: dict[str, list[Saver]], stats: RunStats
+    ) -> None:
         self.producer = producer
+        self.stats = stats
         self.savers = savers
         self.topics: dict[str, _Topic] = {o: _Topic(o, self) for o in producer.outputs}
         self.previous_end: dict[str, int] = {}
@@ -82,7 +87,9 @@ class _Node:
             self.previous_end[name] = chunk.end
             self.topics[name].push(chunk)
             for saver in self.savers.get(name, ()):
+                t0 = time.perf_counter()
                 saver.send(chunk)
+                self.stats.add(f"save {name}", time.perf_counter() - t0, [chunk])
 
 
 def run_serial(graph: Graph) -> Iterator[Chunk]:
@@ -90,7 +97,7 @@ def run_serial(graph: Graph) -> Iterator[Chunk]:
     savers = {d: [make() for make in factories] for d, factories in graph.savers.items()}
     nodes: dict[str, _Node] = {}
     for producer in graph.producers:
-        node = _Node(producer, {o: savers.get(o, []) for o in producer.outputs})
+        node = _Node(producer, {o: savers.get(o, []) for o in producer.outputs}, graph.stats)
         for o in producer.outputs:
             nodes[o] = node
     try:

@@ -1,0 +1,70 @@
+"""Run statistics: time, chunks, rows and bytes per loader, plugin and saver.
+
+Both executors feed one ``RunStats`` per run, so the timing summary and the progress bar
+read the same numbers whichever processor ran. Updates take a lock: they happen once per
+chunk, so the cost is negligible next to the work measured.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from storage.chunk import Chunk
+
+__all__ = ["ComponentStats", "RunStats"]
+
+
+@dataclass
+class ComponentStats:
+    name: str
+    seconds: float = 0.0
+    chunks: int = 0
+    rows: int = 0
+    nbytes: int = 0
+
+
+class RunStats:
+    """Accumulates per-component figures; optional listener sees every chunk of the output."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.components: dict[str, ComponentStats] = {}
+        self.started = time.perf_counter()
+        self.listeners: list[Callable[[str, Chunk], None]] = []
+
+    def add(self, name: str, seconds: float, chunks: Sequence[Chunk] = ()) -> None:
+        """Record ``seconds`` of work by ``name`` that produced (or consumed) ``chunks``."""
+        with self._lock:
+            c = self.components.get(name)
+            if c is None:
+                c = self.components[name] = ComponentStats(name)
+            c.seconds += seconds
+            if chunks:
+                c.chunks += 1
+                c.rows += sum(len(x) for x in chunks)
+                c.nbytes += sum(x.nbytes for x in chunks)
+        for listener in self.listeners:
+            for chunk in chunks:
+                listener(name, chunk)
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def summary(self) -> str:
+        """A table of where the time went, busiest first."""
+        rows = sorted(self.components.values(), key=lambda c: -c.seconds)
+        width = max([len(r.name) for r in rows] + [9])
+        lines = [f"{'component'.ljust(width)}  {'seconds':>8}  {'chunks':>7}  {'rows':>11}  "
+                 f"{'MB':>9}  {'MB/s':>8}"]
+        for r in rows:
+            mbps = r.nbytes / 1e6 / r.seconds if r.seconds > 0 else 0.0
+            lines.append(
+                f"{r.name.ljust(width)}  {r.seconds:8.3f}  {r.chunks:7d}  {r.rows:11d}  "
+                f"{r.nbytes / 1e6:9.1f}  {mbps:8.1f}"
+            )
+        lines.append(f"wall time {self.wall_seconds:.3f} s")
+        return "\n".join(lines)
