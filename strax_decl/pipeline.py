@@ -82,6 +82,10 @@ class _Run:
 
         def work() -> None:
             previous_end: dict[str, int] = {}
+            # Outputs nobody reads (a by-product of a multi-output plugin that is neither
+            # saved nor requested) are dropped here instead of filling a mailbox forever.
+            for o in [o for o, mb in outputs.items() if not mb.active_subscribers]:
+                del outputs[o]
             try:
                 for item in producer.start(inputs, submit):
                     if isinstance(item, Future):
@@ -89,6 +93,8 @@ class _Run:
                             mb.send(_pick(item, o))
                         continue
                     for o, chunk in item.items():
+                        if o not in outputs:
+                            continue
                         prev = previous_end.get(o)
                         if prev is not None and chunk.start != prev:
                             raise ChunkLawViolation(

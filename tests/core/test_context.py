@@ -114,3 +114,10 @@ def test_memory_storage_and_no_storage():
     none = sd.Context(storage=None, plugins=TOY_PLUGINS)
     np.testing.assert_array_equal(none.get_array("r", "peaks"), a)
     assert not none.is_stored("r", "peaks")
+
+
+def test_unread_by_product_of_multi_output_plugin_does_not_block(ctx):
+    """big_peaks is neither saved nor read here: the pipeline must not wait for a reader."""
+    unsaved = ctx.new_context(storage=[])
+    basics = unsaved.get_array("run_1", "peak_basics")
+    assert len(basics) == 80
