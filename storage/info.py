@@ -1,0 +1,117 @@
+"""What the store reports about one data set, read from its group attributes alone.
+
+Listing and ``status`` must stay cheap and must work on broken data sets too (so users can see
+*why* something is not a cache hit), so they read only the group's ``zarr.json``; they never
+open arrays. A data set whose metadata cannot be read is reported as ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from storage.dtypes import dtype_from_json
+from storage.keys import DataKey
+from storage.layout import ATTRS_KEY, FORMAT
+
+__all__ = ["DataSetInfo", "Status", "info_from_group_json", "status_of"]
+
+Status = Literal["absent", "writing", "failed", "complete"]
+
+
+@dataclass(frozen=True)
+class DataSetInfo:
+    """One stored data set as recorded in its attributes.
+
+    ``nbytes`` is the uncompressed size of the rows, ``stored_bytes`` the size of the chunk
+    files (None if not known yet). ``metadata`` is the caller's dict given to ``Store.saver``;
+    ``attrs`` the group's full attribute dict. ``location`` says where it is (for messages).
+    """
+
+    key: DataKey
+    status: Status
+    n_rows: int = 0
+    n_chunks: int = 0
+    start: int | None = None
+    end: int | None = None
+    nbytes: int = 0
+    stored_bytes: int | None = None
+    dtype: np.dtype | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    attrs: dict[str, Any] = field(default_factory=dict, repr=False)
+    exception: str | None = field(default=None, repr=False)
+    created: str | None = None
+    location: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def status_of(ours: dict[str, Any]) -> Status:
+    """Status recorded in our attribute dict: complete only if both flags say so."""
+    if ours.get("complete") is True and ours.get("status") == "complete":
+        return "complete"
+    if ours.get("status") == "writing" and ours.get("complete") is False:
+        return "writing"
+    return "failed"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def info_from_group_json(
+    key: DataKey, raw: bytes | None, location: str, *, writing: bool = False
+) -> DataSetInfo:
+    """Build the info of ``key`` from the bytes of its group ``zarr.json`` (None: missing).
+
+    ``writing`` marks a local temporary directory: whatever its attributes say, it is not done.
+    """
+    if raw is None:
+        return DataSetInfo(
+            key,
+            "writing" if writing else "failed",
+            exception=None if writing else "the group metadata (zarr.json) is missing",
+            location=location,
+        )
+    try:
+        doc = json.loads(raw)
+        attrs = doc.get("attributes") or {}
+        ours = attrs[ATTRS_KEY]
+        if not isinstance(ours, dict) or ours.get("format") != FORMAT:
+            raise ValueError(f"attribute {ATTRS_KEY!r} is not a {FORMAT} record")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return DataSetInfo(
+            key,
+            "writing" if writing else "failed",
+            exception=f"unreadable group metadata: {type(e).__name__}: {e}",
+            location=location,
+        )
+    try:
+        dtype: np.dtype | None = dtype_from_json(ours.get("dtype"))
+    except ValueError:
+        dtype = None
+    status: Status = "writing" if writing and status_of(ours) != "failed" else status_of(ours)
+    metadata = ours.get("metadata")
+    exception = ours.get("exception")
+    created = ours.get("created")
+    return DataSetInfo(
+        key=key,
+        status=status,
+        n_rows=_int_or_none(ours.get("n_rows")) or 0,
+        n_chunks=_int_or_none(ours.get("n_chunks")) or 0,
+        start=_int_or_none(ours.get("start")),
+        end=_int_or_none(ours.get("end")),
+        nbytes=_int_or_none(ours.get("nbytes")) or 0,
+        stored_bytes=_int_or_none(ours.get("stored_bytes")),
+        dtype=dtype,
+        metadata=metadata if isinstance(metadata, dict) else {},
+        attrs=attrs,
+        exception=exception if isinstance(exception, str) else None,
+        created=created if isinstance(created, str) else None,
+        location=location,
+    )

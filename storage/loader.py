@@ -1,0 +1,402 @@
+"""Reading a data set back: verify it agrees with itself, then decode only the chunks needed.
+
+Opening a data set checks, before any row is returned, that: the attributes say complete; the
+dtype recorded there matches every field array's Zarr metadata (type, shape = row count, chunk
+grid, codecs); the chunk index has one entry per strax chunk, touching chunks, row counts that
+sum to the array length and a consistent ``first_row``. While reading, a missing chunk file, a
+CRC32C mismatch or a wrong decoded size raises DataCorrupted naming the data set and the file,
+and every loaded strax chunk is checked to lie inside its ``[start, end)`` and be sorted by time
+(catches swapped chunk files, which a per-file checksum cannot). Wrong rows are never returned.
+
+Rows are read by row range. For each field, the Zarr chunks overlapping the range are fetched,
+checked and decompressed on the shared pool and copied straight into the output structured
+array. The last decoded Zarr chunk of each field is kept while iterating, since consecutive
+strax chunks usually share one.
+
+A time range ``(t0, t1)`` selects rows with ``t0 <= time`` and ``endtime <= t1`` (strax's
+"fully contained"). Only strax chunks overlapping the range are considered; for those, the time
+fields are read first, and the other fields only for the rows actually selected, so Zarr chunks
+outside the range are never fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from storage import catalog
+from storage.backend import Backend
+from storage.chunk import Chunk, endtimes
+from storage.codec import ChecksumMismatch, decode
+from storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
+from storage.errors import DataCorrupted, DataNotFound, StorageError
+from storage.info import DataSetInfo
+from storage.keys import DataKey
+from storage.layout import (
+    ATTRS_KEY,
+    FORMAT_VERSION,
+    INDEX_FIELDS,
+    chunk_key,
+    field_layout,
+    index_layout,
+    index_path,
+)
+from storage.pool import pool
+
+__all__ = ["DataSetReader", "check_time_range"]
+
+_LOOKAHEAD = 4
+"""Zarr chunks decoded ahead of the strax chunk being assembled (bounds memory)."""
+_COPY_BLOCK_ROWS = 2048
+"""Rows copied per field before moving to the next field (keeps output rows in cache)."""
+
+_Cache = dict[tuple[str, int], np.ndarray]
+
+
+def check_time_range(time_range: object) -> tuple[int, int] | None:
+    """Validate a ``(t0, t1)`` pair of integers with ``t0 <= t1`` (or None)."""
+    if time_range is None:
+        return None
+    if not isinstance(time_range, tuple | list) or len(time_range) != 2:
+        raise TypeError(f"time_range must be a (t0, t1) pair, got {time_range!r}")
+    t0, t1 = time_range
+    for t in (t0, t1):
+        if isinstance(t, bool) or not isinstance(t, int | np.integer):
+            raise TypeError(f"time_range bounds must be integers (ns), got {time_range!r}")
+    if t0 > t1:
+        raise ValueError(f"time_range start {t0} is after its end {t1}")
+    return int(t0), int(t1)
+
+
+class DataSetReader:
+    """An opened, verified, complete data set. Construction raises if it cannot be trusted."""
+
+    def __init__(self, backend: Backend, key: DataKey) -> None:
+        self.key = key
+        self._backend = backend
+        self.path = key.path
+        info = catalog.final_info(backend, key)
+        if info is None or info.status != "complete":
+            why = "absent" if info is None else info.status
+            raise DataNotFound(f"no complete data set {key} in {backend.url} (it is {why})")
+        self.info: DataSetInfo = info
+        ours: dict[str, Any] = info.attrs[ATTRS_KEY]
+        version = ours.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise StorageError(
+                f"data set {key} in {backend.url} has format version {version!r}; this "
+                f"version of storage reads up to {FORMAT_VERSION}"
+            )
+        if info.dtype is None:
+            self._corrupt(f"its dtype attribute is unreadable: {ours.get('dtype')!r}")
+        assert info.dtype is not None
+        try:
+            self.dtype = check_storable(info.dtype, where=f"data set {key}")
+        except TypeError as e:
+            self._corrupt(str(e))
+        self.specs = field_specs(self.dtype)
+        self.rows_per_chunk = self._attr_int(ours, "rows_per_chunk", minimum=1)
+        self.n_rows = self._attr_int(ours, "n_rows")
+        self.n_chunks = self._attr_int(ours, "n_chunks")
+        compressor = ours.get("compressor")
+        level = compressor.get("zstd_level") if isinstance(compressor, dict) else None
+        if not isinstance(level, int):
+            self._corrupt(f"its compressor attribute is unreadable: {compressor!r}")
+        assert isinstance(level, int)
+        self._padded = self.dtype.itemsize > sum(s.row_nbytes for s in self.specs)
+        for spec in self.specs:
+            expected = field_layout(spec, self.n_rows, self.rows_per_chunk, level)
+            self._check_array(f"{self.path}/{spec.name}", expected)
+        self._read_index(level, ours)
+
+    # ---------------------------------------------------------------- verification
+    def _corrupt(self, what: str, where: str | None = None) -> None:
+        place = where or self._backend.where(self.path)
+        raise DataCorrupted(f"data set {self.key} is corrupted: {what} ({place})")
+
+    def _attr_int(self, ours: dict[str, Any], name: str, minimum: int = 0) -> int:
+        value = ours.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self._corrupt(f"attribute {name!r} is {value!r}")
+        assert isinstance(value, int)
+        return value
+
+    def _check_array(self, array_path: str, expected: dict[str, Any]) -> None:
+        where = self._backend.where(f"{array_path}/zarr.json")
+        raw = self._backend.read(f"{array_path}/zarr.json")
+        if raw is None:
+            self._corrupt("array metadata is missing", where)
+        assert raw is not None
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            self._corrupt(f"array metadata is not JSON ({e})", where)
+        actual = {k: doc.get(k) for k in expected}
+        if actual != expected:
+            diff = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
+            details = "; ".join(
+                f"{k} is {a!r}, attributes imply {e!r}" for k, (a, e) in diff.items()
+            )
+            self._corrupt(f"array disagrees with the group attributes: {details}", where)
+
+    def _read_index(self, level: int, ours: dict[str, Any]) -> None:
+        n = self.n_chunks
+        columns: dict[str, np.ndarray] = {}
+        for name in INDEX_FIELDS:
+            path = index_path(self.path, name)
+            self._check_array(path, index_layout(n, level))
+            if n == 0:
+                columns[name] = np.zeros(0, dtype=np.int64)
+                continue
+            key = chunk_key(path, 1, 0)
+            columns[name] = np.frombuffer(self._fetch(key, n * 8), dtype="<i8").astype(np.int64)
+        self.starts = columns["start"]
+        self.ends = columns["end"]
+        self.first_rows = columns["first_row"]
+        self.counts = columns["n_rows"]
+        where = self._backend.where(f"{self.path}/{INDEX_GROUP}")
+        if (self.counts < 0).any():
+            self._corrupt("the chunk index has negative row counts", where)
+        total = int(self.counts.sum())
+        if total != self.n_rows:
+            self._corrupt(
+                f"the chunk index row counts sum to {total}, "
+                f"but the arrays hold {self.n_rows} rows",
+                where,
+            )
+        expected_first = np.concatenate([[0], np.cumsum(self.counts)[:-1]]) if n else self.counts
+        if not np.array_equal(self.first_rows, expected_first):
+            self._corrupt("the chunk index first rows do not follow the row counts", where)
+        if (self.ends < self.starts).any() or (self.starts[1:] != self.ends[:-1]).any():
+            self._corrupt("the chunk index has chunks that do not touch", where)
+        span = (int(self.starts[0]), int(self.ends[-1])) if n else (None, None)
+        if span != (ours.get("start"), ours.get("end")):
+            self._corrupt(
+                f"the chunk index spans {span}, the attributes say "
+                f"{(ours.get('start'), ours.get('end'))}",
+                where,
+            )
+
+    def _fetch(self, key: str, nbytes: int) -> bytes:
+        """Read and decode one Zarr chunk; DataCorrupted if missing or damaged."""
+        blob = self._backend.read(key)
+        where = self._backend.where(key)
+        if blob is None:
+            self._corrupt("a chunk file is missing", where)
+        assert blob is not None
+        try:
+            return decode(blob, nbytes)
+        except ChecksumMismatch as e:
+            self._corrupt(f"a chunk file is damaged: {e}", where)
+            raise  # unreachable; keeps type checkers happy
+
+    # ---------------------------------------------------------------- reading rows
+    def _alloc(self, n: int) -> np.ndarray:
+        return np.zeros(n, self.dtype) if self._padded else np.empty(n, self.dtype)
+
+    def _decode_into(
+        self, spec: FieldSpec, z: int, out: np.ndarray, dst: slice, src: slice, keep: bool
+    ) -> np.ndarray | None:
+        n = self.rows_per_chunk
+        key = chunk_key(f"{self.path}/{spec.name}", 1 + len(spec.shape), z)
+        raw = self._fetch(key, n * spec.row_nbytes)
+        decoded = np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape))
+        out[spec.name][dst] = decoded[src]
+        return decoded if keep else None
+
+    def _read_into(
+        self,
+        out: np.ndarray,
+        first: int,
+        stop: int,
+        specs: Sequence[FieldSpec],
+        cache: _Cache | None,
+    ) -> None:
+        """Fill ``specs`` fields of ``out`` with rows ``[first, stop)`` of the data set."""
+        if stop <= first or not specs:
+            return
+        n = self.rows_per_chunk
+        z_first, z_last = first // n, (stop - 1) // n
+        jobs: list[tuple[str, int, Future[np.ndarray | None]]] = []
+        submit = pool().submit
+        for spec in specs:
+            for z in range(z_first, z_last + 1):
+                lo, hi = max(first, z * n), min(stop, (z + 1) * n)
+                dst, src = slice(lo - first, hi - first), slice(lo - z * n, hi - z * n)
+                cached = None if cache is None else cache.get((spec.name, z))
+                if cached is not None:
+                    out[spec.name][dst] = cached[src]
+                    continue
+                keep = cache is not None and (z + 1) * n > stop
+                jobs.append((spec.name, z, submit(self._decode_into, spec, z, out, dst, src, keep)))
+        error: BaseException | None = None
+        for name, z, future in jobs:
+            try:
+                decoded = future.result()
+            except BaseException as e:  # wait for every task before raising
+                error = error or e
+                continue
+            if decoded is not None and cache is not None:
+                cache[(name, z)] = decoded
+        if error is not None:
+            raise error
+        if cache is not None:
+            names = {s.name for s in specs}
+            for k in [k for k in cache if k[0] in names and k[1] < z_last]:
+                del cache[k]
+
+    def _verify(self, i: int, data: np.ndarray, start: int, end: int) -> None:
+        """Cheap guard against rows from the wrong place (e.g. swapped chunk files)."""
+        if not len(data):
+            return
+        time = data["time"]
+        if time[0] < start or time[-1] >= end or (len(time) > 1 and (time[1:] < time[:-1]).any()):
+            self._corrupt(
+                f"rows loaded for strax chunk {i} [{start}, {end}) are outside it or unsorted"
+            )
+
+    def chunks(self, time_range: tuple[int, int] | None = None) -> Iterator[Chunk]:
+        """Strax chunks in stored order; with a time range, trimmed to it (see module doc)."""
+        if time_range is None:
+            yield from self._all_chunks()
+            return
+        cache: _Cache = {}
+        t0, t1 = time_range
+        names = self.dtype.names or ()
+        time_names = {"time", "endtime"} if "endtime" in names else {"time", "dt", "length"}
+        time_specs = [s for s in self.specs if s.name in time_names]
+        other_specs = [s for s in self.specs if s.name not in time_names]
+        for i in range(self.n_chunks):
+            start, end = int(self.starts[i]), int(self.ends[i])
+            overlaps = start < t1 and end > t0 if start < end else t0 <= start < t1
+            if not overlaps:
+                continue
+            first, count = int(self.first_rows[i]), int(self.counts[i])
+            out = self._alloc(count)
+            self._read_into(out, first, first + count, time_specs, cache)
+            selected = np.flatnonzero((out["time"] >= t0) & (endtimes(out) <= t1))
+            if len(selected):
+                lo, hi = int(selected[0]), int(selected[-1]) + 1
+                self._read_into(out[lo:hi], first + lo, first + hi, other_specs, cache)
+                # contiguous selection (the usual case): a view, no copy
+                out = out[lo:hi] if len(selected) == hi - lo else out[selected]
+            else:
+                out = out[:0]
+            self._verify(i, out, start, end)
+            yield Chunk(max(start, t0), min(end, t1), out)
+
+    def _all_chunks(self) -> Iterator[Chunk]:
+        """Every strax chunk, decoding each Zarr chunk once, pipelined across strax chunks.
+
+        Zarr chunks are submitted in order, each as one task that decodes it (all fields) and
+        copies its rows into every strax chunk it overlaps (output buffers are allocated when
+        first needed). Strax chunk ``i`` is yielded once the Zarr chunks up to its last row are
+        done, while the tasks for the next strax chunk already run: the pool never idles at a
+        strax-chunk boundary, and no Zarr chunk is decoded twice.
+        """
+        n = self.rows_per_chunk
+        n_zarr = -(-self.n_rows // n)
+        ends = self.first_rows + self.counts
+        outs: dict[int, np.ndarray] = {}
+        submitted: deque[Future[None]] = deque()
+        next_z = 0  # next Zarr chunk to submit
+        done_z = 0  # Zarr chunks [0, done_z) are decoded and copied
+        alloc_until = 0  # strax chunks [0, alloc_until) have an output buffer (or were yielded)
+
+        def submit_through(z_stop: int) -> None:
+            nonlocal next_z, alloc_until
+            submit = pool().submit
+            while next_z < min(z_stop, n_zarr):
+                z = next_z
+                lo, hi = z * n, min((z + 1) * n, self.n_rows)
+                # strax chunks with rows in [lo, hi): allocate their buffers now
+                j_first = int(np.searchsorted(ends, lo, side="right"))
+                j_stop = int(np.searchsorted(self.first_rows, hi, side="left"))
+                for j in range(alloc_until, j_stop):
+                    outs[j] = self._alloc(int(self.counts[j]))
+                alloc_until = max(alloc_until, j_stop)
+                targets = []
+                for j in range(j_first, j_stop):
+                    a = max(lo, int(self.first_rows[j]))
+                    b = min(hi, int(ends[j]))
+                    if b > a:
+                        targets.append(
+                            (
+                                outs[j],
+                                slice(a - self.first_rows[j], b - self.first_rows[j]),
+                                slice(a - lo, b - lo),
+                            )
+                        )
+                submitted.append(submit(self._decode_to_targets, z, targets))
+                next_z += 1
+
+        try:
+            for i in range(self.n_chunks):
+                count = int(self.counts[i])
+                start, end = int(self.starts[i]), int(self.ends[i])
+                if count == 0:
+                    outs.pop(i, None)
+                    alloc_until = max(alloc_until, i + 1)
+                    yield Chunk(start, end, self._alloc(0))
+                    continue
+                z_need = (int(ends[i]) - 1) // n + 1  # Zarr chunks [0, z_need) hold chunk i
+                # keep the pool busy: also submit the next strax chunk's Zarr chunks (bounded)
+                following = int(ends[min(i + 1, self.n_chunks - 1)])
+                z_ahead = min(max(z_need, (following - 1) // n + 1), z_need + _LOOKAHEAD)
+                submit_through(z_ahead)
+                while done_z < z_need:
+                    submitted.popleft().result()
+                    done_z += 1
+                out = outs.pop(i)
+                self._verify(i, out, start, end)
+                yield Chunk(start, end, out)
+        finally:
+            # the consumer stopped early or a task failed: drop work not started, and wait
+            # for running tasks so none writes into buffers after we return
+            for f in submitted:
+                f.cancel()
+            for f in submitted:
+                if not f.cancelled():
+                    with contextlib.suppress(Exception):
+                        f.result()
+
+    def _decode_to_targets(self, z: int, targets: list[tuple[np.ndarray, slice, slice]]) -> None:
+        """Pool task: decode Zarr chunk ``z`` of every field, copy its rows to ``targets``.
+
+        All fields of one Zarr chunk in one task, copied block by block, so each block of
+        output rows is written while it is in cache (~15% faster than field after field).
+        """
+        n = self.rows_per_chunk
+        decoded = []
+        for spec in self.specs:
+            key = chunk_key(f"{self.path}/{spec.name}", 1 + len(spec.shape), z)
+            raw = self._fetch(key, n * spec.row_nbytes)
+            decoded.append(np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape)))
+        for out, dst, src in targets:
+            pairs = [(out[spec.name], d) for spec, d in zip(self.specs, decoded, strict=True)]
+            for b in range(0, src.stop - src.start, _COPY_BLOCK_ROWS):
+                e = min(b + _COPY_BLOCK_ROWS, src.stop - src.start)
+                d_sl, s_sl = (
+                    slice(dst.start + b, dst.start + e),
+                    slice(src.start + b, src.start + e),
+                )
+                for target, values in pairs:
+                    target[d_sl] = values[s_sl]
+
+    def array(self, time_range: tuple[int, int] | None = None) -> np.ndarray:
+        """All rows (or those inside the time range) as one structured array."""
+        if time_range is not None:
+            parts = [c.data for c in self.chunks(time_range)]
+            return np.concatenate(parts) if parts else self._alloc(0)
+        out = self._alloc(self.n_rows)
+        self._read_into(out, 0, self.n_rows, self.specs, None)
+        for i in range(self.n_chunks):
+            first, count = int(self.first_rows[i]), int(self.counts[i])
+            self._verify(i, out[first : first + count], int(self.starts[i]), int(self.ends[i]))
+        return out

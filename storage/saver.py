@@ -1,0 +1,411 @@
+"""Saver: writes one data set from a stream of strax chunks, in either of two modes.
+
+- iterate: ``saver.save_from(chunks)`` pulls to exhaustion, then ``close()``;
+- send/close: ``saver.send(chunk)`` ... ``saver.close()``, or as a context manager where an
+  exception marks the data set failed (and is re-raised).
+
+Both modes go through ``send``. Each chunk is checked against the chunk laws
+(``chunk.check_chunk``) before anything is buffered; a violation marks the data set failed.
+
+Rows are buffered (by reference, no copy) until a whole Zarr chunk of ``rows_per_chunk`` rows
+is available; then one task per field gathers that field's rows into a contiguous scratch
+buffer, compresses, checksums and writes the chunk on the shared pool (``pool.py``), outside the
+GIL. At most a few Zarr chunks are in flight, so memory stays bounded and ``send`` applies
+backpressure. The array metadata (with the final shape), the chunk index and finally the group
+attributes with ``complete: true`` are written at ``close``; locally the whole directory is
+then renamed into place (see ``catalog.publish``).
+
+Rows handed to ``send`` must not be modified afterwards (chunks are immutable by convention):
+the saver reads them when their Zarr chunk is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import zarr
+
+from storage import catalog
+from storage.backend import Backend, LocalBackend
+from storage.chunk import Chunk, check_chunk
+from storage.codec import encode, scratch
+from storage.dtypes import INDEX_GROUP, FieldSpec, dtype_to_json, field_specs
+from storage.errors import SaverClosedError, StorageError
+from storage.info import DataSetInfo
+from storage.keys import DataKey
+from storage.layout import (
+    ATTRS_KEY,
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_FIELDS,
+    array_metadata,
+    chunk_key,
+    group_metadata,
+    index_metadata,
+    index_path,
+    metadata_json,
+)
+from storage.pool import n_threads, pool
+
+__all__ = ["Saver"]
+
+log = logging.getLogger(__name__)
+
+_INFLIGHT_ZARR_CHUNKS = 3
+"""Zarr chunks (all fields) being compressed/written at once before ``send`` waits."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def exception_text(exc: BaseException) -> str:
+    """Type, message and traceback of ``exc``, as stored in a failed data set's attributes."""
+    return "".join(traceback.format_exception(exc)).rstrip()
+
+
+class Saver:
+    """Writes one data set. Create it with ``Store.saver``.
+
+    One producer thread sends; ``fail`` may also come from another thread (e.g. the pipeline
+    when upstream dies).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        key: DataKey,
+        dtype: np.dtype,
+        metadata: dict[str, Any],
+        *,
+        overwrite: bool,
+        rows_per_chunk: int,
+        level: int,
+    ) -> None:
+        self.key = key
+        self.dtype = dtype
+        self._backend = backend
+        self._metadata = metadata
+        self._overwrite = overwrite
+        self._rows_per_chunk = rows_per_chunk
+        self._level = level
+        self._specs: list[FieldSpec] = field_specs(dtype)
+        self._created = _now()
+        self._state = "open"
+        self._info: DataSetInfo | None = None
+        # fail() may come from another thread (the pipeline, when upstream dies) while the
+        # producer thread is inside send(): one lock keeps the state and the queues consistent
+        self._lock = threading.RLock()
+        # chunk index, one entry per strax chunk
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._first_rows: list[int] = []
+        self._counts: list[int] = []
+        self._n_rows = 0
+        # rows sent but not yet handed to a write task
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+        self._next_zarr_chunk = 0
+        self._inflight: deque[Future[int]] = deque()
+        self._stored_bytes = 0
+
+        if backend.in_place:
+            self._path = key.path
+            backend.delete_tree(self._path)  # Store.saver checked it may be replaced
+        else:
+            self._path = f"{key.run_id}/{key.tmp_dirname()}"
+        try:
+            # the root and the run are plain (empty) Zarr groups, so the store is browsable
+            for parent in ("", key.run_id):
+                doc = catalog.group_json_key(parent) if parent else "zarr.json"
+                if backend.read(doc) is None:
+                    backend.write_atomic(doc, metadata_json(group_metadata({})))
+            self._write_group_attrs("writing")
+        except Exception as e:
+            raise StorageError(
+                f"cannot start writing data set {key} at {backend.where(self._path)}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+
+    # ---------------------------------------------------------------- public API
+    @property
+    def n_rows(self) -> int:
+        """Rows accepted so far."""
+        return self._n_rows
+
+    @property
+    def n_chunks(self) -> int:
+        """Strax chunks accepted so far."""
+        return len(self._starts)
+
+    @property
+    def closed(self) -> bool:
+        """True after ``close`` or ``fail``."""
+        return self._state != "open"
+
+    def send(self, chunk: Chunk) -> None:
+        """Check and buffer one strax chunk; writes whole Zarr chunks as they fill up."""
+        with self._lock:
+            self._send(chunk)
+
+    def _send(self, chunk: Chunk) -> None:
+        self._check_open("send")
+        i = len(self._starts)
+        try:
+            if not isinstance(chunk, Chunk):
+                raise TypeError(
+                    f"data set {self.key} chunk {i}: expected a storage.Chunk, "
+                    f"got {type(chunk).__name__}"
+                )
+            check_chunk(
+                chunk,
+                where=f"data set {self.key} chunk {i}",
+                dtype=self.dtype,
+                previous_end=self._ends[-1] if self._ends else None,
+            )
+            self._reap(block=False)
+            n = len(chunk.data)
+            self._starts.append(chunk.start)
+            self._ends.append(chunk.end)
+            self._first_rows.append(self._n_rows)
+            self._counts.append(n)
+            self._n_rows += n
+            if n:
+                self._pending.append(chunk.data)
+                self._n_pending += n
+            while self._n_pending >= self._rows_per_chunk:
+                self._emit(self._rows_per_chunk)
+        except BaseException as e:
+            self.fail(e)
+            raise
+
+    def close(self) -> DataSetInfo:
+        """Write the remaining rows, the index and ``complete: true``; return the info.
+
+        Calling it again returns the same info. After ``fail`` it raises SaverClosedError.
+        """
+        with self._lock:
+            return self._close()
+
+    def _close(self) -> DataSetInfo:
+        if self._state == "closed" and self._info is not None:
+            return self._info
+        self._check_open("close")
+        try:
+            if self._n_pending:
+                self._emit(self._n_pending)
+            self._reap(block=True)
+            self._write_index()
+            self._write_array_metadata()
+            self._write_group_attrs("complete")
+            if isinstance(self._backend, LocalBackend):
+                catalog.publish(
+                    self._backend,
+                    self.key,
+                    self._path,
+                    complete=True,
+                    overwrite=self._overwrite,
+                )
+            info = catalog.final_info(self._backend, self.key)
+            if info is None or info.status != "complete":
+                raise StorageError(
+                    f"data set {self.key} in {self._backend.url} is not complete after closing"
+                )
+        except BaseException as e:
+            self.fail(e)
+            raise
+        self._state = "closed"
+        self._info = info
+        return info
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the data set failed, recording ``exc`` (type, message, traceback).
+
+        Idempotent, and a no-op after ``close``. Never raises: it runs while another exception
+        is propagating, and a second error must not hide the first (it is logged instead).
+        """
+        with self._lock:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._state != "open":
+            return
+        self._state = "failed"
+        try:
+            self._reap(block=True, ignore_errors=True)
+            self._pending.clear()
+            self._write_group_attrs("failed", exception_text(exc))
+            if isinstance(self._backend, LocalBackend):
+                catalog.publish(
+                    self._backend,
+                    self.key,
+                    self._path,
+                    complete=False,
+                    overwrite=self._overwrite,
+                )
+        except Exception:
+            log.exception("could not record the failure of data set %s", self.key)
+
+    def save_from(self, chunks: Iterable[Chunk]) -> DataSetInfo:
+        """Iterate mode: send every chunk of ``chunks``, then close. Failures mark it failed."""
+        try:
+            for chunk in chunks:
+                self.send(chunk)
+        except BaseException as e:
+            self.fail(e)
+            raise
+        return self.close()
+
+    def __enter__(self) -> Saver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.fail(exc)
+        elif self._state == "open":
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Saver {self.key} {self._state}, {self.n_chunks} chunks, {self.n_rows} rows>"
+
+    # ---------------------------------------------------------------- internals
+    def _check_open(self, what: str) -> None:
+        if self._state != "open":
+            raise SaverClosedError(
+                f"cannot {what}: the saver of data set {self.key} is already {self._state}"
+            )
+
+    def _attrs(self, status: str, exception: str | None = None) -> dict[str, Any]:
+        complete = status == "complete"
+        ours: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "package": "storage",
+            "zarr_version": zarr.__version__,
+            "run_id": self.key.run_id,
+            "data_type": self.key.data_type,
+            "lineage_hash": self.key.lineage_hash,
+            "status": status,
+            "complete": complete,
+            "exception": exception,
+            "dtype": dtype_to_json(self.dtype),
+            "dtype_descr": str(self.dtype.descr),
+            "fields": [s.name for s in self._specs],
+            "n_rows": self._n_rows,
+            "n_chunks": len(self._starts),
+            "start": self._starts[0] if self._starts else None,
+            "end": self._ends[-1] if self._ends else None,
+            "nbytes": self._n_rows * self.dtype.itemsize,
+            "stored_bytes": self._stored_bytes if complete else None,
+            "rows_per_chunk": self._rows_per_chunk,
+            "compressor": {
+                "codecs": ["bytes", "zstd", "crc32c"],
+                "zstd_level": self._level,
+                "checksum": "crc32c",
+            },
+            "index": {"group": INDEX_GROUP, "arrays": list(INDEX_FIELDS)},
+            "created": self._created,
+            "finished": None if status == "writing" else _now(),
+            "metadata": self._metadata,
+        }
+        return {ATTRS_KEY: ours}
+
+    def _emit(self, n: int) -> None:
+        """Hand the next ``n`` pending rows (one Zarr chunk, padded if short) to write tasks."""
+        parts: list[np.ndarray] = []
+        need = n
+        while need:
+            head = self._pending[0]
+            if len(head) <= need:
+                parts.append(self._pending.pop(0))
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self._pending[0] = head[need:]
+                need = 0
+        self._n_pending -= n
+        z = self._next_zarr_chunk
+        self._next_zarr_chunk += 1
+        submit = pool().submit
+        for spec in self._specs:
+            self._inflight.append(submit(self._write_chunk, spec, parts, z))
+        limit = max(_INFLIGHT_ZARR_CHUNKS, n_threads()) * len(self._specs)
+        while len(self._inflight) > limit:
+            self._stored_bytes += self._inflight.popleft().result()
+
+    def _write_chunk(self, spec: FieldSpec, parts: list[np.ndarray], z: int) -> int:
+        """Pool task: gather, compress, checksum and write one field's Zarr chunk ``z``."""
+        buf = scratch((self._rows_per_chunk, *spec.shape), spec.stored)
+        offset = 0
+        for part in parts:
+            buf[offset : offset + len(part)] = part[spec.name]
+            offset += len(part)
+        if offset < len(buf):
+            buf[offset:] = 0  # the last chunk is padded to full size, as Zarr expects
+        frame, crc = encode(buf, self._level)
+        key = chunk_key(f"{self._path}/{spec.name}", 1 + len(spec.shape), z)
+        self._backend.write(key, (frame, crc))
+        return len(frame) + len(crc)
+
+    def _reap(self, *, block: bool, ignore_errors: bool = False) -> None:
+        """Collect finished write tasks (all of them if ``block``); re-raise the first error."""
+        first_error: BaseException | None = None
+        while self._inflight and (block or self._inflight[0].done()):
+            try:
+                self._stored_bytes += self._inflight.popleft().result()
+            except BaseException as e:
+                if first_error is None:
+                    first_error = e
+                if not block:
+                    break
+        if first_error is not None and not ignore_errors:
+            raise first_error
+
+    def _write_index(self) -> None:
+        n = len(self._starts)
+        if n == 0:
+            return
+        for name, values in zip(
+            INDEX_FIELDS, (self._starts, self._ends, self._first_rows, self._counts), strict=True
+        ):
+            frame, crc = encode(np.asarray(values, dtype="<i8"), self._level)
+            self._backend.write(chunk_key(index_path(self._path, name), 1, 0), (frame, crc))
+            self._stored_bytes += len(frame) + len(crc)
+
+    def _write_array_metadata(self) -> None:
+        """Metadata of every field and index array, with the final shapes (before the attrs)."""
+        field_docs = self._metadata.get("fields")
+        write = self._backend.write
+        for spec in self._specs:
+            doc = field_docs.get(spec.name) if isinstance(field_docs, dict) else None
+            meta = array_metadata(
+                spec,
+                self._n_rows,
+                self._rows_per_chunk,
+                self._level,
+                attributes=dict(doc) if isinstance(doc, dict) else None,
+            )
+            write(f"{self._path}/{spec.name}/zarr.json", [metadata_json(meta)])
+        write(f"{self._path}/{INDEX_GROUP}/zarr.json", [metadata_json(group_metadata({}))])
+        index_doc = metadata_json(index_metadata(len(self._starts), self._level))
+        for name in INDEX_FIELDS:
+            write(f"{index_path(self._path, name)}/zarr.json", [index_doc])
+
+    def _write_group_attrs(self, status: str, exception: str | None = None) -> None:
+        """Replace the group's ``zarr.json`` atomically: readers see old or new, never half."""
+        doc = metadata_json(group_metadata(self._attrs(status, exception)))
+        self._backend.write_atomic(catalog.group_json_key(self._path), doc)

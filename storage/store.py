@@ -1,0 +1,235 @@
+"""Store: the public face of the chunk store (find, status, list, info, remove, save, load).
+
+``open_store`` turns what a user writes (a path, ``memory://``, an fsspec URL) into a Store
+over the right backend. The Store itself holds no state besides its backend and its tuning
+(rows per Zarr chunk, zstd level); everything it knows is read from the data sets' attributes,
+so several processes can share one store directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import Store as ZarrStore
+from zarr.storage import FsspecStore, MemoryStore
+
+from storage import catalog
+from storage.backend import Backend, LocalBackend, ZarrBackend
+from storage.chunk import Chunk
+from storage.codec import DEFAULT_LEVEL
+from storage.dtypes import check_storable, rows_per_chunk_for
+from storage.errors import DataExistsError, DataNotFound, StorageError
+from storage.info import DataSetInfo, Status
+from storage.keys import DataKey
+from storage.loader import DataSetReader, check_time_range
+from storage.saver import Saver
+
+__all__ = ["DEFAULT_CHUNK_BYTES", "Store", "open_store"]
+
+DEFAULT_CHUNK_BYTES = 16 * 2**20
+"""Target uncompressed bytes of one Zarr row-chunk (all fields together); see the bench."""
+
+_memory_lock = threading.Lock()
+_memory_stores: dict[str, dict[str, Any]] = {}
+
+
+class Store:
+    """A chunk store rooted somewhere. Build it with ``open_store``."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        rows_per_chunk: int | None = None,
+        zstd_level: int = DEFAULT_LEVEL,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        if rows_per_chunk is not None and (
+            isinstance(rows_per_chunk, bool)
+            or not isinstance(rows_per_chunk, int)
+            or rows_per_chunk < 1
+        ):
+            raise ValueError(f"rows_per_chunk must be a positive integer, got {rows_per_chunk!r}")
+        if (
+            isinstance(zstd_level, bool)
+            or not isinstance(zstd_level, int)
+            or not -7 <= zstd_level <= 22
+        ):
+            raise ValueError(f"zstd_level must be an integer in [-7, 22], got {zstd_level!r}")
+        self.backend = backend
+        self.rows_per_chunk = rows_per_chunk
+        self.zstd_level = zstd_level
+        self.chunk_bytes = chunk_bytes
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, for messages."""
+        return self.backend.url
+
+    @property
+    def readonly(self) -> bool:
+        return self.backend.readonly
+
+    @property
+    def zarr_store(self) -> ZarrStore:
+        """The underlying Zarr store: ``zarr.open_group(store.zarr_store, path=key.path)``."""
+        return self.backend.zarr_store
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r}{', readonly' if self.readonly else ''})"
+
+    # ---------------------------------------------------------------- queries
+    def find(self, key: DataKey) -> DataSetInfo | None:
+        """The data set under ``key`` if it is complete, else None."""
+        info = catalog.final_info(self.backend, _check_key(key))
+        return info if info is not None and info.status == "complete" else None
+
+    def status(self, key: DataKey) -> Status:
+        """``absent``, ``writing`` (incl. a killed writer's leftovers), ``failed``, ``complete``."""
+        return catalog.status(self.backend, _check_key(key))
+
+    def list(self, run_id: str | None = None, data_type: str | None = None) -> list[DataSetInfo]:
+        """Every data set, any status (local leftovers of writers show as ``writing``)."""
+        return catalog.list_infos(self.backend, run_id, data_type)
+
+    def info(self, key: DataKey) -> DataSetInfo:
+        """The data set under ``key`` in whatever status; DataNotFound if there is none."""
+        key = _check_key(key)
+        info = catalog.final_info(self.backend, key)
+        if info is not None:
+            return info
+        for path in catalog.tmp_dirs(self.backend, key):
+            return catalog.info_at(self.backend, key, path, writing=True)
+        raise DataNotFound(f"no data set {key} in {self.url}")
+
+    def zarr_group(self, key: DataKey) -> zarr.Group:
+        """The data set's Zarr group, opened read-only with plain Zarr (for inspection)."""
+        key = _check_key(key)
+        if catalog.final_info(self.backend, key) is None:
+            raise DataNotFound(f"no data set {key} in {self.url}")
+        return zarr.open_group(self.backend.zarr_store, path=key.path, mode="r")
+
+    # ---------------------------------------------------------------- changes
+    def remove(self, key: DataKey) -> None:
+        """Delete the data set under ``key`` (any status); DataNotFound if there is none."""
+        key = _check_key(key)
+        self._check_writable(f"remove {key}")
+        catalog.remove(self.backend, key)
+
+    def saver(
+        self,
+        key: DataKey,
+        dtype: Any,
+        metadata: dict[str, Any],
+        *,
+        overwrite: bool = False,
+    ) -> Saver:
+        """A Saver writing rows of ``dtype`` under ``key``, recording ``metadata`` (JSON dict).
+
+        A complete data set already under ``key`` raises DataExistsError unless ``overwrite``;
+        a failed or incomplete one is replaced. If ``metadata`` has ``"fields": {name:
+        {"description": ..., "unit": ...}}``, those become attributes of the field arrays.
+        """
+        key = _check_key(key)
+        self._check_writable(f"save {key}")
+        dt = check_storable(dtype, where=f"data set {key}")
+        if not isinstance(metadata, dict):
+            raise TypeError(
+                f"data set {key}: metadata must be a dict, got {type(metadata).__name__}"
+            )
+        try:
+            metadata = json.loads(json.dumps(metadata, allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"data set {key}: metadata is not plain JSON: {e}") from None
+        existing = catalog.final_info(self.backend, key)
+        if existing is not None and existing.status == "complete" and not overwrite:
+            raise DataExistsError(
+                f"data set {key} already exists and is complete in {self.url}; "
+                "pass overwrite=True to replace it"
+            )
+        rows = self.rows_per_chunk or rows_per_chunk_for(dt, self.chunk_bytes)
+        return Saver(
+            self.backend,
+            key,
+            dt,
+            metadata,
+            overwrite=overwrite,
+            rows_per_chunk=rows,
+            level=self.zstd_level,
+        )
+
+    # ---------------------------------------------------------------- loading
+    def load(self, key: DataKey, time_range: tuple[int, int] | None = None) -> Iterator[Chunk]:
+        """Strax chunks of a complete data set in stored order (trimmed to ``time_range``).
+
+        Raises DataNotFound at once if the data set is not complete, DataCorrupted (at once or
+        while iterating) if it disagrees with itself.
+        """
+        tr = check_time_range(time_range)
+        return DataSetReader(self.backend, _check_key(key)).chunks(tr)
+
+    def load_array(self, key: DataKey, time_range: tuple[int, int] | None = None) -> np.ndarray:
+        """All rows of a complete data set (or those fully inside ``time_range``)."""
+        tr = check_time_range(time_range)
+        return DataSetReader(self.backend, _check_key(key)).array(tr)
+
+    def _check_writable(self, what: str) -> None:
+        if self.readonly:
+            raise StorageError(f"cannot {what}: store {self.url} is read-only")
+
+
+def _check_key(key: object) -> DataKey:
+    if not isinstance(key, DataKey):
+        raise TypeError(f"expected a storage.DataKey, got {type(key).__name__} {key!r}")
+    return key
+
+
+def open_store(
+    location: str | os.PathLike[str] | Store,
+    *,
+    readonly: bool = False,
+    rows_per_chunk: int | None = None,
+    zstd_level: int = DEFAULT_LEVEL,
+    storage_options: dict[str, Any] | None = None,
+) -> Store:
+    """Open a store at a local path, ``memory://[name]`` or an fsspec URL; a Store passes through.
+
+    - a path (str without ``://`` or PathLike): local directory, written via temporary
+      directories renamed into place (crash-safe);
+    - ``memory://``: a fresh in-memory store; ``memory://<name>``: the process-wide in-memory
+      store of that name (so two ``open_store`` calls can share one);
+    - any other URL (``file://``, ``s3://``, ...): Zarr's fsspec store, written in place.
+    """
+    if isinstance(location, Store):
+        return location
+    kwargs: dict[str, Any] = {"rows_per_chunk": rows_per_chunk, "zstd_level": zstd_level}
+    if not isinstance(location, str):
+        return Store(LocalBackend(location, readonly=readonly), **kwargs)
+    if "://" not in location:
+        if not location or "\x00" in location:
+            raise ValueError(f"invalid store location {location!r}")
+        return Store(LocalBackend(location, readonly=readonly), **kwargs)
+    if location.startswith("memory://"):
+        name = location[len("memory://") :]
+        with _memory_lock:
+            if name:
+                contents = _memory_stores.setdefault(name, {})
+            else:
+                contents = {}
+                name = f"anonymous-{id(contents):x}"
+        store = MemoryStore(contents, read_only=readonly)
+        return Store(ZarrBackend(store, f"memory://{name}"), **kwargs)
+    options = dict(storage_options or {})
+    if location.startswith(("file://", "local://")):
+        options.setdefault("auto_mkdir", True)  # fsspec's local filesystem needs parent dirs
+    try:
+        fs_store = FsspecStore.from_url(location, storage_options=options, read_only=readonly)
+    except Exception as e:
+        raise StorageError(f"cannot open store {location!r}: {type(e).__name__}: {e}") from e
+    return Store(ZarrBackend(fs_store, location), **kwargs)
