@@ -1,0 +1,253 @@
+"""A small progress bar for long runs, fed by the run's statistics listeners.
+
+``Context.get_array / iter_chunks / make`` take ``progress: bool | None``: ``None`` (the
+default) shows the bar only when stderr is a terminal, so scripts, pipes, CI and notebooks'
+captured output stay quiet; ``True`` forces it, ``False`` silences it.
+
+The bar counts the data *entering* the pipeline (chunks of source plugins and loaders): rows,
+megabytes and chunks, with their rates. When the end of the run is known in advance (a stored
+data set's end time, or a source plugin's ``run_end(run_id)`` hook) it also shows the fraction
+done and an ETA: progress is the end time of the latest chunk read, relative to the run's span.
+
+Nothing here touches the data: the bar only reads ``(component name, chunk)`` events that both
+executors report to ``RunStats`` (``graph.stats``), whose ``summary()`` gives the per-component
+timing table at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
+
+from storage.chunk import Chunk
+
+if TYPE_CHECKING:  # pragma: no cover
+    from strax_decl.context import Context
+    from strax_decl.graph import Graph
+    from strax_decl.resolver import Plan
+
+__all__ = ["ProgressBar", "format_count", "format_duration", "progress_bar", "track"]
+
+BAR_CHARS = " ▏▎▍▌▋▊▉█"
+
+
+def format_count(n: float) -> str:
+    """``1234567`` -> ``1.23M``: short counts for the bar."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` -> ``1:15``, ``3725`` -> ``1:02:05``."""
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class ProgressBar:
+    """One line on ``stream`` showing what has entered the pipeline, redrawn as chunks arrive.
+
+    Use it as a ``RunStats`` listener (it is callable as ``bar(component, chunk)``) and call
+    ``close()`` at the end. ``inputs`` names the components whose chunks are counted (sources
+    and loaders); ``span`` is ``(run start, run end)`` in ns if known, for the ETA. On a
+    terminal the line is redrawn in place; elsewhere a line is written every ``interval``
+    seconds. Nothing is drawn during the first ``delay`` seconds (fast runs do not flicker),
+    but ``close()`` always writes the final line.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        inputs: set[str] | None = None,
+        span: tuple[int | None, int | None] = (None, None),
+        stream: TextIO | None = None,
+        interval: float | None = None,
+        delay: float = 0.5,
+        width: int | None = None,
+    ) -> None:
+        self.label = label
+        self.inputs = inputs
+        self.run_start, self.run_end = span
+        self.stream: TextIO = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
+        self.delay = delay
+        self.width = width
+        self.started = time.perf_counter()
+        self.rows = 0
+        self.nbytes = 0
+        self.chunks = 0
+        self.frontier: int | None = None  # end time of the latest chunk read
+        self.first_start: int | None = None
+        self._last_draw = -1e9
+        self._drawn = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ feeding
+
+    def __call__(self, component: str, chunk: Chunk) -> None:
+        """RunStats listener: count ``chunk`` if ``component`` brings data in; maybe redraw."""
+        if self.inputs is not None and component not in self.inputs:
+            return
+        with self._lock:
+            self.rows += len(chunk)
+            self.nbytes += chunk.nbytes
+            self.chunks += 1
+            if self.first_start is None or chunk.start < self.first_start:
+                self.first_start = chunk.start
+            if self.frontier is None or chunk.end > self.frontier:
+                self.frontier = chunk.end
+            now = time.perf_counter()
+            if (
+                not self._closed
+                and now - self.started >= self.delay
+                and now - self._last_draw >= self.interval
+            ):
+                self._draw(now)
+
+    def close(self) -> None:
+        """Write the final line (once)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._draw(time.perf_counter(), final=True)
+
+    # ------------------------------------------------------------------ rendering
+
+    @property
+    def fraction(self) -> float | None:
+        """Fraction of the run's time span read so far, if the run's end is known."""
+        start = self.run_start if self.run_start is not None else self.first_start
+        if self.run_end is None or start is None or self.frontier is None:
+            return None
+        if self.run_end <= start:
+            return 1.0
+        return min(max((self.frontier - start) / (self.run_end - start), 0.0), 1.0)
+
+    def render(self, now: float | None = None, *, final: bool = False) -> str:
+        """The line as it would be drawn at time ``now``."""
+        now = time.perf_counter() if now is None else now
+        elapsed = max(now - self.started, 1e-9)
+        frac = self.fraction
+        figures = f"{format_count(self.rows)} rows {self.nbytes / 1e6:.1f} MB {self.chunks} chunks"
+        rates = (
+            f"{format_count(self.rows / elapsed)} rows/s {self.nbytes / 1e6 / elapsed:.1f} MB/s "
+            f"{self.chunks / elapsed:.1f} chunks/s"
+        )
+        if final:
+            timing = f"done in {format_duration(elapsed)}"
+        elif frac is not None and frac > 0:
+            timing = f"ETA {format_duration(elapsed * (1 - frac) / frac)}"
+        else:
+            timing = f"{format_duration(elapsed)} elapsed"
+        mbps = f"{self.nbytes / 1e6 / elapsed:.1f} MB/s"
+        tails = [  # most detailed first; the first that fits next to a bar wins
+            f"{figures} | {rates} | {timing}",
+            f"{format_count(self.rows)} rows {self.nbytes / 1e6:.1f} MB | {mbps} | {timing}",
+            f"{self.nbytes / 1e6:.1f} MB | {timing}",
+        ]
+        head = self.label + (f" {frac:4.0%}" if frac is not None else "")
+        total = self.width or (shutil.get_terminal_size((100, 20)).columns if self.tty else 160)
+        line = ""
+        for tail in tails:
+            room = total - len(head) - len(tail) - 4
+            if frac is not None and room >= 20:
+                line = f"{head} |{_bar(frac, min(room, 30))}| {tail}"
+                break
+            if frac is None and room >= 0:
+                line = f"{head} {tail}"
+                break
+        if not line:
+            line = f"{head} {tails[-1]}"
+        return line if len(line) <= total or not self.tty else line[: total - 1]
+
+    def _draw(self, now: float, final: bool = False) -> None:
+        line = self.render(now, final=final)
+        if self.tty:
+            self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._last_draw = now
+        self._drawn = True
+
+
+def _bar(frac: float, width: int) -> str:
+    eighths = round(frac * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (BAR_CHARS[part] if full < width else "")
+    return text.ljust(width)
+
+
+def enabled(progress: bool | None, stream: TextIO | None = None) -> bool:
+    """``progress`` if given, else whether ``stream`` (default stderr) is a terminal."""
+    if progress is not None:
+        return bool(progress)
+    s = stream if stream is not None else sys.stderr
+    return bool(getattr(s, "isatty", lambda: False)())
+
+
+def progress_bar(
+    ctx: Context,
+    plan: Plan,
+    graph: Graph,
+    progress: bool | None,
+    stream: TextIO | None = None,
+) -> ProgressBar | None:
+    """A bar listening to ``graph.stats`` for this run, or None if progress is off."""
+    if not enabled(progress, stream):
+        return None
+    inputs: set[str] = set()
+    starts: list[int | None] = []
+    ends: list[int | None] = []
+    for data_type, step in plan.steps.items():
+        if step.action == "load":
+            inputs.add(f"load {data_type}")
+            info = next((i for s in ctx.stores if (i := s.find(step.key)) is not None), None)
+            starts.append(info.start if info is not None else None)
+            ends.append(info.end if info is not None else None)
+            continue
+        plugin_cls = ctx.registry.provider(data_type)
+        if plugin_cls.is_source and plugin_cls.name not in inputs:
+            inputs.add(plugin_cls.name)
+            try:
+                plugin = plugin_cls(ctx.options[plugin_cls.name], plan.run_id)
+                ends.append(plugin.run_end(plan.run_id))
+            except Exception:
+                ends.append(None)
+            starts.append(None)
+    known_ends = [e for e in ends if e is not None]
+    end = max(known_ends) if known_ends and len(known_ends) == len(ends) else None
+    known_starts = [s for s in starts if s is not None]
+    start = min(known_starts) if known_starts and len(known_starts) == len(starts) else None
+    targets = plan.targets
+    label = f"{plan.run_id} " + (
+        ", ".join(targets) if len(targets) <= 2 else f"({len(targets)} targets)"
+    )
+    bar = ProgressBar(label, inputs=inputs or None, span=(start, end), stream=stream)
+    graph.stats.listeners.append(bar)
+    return bar
+
+
+def track(chunks: Iterator[Chunk], bar: ProgressBar | None) -> Iterator[Chunk]:
+    """Pass ``chunks`` through; close ``bar`` when they end (or the caller stops)."""
+    if bar is None:
+        return chunks
+    return _tracked(chunks, bar)
+
+
+def _tracked(chunks: Iterator[Chunk], bar: ProgressBar) -> Iterator[Chunk]:
+    try:
+        yield from chunks
+    finally:
+        bar.close()
