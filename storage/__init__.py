@@ -14,7 +14,9 @@ Layout: ``<root>/<run_id>/<data_type>-<lineage_hash>/`` is one Zarr group with o
 field; see ``storage.layout``.
 """
 
+from storage.backend import StorageIOError, UnsafePath
 from storage.chunk import Chunk, ChunkLawViolation, check_chunk, endtimes, time_fields_problem
+from storage.claims import Claim, ClaimHeld, ClaimInfo, ClaimTimeout, WriterGone
 from storage.errors import (
     DataCorrupted,
     DataExistsError,
@@ -31,6 +33,10 @@ from storage.store import Store, open_store
 __all__ = [
     "Chunk",
     "ChunkLawViolation",
+    "Claim",
+    "ClaimHeld",
+    "ClaimInfo",
+    "ClaimTimeout",
     "DataCorrupted",
     "DataExistsError",
     "DataKey",
@@ -40,7 +46,10 @@ __all__ = [
     "SaverClosedError",
     "Status",
     "StorageError",
+    "StorageIOError",
     "Store",
+    "UnsafePath",
+    "WriterGone",
     "check_chunk",
     "endtimes",
     "open_store",

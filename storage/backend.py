@@ -11,13 +11,23 @@ can promise:
   is the only truth.
 
 Zarr metadata documents are always created through ``zarr_store`` with Zarr's own API.
+
+Safety of local paths: every key is a relative ``/``-separated path; ``..``, ``.``, empty and
+NUL components are refused, and so is any *symbolic link* below the root (the root itself may
+be a link). A store can therefore never read, write, list into or delete anything outside its
+root, whatever someone put into it by hand. Operating-system errors (disk full, permission
+denied, a file where a directory should be) are raised as ``StorageIOError``, which is both a
+``StorageError`` and an ``OSError`` (``errno`` kept) and names the path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as errno_mod
 import os
 import shutil
+import stat
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -28,9 +38,32 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-__all__ = ["Backend", "LocalBackend", "ZarrBackend"]
+from storage.errors import StorageError
+
+__all__ = ["Backend", "LocalBackend", "StorageIOError", "UnsafePath", "ZarrBackend"]
 
 Bytes = bytes | bytearray | memoryview
+
+
+class StorageIOError(StorageError, OSError):
+    """The operating system refused a store operation (disk full, permission denied, ...).
+
+    An ``OSError`` too: ``errno``, ``strerror`` and ``filename`` (the full path) are kept.
+    """
+
+    def __str__(self) -> str:
+        code = errno_mod.errorcode.get(self.errno or 0, "?")
+        return f"{self.strerror} [{code}, errno {self.errno}]: {self.filename}"
+
+
+class UnsafePath(StorageError):
+    """A key would leave the store root (``..``, a symbolic link below the root, ...)."""
+
+
+def io_error(exc: OSError, action: str, path: object) -> StorageIOError:
+    """``exc`` as a StorageIOError saying what was being done to which path."""
+    what = exc.strerror or type(exc).__name__
+    return StorageIOError(exc.errno or 0, f"cannot {action}: {what}", str(path))
 
 
 class Backend(ABC):
@@ -59,6 +92,16 @@ class Backend(ABC):
         buf = default_buffer_prototype().buffer.from_bytes(data)
         sync(self.zarr_store.set(key, buf))
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` holding ``data`` unless it exists; True if this call created it.
+
+        Atomic where the store can do it (local files, memory); elsewhere best effort.
+        """
+        if self.read(key) is not None:
+            return False
+        self.write(key, [data])
+        return True
+
     @abstractmethod
     def children(self, prefix: str) -> list[str]:
         """Names directly under ``prefix`` ("" for the root); [] if there is nothing there."""
@@ -67,6 +110,10 @@ class Backend(ABC):
     def delete_tree(self, prefix: str) -> None:
         """Delete everything under ``prefix`` (no error if nothing is there)."""
 
+    def delete(self, key: str) -> None:
+        """Delete the single object ``key`` (no error if it is not there)."""
+        sync(self.zarr_store.delete(key))
+
     def rename_tree(self, src: str, dst: str) -> None:
         """Atomically move ``src`` to the (absent) ``dst``; only where ``in_place`` is False."""
         raise NotImplementedError(f"{type(self).__name__} cannot rename")
@@ -74,6 +121,21 @@ class Backend(ABC):
     def exists_tree(self, prefix: str) -> bool:
         """Whether anything is stored under ``prefix``."""
         return bool(self.children(prefix))
+
+    def mtime(self, key: str) -> float | None:
+        """Last modification time of ``key`` (seconds since the epoch), None if unknown."""
+        return None
+
+    def touch(self, key: str) -> None:  # noqa: B027 - optional, a no-op by default
+        """Set the modification time of ``key`` to now (where the store has one)."""
+
+
+def _check_relative(key: str) -> list[str]:
+    parts = key.split("/") if key else []
+    for part in parts:
+        if part in ("", ".", "..") or "\x00" in part:
+            raise UnsafePath(f"invalid store key {key!r}: empty, '.', '..' or NUL component")
+    return parts
 
 
 class LocalBackend(Backend):
@@ -87,64 +149,210 @@ class LocalBackend(Backend):
         self.readonly = readonly
         self.zarr_store = LocalStore(self.root, read_only=readonly)
 
+    # ------------------------------------------------------------------ path safety
+    def safe_path(self, key: str, *, final_may_be_link: bool = False) -> Path:
+        """``root/key`` after checking that no existing component below the root is a symlink.
+
+        With ``final_may_be_link`` the last component may be a link (to delete or rename the
+        link itself, which never touches its target).
+        """
+        parts = _check_relative(key)
+        path = self.root
+        for i, part in enumerate(parts):
+            path = path / part
+            if final_may_be_link and i == len(parts) - 1:
+                break
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return self.root.joinpath(*parts)  # nothing further exists: nothing to follow
+            except OSError as e:
+                raise io_error(e, "inspect", path) from e
+            if stat.S_ISLNK(mode):
+                raise UnsafePath(
+                    f"refusing to follow the symbolic link {path} -> {os.readlink(path)!r} "
+                    f"inside store {self.root}"
+                )
+        return path
+
     def path(self, key: str) -> Path:
-        return self.root / key
+        return self.safe_path(key)
 
     def where(self, key: str) -> str:
         return str(self.root / key)
 
-    def read(self, key: str) -> bytes | None:
+    def is_link(self, key: str) -> bool:
+        """Whether ``key`` itself is a symbolic link (never followed)."""
         try:
-            with open(self.root / key, "rb") as f:
-                return f.read()
+            return stat.S_ISLNK(os.lstat(self.safe_path(key, final_may_be_link=True)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as e:
+            raise io_error(e, "inspect", self.root / key) from e
+
+    # ------------------------------------------------------------------ objects
+    def read(self, key: str) -> bytes | None:
+        path = self.safe_path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
+        except OSError as e:
+            if e.errno == errno_mod.ELOOP:
+                raise UnsafePath(
+                    f"refusing to follow the symbolic link {path} inside store {self.root}"
+                ) from None
+            raise io_error(e, "read", path) from e
+        try:
+            with open(fd, "rb") as f:
+                return f.read()
+        except IsADirectoryError:
+            return None
+        except OSError as e:
+            raise io_error(e, "read", path) from e
+
+    def _open_new(self, path: Path, flags: int) -> int:
+        try:
+            return os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise io_error(e, "create directory", path.parent) from e
+            return os.open(path, flags, 0o666)
 
     def write(self, key: str, parts: Sequence[Bytes]) -> None:
-        path = self.root / key
+        path = self.safe_path(key)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         try:
-            f = open(path, "wb")  # noqa: SIM115 - closed below, after the directory retry
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(path, "wb")  # noqa: SIM115
-        with f:
-            for part in parts:
-                f.write(part)
+            fd = self._open_new(path, flags)
+            with open(fd, "wb") as f:
+                for part in parts:
+                    f.write(part)
+        except StorageError:
+            raise
+        except OSError as e:
+            raise io_error(e, "write", path) from e
 
     def write_atomic(self, key: str, data: bytes) -> None:
-        path = self.root / key
+        path = self.safe_path(key)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
         try:
             self.write(str(tmp.relative_to(self.root)), [data])
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise io_error(e, "replace", path) from e
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 tmp.unlink()
 
-    def children(self, prefix: str) -> list[str]:
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self.safe_path(key)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         try:
-            with os.scandir(self.root / prefix) as it:
+            fd = self._open_new(path, flags)
+        except FileExistsError:
+            return False
+        except StorageError:
+            raise
+        except OSError as e:
+            raise io_error(e, "create", path) from e
+        try:
+            with open(fd, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise io_error(e, "write", path) from e
+        return True
+
+    def delete(self, key: str) -> None:
+        path = self.safe_path(key, final_may_be_link=True)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as e:
+            raise io_error(e, "delete", path) from e
+
+    def mtime(self, key: str) -> float | None:
+        path = self.safe_path(key, final_may_be_link=True)
+        try:
+            return os.lstat(path).st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise io_error(e, "inspect", path) from e
+
+    def touch(self, key: str) -> None:
+        path = self.safe_path(key)
+        now = time.time()
+        try:
+            os.utime(path, (now, now), follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as e:
+            raise io_error(e, "touch", path) from e
+
+    # ------------------------------------------------------------------ trees
+    def children(self, prefix: str) -> list[str]:
+        path = self.safe_path(prefix)  # refuses a link anywhere below the root, prefix included
+        try:
+            with os.scandir(path) as it:
                 return [e.name for e in it]
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as e:
+            raise io_error(e, "list", path) from e
 
     def is_dir(self, key: str) -> bool:
-        return (self.root / key).is_dir()
+        try:
+            return stat.S_ISDIR(os.lstat(self.safe_path(key)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def delete_tree(self, prefix: str) -> None:
-        path = self.root / prefix
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=False)
-        else:
-            with contextlib.suppress(FileNotFoundError):
+        """Delete ``prefix``; a symbolic link is unlinked, never followed (nor anything in it)."""
+        path = self.safe_path(prefix, final_may_be_link=True)
+        try:
+            mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as e:
+            raise io_error(e, "inspect", path) from e
+        try:
+            if stat.S_ISDIR(mode):
+                # rmtree never follows symbolic links inside the tree (fd-based on Linux)
+                shutil.rmtree(path)
+            else:
                 path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise io_error(e, "delete", getattr(e, "filename", None) or path) from e
 
     def rename_tree(self, src: str, dst: str) -> None:
         # os.rename of a directory fails if dst exists and is non-empty: never clobbers.
-        os.rename(self.root / src, self.root / dst)
+        a = self.safe_path(src, final_may_be_link=True)
+        b = self.safe_path(dst, final_may_be_link=True)
+        try:
+            os.rename(a, b)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            if e.errno in (errno_mod.ENOTEMPTY, errno_mod.EEXIST):
+                raise
+            raise io_error(e, f"rename {a} to", b) from e
 
     def exists_tree(self, prefix: str) -> bool:
-        return (self.root / prefix).exists()
+        try:
+            os.lstat(self.safe_path(prefix, final_may_be_link=True))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as e:
+            raise io_error(e, "inspect", self.root / prefix) from e
+        return True
 
 
 class ZarrBackend(Backend):
@@ -158,21 +366,33 @@ class ZarrBackend(Backend):
         self.readonly = bool(store.read_only)
 
     def read(self, key: str) -> bytes | None:
+        _check_relative(key)
         buf = sync(self.zarr_store.get(key, prototype=default_buffer_prototype()))
         return None if buf is None else buf.to_bytes()
 
     def write(self, key: str, parts: Sequence[Bytes]) -> None:
+        _check_relative(key)
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         buf = default_buffer_prototype().buffer.from_bytes(
             data if isinstance(data, bytes) else bytes(data)
         )
         sync(self.zarr_store.set(key, buf))
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        # atomic for MemoryStore (dict.setdefault); exists-then-set for fsspec (best effort)
+        _check_relative(key)
+        buf = default_buffer_prototype().buffer.from_bytes(data)
+        sync(self.zarr_store.set_if_not_exists(key, buf))
+        return self.read(key) == data
+
     def children(self, prefix: str) -> list[str]:
+        _check_relative(prefix)
+
         async def collect() -> list[str]:
             return [name async for name in self.zarr_store.list_dir(prefix)]
 
         return sorted({name.strip("/") for name in sync(collect()) if name.strip("/")})
 
     def delete_tree(self, prefix: str) -> None:
+        _check_relative(prefix)
         sync(self.zarr_store.delete_dir(prefix))

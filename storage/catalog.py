@@ -1,43 +1,145 @@
-"""Finding data sets in a backend: status of a key, listing, removal, publishing.
+"""Finding data sets in a backend: status of a key, listing, removal, publishing, leftovers.
 
 The rules that decide what a reader may trust live here, in one place:
 
-- a data set is *complete* only if its group attributes (written last) say so;
-- locally, a directory ``<run>/.tmp-<data_type>-<hash>-<uuid>`` is a data set being written
-  (or left behind by a killed writer): reported as ``writing``, never loaded;
+- a data set is *complete* only if its group attributes (written last) say so, and they name
+  the key it is stored under (a renamed or copied directory is not trusted);
+- locally, a directory ``<run>/.tmp-<data_type>-<hash>-<uuid>`` is a data set being written:
+  reported as ``writing`` while its writer runs, as ``failed`` once the writer is known to be
+  dead (a killed process); never loaded. The same holds for in-place stores, where a data set
+  being written has ``status: writing`` attributes at its final path;
 - a finished write is published by renaming its temporary directory to the final name; an
   older failed data set there is first renamed to ``.trash-...`` and then deleted. A failed
-  write never replaces a complete data set.
+  write never replaces a complete data set;
+- leftovers (temporary directories of dead writers, ``.trash-`` directories of interrupted
+  removals) are deleted by the next writer that claims the key, and by ``remove``.
+
+Whether a writer is alive: its process identity is recorded in the attributes it writes first
+(``writer``); on this host its pid is checked; for a writer on another host, a live claim
+(``storage.claims``) on the key says it is still at work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 import uuid
+from typing import Any
 
-from storage.backend import Backend, LocalBackend
-from storage.errors import DataNotFound
+from storage.backend import Backend, LocalBackend, UnsafePath
+from storage.claims import UNREADABLE_GRACE, Claims, identity_alive, is_this_process
+from storage.errors import DataNotFound, StorageError
 from storage.info import DataSetInfo, Status, info_from_group_json
-from storage.keys import TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
+from storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
+from storage.layout import ATTRS_KEY
 from storage.names import validate_name
 
-__all__ = ["final_info", "list_infos", "publish", "remove", "status", "tmp_dirs"]
+__all__ = [
+    "cleanup_leftovers",
+    "final_info",
+    "list_infos",
+    "publish",
+    "remove",
+    "status",
+    "tmp_dirs",
+    "trash_dirs",
+]
+
+log = logging.getLogger(__name__)
 
 
 def group_json_key(path: str) -> str:
     return f"{path}/zarr.json"
 
 
+def _ours(info: DataSetInfo) -> dict[str, Any]:
+    ours = info.attrs.get(ATTRS_KEY) if isinstance(info.attrs, dict) else None
+    return ours if isinstance(ours, dict) else {}
+
+
+def _failed(info: DataSetInfo, why: str) -> DataSetInfo:
+    return dataclasses.replace(info, status="failed", exception=why)
+
+
+def _young(backend: Backend, path: str) -> bool:
+    """Created less than ``UNREADABLE_GRACE`` seconds ago (a writer may still be starting)."""
+    mtime = backend.mtime(path)
+    return mtime is not None and time.time() - mtime < UNREADABLE_GRACE
+
+
+def _writer_alive(
+    backend: Backend, key: DataKey, info: DataSetInfo, path: str
+) -> tuple[bool, str]:
+    """Is the writer of this (status ``writing``) data set alive? And if not, why not."""
+    writer = _ours(info).get("writer")
+    alive = identity_alive(writer)
+    if alive is True:
+        return True, ""
+    if alive is False:
+        assert isinstance(writer, dict)
+        return False, (
+            f"its writer (pid {writer.get('pid')} on host {writer.get('host')}) stopped "
+            "before finishing (killed?)"
+        )
+    if not writer and _young(backend, path):
+        return True, ""  # just created: its writer records itself in a moment
+    holder = Claims(backend).holder(key)
+    if holder is not None and not holder.stale:
+        return True, ""
+    return False, "its writer stopped before finishing and nobody holds a claim on it"
+
+
+def _checked(
+    backend: Backend, key: DataKey, info: DataSetInfo, path: str, *, tmp: bool
+) -> DataSetInfo:
+    """Apply the trust rules the raw attributes cannot express (see module doc)."""
+    ours = _ours(info)
+    if ours:
+        stored_as = (ours.get("run_id"), ours.get("data_type"), ours.get("lineage_hash"))
+        if stored_as != (key.run_id, key.data_type, key.lineage_hash):
+            return _failed(
+                info,
+                f"its attributes describe {'/'.join(map(str, stored_as))}, but it is stored "
+                f"as {key} (moved, copied or edited by hand): not trusted",
+            )
+    if info.status == "writing":
+        if not tmp and not backend.in_place:
+            return _failed(info, "it was published without completion attributes")
+        alive, why = _writer_alive(backend, key, info, path)
+        if not alive:
+            return _failed(info, why)
+    return info
+
+
 def info_at(backend: Backend, key: DataKey, path: str, *, writing: bool = False) -> DataSetInfo:
-    raw = backend.read(group_json_key(path))
-    return info_from_group_json(key, raw, backend.where(path), writing=writing)
+    where = backend.where(path)
+    try:
+        raw = backend.read(group_json_key(path))
+    except UnsafePath as e:
+        return DataSetInfo(key, "failed", exception=str(e), location=where)
+    info = info_from_group_json(key, raw, where, writing=writing)
+    return _checked(backend, key, info, path, tmp=writing)
 
 
 def final_info(backend: Backend, key: DataKey) -> DataSetInfo | None:
     """Info of the data set at the key's final path, or None if nothing is there."""
-    raw = backend.read(group_json_key(key.path))
+    try:
+        raw = backend.read(group_json_key(key.path))
+    except UnsafePath as e:
+        return DataSetInfo(key, "failed", exception=str(e), location=backend.where(key.path))
     if raw is None and not backend.exists_tree(key.path):
         return None
-    return info_from_group_json(key, raw, backend.where(key.path))
+    info = info_from_group_json(key, raw, backend.where(key.path))
+    return _checked(backend, key, info, key.path, tmp=False)
+
+
+def _children(backend: Backend, prefix: str) -> list[str]:
+    try:
+        return backend.children(prefix)
+    except UnsafePath as e:
+        log.warning("skipping %s", e)
+        return []
 
 
 def tmp_dirs(backend: Backend, key: DataKey) -> list[str]:
@@ -46,24 +148,51 @@ def tmp_dirs(backend: Backend, key: DataKey) -> list[str]:
         return []
     return [
         f"{key.run_id}/{name}"
-        for name in backend.children(key.run_id)
+        for name in _children(backend, key.run_id)
         if parse_tmp_dirname(key.run_id, name) == key
     ]
 
 
+def parse_trash_dirname(run_id: str, name: str) -> DataKey | None:
+    """The key whose removal left the ``.trash-`` directory ``name``, or None."""
+    if not name.startswith(TRASH_PREFIX):
+        return None
+    return parse_tmp_dirname(run_id, TMP_PREFIX + name[len(TRASH_PREFIX) :])
+
+
+def trash_dirs(backend: Backend, key: DataKey) -> list[str]:
+    """Paths of ``.trash-`` directories of ``key`` (interrupted removals or replacements)."""
+    if backend.in_place:
+        return []
+    return [
+        f"{key.run_id}/{name}"
+        for name in _children(backend, key.run_id)
+        if parse_trash_dirname(key.run_id, name) == key
+    ]
+
+
+def tmp_infos(backend: Backend, key: DataKey) -> list[DataSetInfo]:
+    return [info_at(backend, key, path, writing=True) for path in tmp_dirs(backend, key)]
+
+
 def status(backend: Backend, key: DataKey) -> Status:
-    """``complete`` beats ``writing`` (a new attempt in progress) beats ``failed``."""
+    """``complete`` beats ``writing`` (a live writer at work) beats ``failed``."""
     info = final_info(backend, key)
     if info is not None and info.status == "complete":
         return "complete"
-    if tmp_dirs(backend, key):
+    if info is not None and info.status == "writing":
         return "writing"
-    return "absent" if info is None else info.status
+    states = {i.status for i in tmp_infos(backend, key)}
+    if "writing" in states:
+        return "writing"
+    if info is not None:
+        return info.status
+    return "failed" if states else "absent"
 
 
 def _runs(backend: Backend) -> list[str]:
     runs = []
-    for name in backend.children(""):
+    for name in _children(backend, ""):
         try:
             validate_name("run_id", name)
         except ValueError:
@@ -75,14 +204,15 @@ def _runs(backend: Backend) -> list[str]:
 def list_infos(
     backend: Backend, run_id: str | None = None, data_type: str | None = None
 ) -> list[DataSetInfo]:
-    """Every data set (any status), sorted by key; local temporary dirs show as ``writing``."""
+    """Every data set (any status), sorted by key; local temporary dirs show as ``writing``
+    (or ``failed`` once their writer is dead)."""
     if run_id is not None:
         validate_name("run_id", run_id)
     if data_type is not None:
         validate_name("data_type", data_type)
     out = []
     for run in [run_id] if run_id is not None else _runs(backend):
-        for name in sorted(backend.children(run)):
+        for name in sorted(_children(backend, run)):
             key = parse_dirname(run, name)
             writing = False
             if key is None and not backend.in_place:
@@ -99,14 +229,62 @@ def _trash_path(key: DataKey) -> str:
     return f"{key.run_id}/{TRASH_PREFIX}{key.dirname}-{uuid.uuid4().hex[:12]}"
 
 
+def _delete_quietly(backend: Backend, path: str) -> bool:
+    try:
+        backend.delete_tree(path)
+    except (OSError, StorageError) as e:
+        log.warning("could not delete the leftover %s: %s", backend.where(path), e)
+        return False
+    return True
+
+
+def cleanup_leftovers(backend: Backend, key: DataKey, *, claimed: bool) -> list[str]:
+    """Delete leftovers of ``key``: ``.trash-`` dirs and temporary dirs of dead writers.
+
+    ``claimed``: the caller holds the claim on ``key``, so a temporary directory whose writer
+    is not this process (or is dead) belongs to nobody. Returns the paths deleted.
+    """
+    done = [p for p in trash_dirs(backend, key) if _delete_quietly(backend, p)]
+    for path in tmp_dirs(backend, key):
+        info = info_at(backend, key, path, writing=True)
+        if claimed:
+            writer = _ours(info).get("writer")
+            if writer and is_this_process(writer):
+                continue  # another thread of this process, writing without a claim
+            if not writer and _young(backend, path):
+                continue
+        elif info.status == "writing":
+            continue
+        if _delete_quietly(backend, path):
+            done.append(path)
+    if done:
+        log.info("deleted leftovers of %s: %s", key, ", ".join(done))
+    return done
+
+
 def remove(backend: Backend, key: DataKey) -> None:
-    """Delete the data set at the key's final path (any status); DataNotFound if none."""
+    """Delete the data set at the key's final path (any status) and leftovers of dead writers.
+
+    DataNotFound if there is nothing; StorageError if only a live writer's data is there.
+    """
+    leftovers = cleanup_leftovers(backend, key, claimed=False)
     if not backend.exists_tree(key.path):
+        if leftovers:
+            return
+        live = [i for i in tmp_infos(backend, key) if i.status == "writing"]
+        if live:
+            raise StorageError(
+                f"data set {key} in {backend.url} is being written ({live[0].location}); "
+                "not removed"
+            )
         raise DataNotFound(f"no data set {key} in {backend.url}")
     if isinstance(backend, LocalBackend):
         # Rename first: a reader never sees a half-deleted data set under the final name.
         trash = _trash_path(key)
-        backend.rename_tree(key.path, trash)
+        try:
+            backend.rename_tree(key.path, trash)
+        except FileNotFoundError:
+            raise DataNotFound(f"no data set {key} in {backend.url}") from None
         backend.delete_tree(trash)
     else:
         backend.delete_tree(key.path)
@@ -142,4 +320,4 @@ def publish(
         finally:
             backend.delete_tree(trash)
         return True
-    raise OSError(f"could not publish {key} in {backend.url}: the final path keeps changing")
+    raise StorageError(f"could not publish {key} in {backend.url}: the final path keeps changing")

@@ -10,26 +10,39 @@ it. The laws (DESIGN.md, "Vocabulary"):
 - consecutive chunks touch: ``end == next.start``.
 
 They live in ``storage`` (the lowest layer) so that the saver and the plugin runner enforce
-exactly the same rules without ``storage`` importing anything from ``strax_decl``.
+exactly the same rules without ``storage`` importing anything from ``strax_decl``. So do the
+operations that must keep the laws (split at a safe time, concatenate touching chunks): the
+rechunker in ``storage.rechunk`` needs them, and ``strax_decl.chunk`` re-exports them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
 __all__ = [
+    "CannotSplit",
     "Chunk",
     "ChunkLawViolation",
     "check_chunk",
+    "common_split_point",
+    "concatenate",
     "endtimes",
+    "safe_split_point",
+    "split",
     "time_fields_problem",
 ]
 
 
 class ChunkLawViolation(ValueError):
     """A chunk breaks one of the chunk laws; the message names where and which row."""
+
+
+class CannotSplit(ChunkLawViolation):
+    """Splitting at the requested time would cut a row in two."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +162,73 @@ def check_chunk(
         raise ChunkLawViolation(
             f"{where}: row {i} ends at {int(ends[i])}, after the chunk end {chunk.end}"
         )
+
+
+def concatenate(chunks: Sequence[Chunk]) -> Chunk:
+    """One chunk covering consecutive, touching ``chunks`` (zero-copy for a single chunk)."""
+    if not chunks:
+        raise ValueError("concatenate needs at least one chunk")
+    if len(chunks) == 1:
+        return chunks[0]
+    for before, after in pairwise(chunks):
+        if before.end != after.start:
+            raise ChunkLawViolation(
+                f"cannot concatenate {before!r} and {after!r}: they do not touch"
+            )
+    nonempty = [c.data for c in chunks if len(c.data)]
+    if len(nonempty) > 1:
+        data = np.concatenate(nonempty)
+    else:
+        data = nonempty[0] if nonempty else chunks[0].data
+    return Chunk(chunks[0].start, chunks[-1].end, data)
+
+
+def safe_split_point(chunk: Chunk, t: int) -> int:
+    """The latest time ``<= t`` (and ``>= chunk.start``) where no row of ``chunk`` is cut."""
+    t = min(max(t, chunk.start), chunk.end)
+    data = chunk.data
+    if not len(data) or t == chunk.end:
+        return t
+    time = data["time"]
+    i = int(np.searchsorted(time, t, side="left"))  # rows [0, i) start before t
+    if i == 0:
+        return t
+    ends = endtimes(data[:i])
+    running_max = np.maximum.accumulate(ends)
+    if running_max[-1] <= t:
+        return t
+    # Candidate split points are row start times time[k]: rows before k (time < time[k])
+    # must all have ended by time[k]. Take the latest such k below i.
+    first_of_time = np.searchsorted(time[:i], time[:i], side="left")
+    max_before = np.where(first_of_time > 0, running_max[np.maximum(first_of_time - 1, 0)], -1)
+    ok = np.flatnonzero(max_before <= time[:i])
+    if len(ok) == 0:
+        return chunk.start
+    return max(int(time[ok[-1]]), chunk.start)
+
+
+def common_split_point(chunks: Sequence[Chunk], t: int) -> int:
+    """The latest time ``<= t`` that cuts no row of any of ``chunks`` (which share a start).
+
+    Each chunk's safe point can only move the cut earlier, and it stops at a row start or at
+    the common start, so the fixed point is reached after finitely many passes.
+    """
+    while True:
+        previous = t
+        for c in chunks:
+            t = min(t, safe_split_point(c, t))
+        if t == previous:
+            return t
+
+
+def split(chunk: Chunk, t: int) -> tuple[Chunk, Chunk]:
+    """Split into ``[start, t)`` and ``[t, end)``; raises CannotSplit if a row would be cut."""
+    if not chunk.start <= t <= chunk.end:
+        raise CannotSplit(f"cannot split {chunk!r} at {t}: outside the chunk")
+    data = chunk.data
+    if t == chunk.end:
+        return chunk, Chunk(t, t, data[len(data) :])
+    if safe_split_point(chunk, t) != t:
+        raise CannotSplit(f"cannot split {chunk!r} at {t}: a row would be cut in two")
+    i = int(np.searchsorted(data["time"], t, side="left")) if len(data) else 0
+    return Chunk(chunk.start, t, data[:i]), Chunk(t, chunk.end, data[i:])

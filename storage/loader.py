@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from storage import catalog
-from storage.backend import Backend
+from storage.backend import Backend, UnsafePath
 from storage.chunk import Chunk, endtimes
 from storage.codec import ChecksumMismatch, decode
 from storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
@@ -129,7 +129,7 @@ class DataSetReader:
 
     def _check_array(self, array_path: str, expected: dict[str, Any]) -> None:
         where = self._backend.where(f"{array_path}/zarr.json")
-        raw = self._backend.read(f"{array_path}/zarr.json")
+        raw = self._read(f"{array_path}/zarr.json", where)
         if raw is None:
             self._corrupt("array metadata is missing", where)
         assert raw is not None
@@ -183,10 +183,17 @@ class DataSetReader:
                 where,
             )
 
+    def _read(self, key: str, where: str) -> bytes | None:
+        try:
+            return self._backend.read(key)
+        except UnsafePath as e:  # a symbolic link inside the data set: never followed
+            self._corrupt(str(e), where)
+            raise  # unreachable
+
     def _fetch(self, key: str, nbytes: int) -> bytes:
         """Read and decode one Zarr chunk; DataCorrupted if missing or damaged."""
-        blob = self._backend.read(key)
         where = self._backend.where(key)
+        blob = self._read(key, where)
         if blob is None:
             self._corrupt("a chunk file is missing", where)
         assert blob is not None

@@ -35,8 +35,9 @@ import numpy as np
 import zarr
 
 from storage import catalog
-from storage.backend import Backend, LocalBackend
+from storage.backend import Backend, LocalBackend, StorageIOError
 from storage.chunk import Chunk, check_chunk
+from storage.claims import Claim, ClaimHeld, Claims, process_identity
 from storage.codec import encode, scratch
 from storage.dtypes import INDEX_GROUP, FieldSpec, dtype_to_json, field_specs
 from storage.errors import SaverClosedError, StorageError
@@ -90,6 +91,7 @@ class Saver:
         overwrite: bool,
         rows_per_chunk: int,
         level: int,
+        claims: Claims | None = None,
     ) -> None:
         self.key = key
         self.dtype = dtype
@@ -117,7 +119,17 @@ class Saver:
         self._next_zarr_chunk = 0
         self._inflight: deque[Future[int]] = deque()
         self._stored_bytes = 0
+        self._writer = process_identity()
+        self._claim: Claim | None = None
+        if claims is not None:
+            self._claim = _claim_for_writing(claims, key)
+        try:
+            self._start(backend, key)
+        except BaseException:
+            self._release_claim()
+            raise
 
+    def _start(self, backend: Backend, key: DataKey) -> None:
         if backend.in_place:
             self._path = key.path
             backend.delete_tree(self._path)  # Store.saver checked it may be replaced
@@ -130,6 +142,10 @@ class Saver:
                 if backend.read(doc) is None:
                     backend.write_atomic(doc, metadata_json(group_metadata({})))
             self._write_group_attrs("writing")
+        except StorageIOError as e:
+            raise StorageIOError(
+                e.errno or 0, f"cannot start writing data set {key}: {e.strerror}", e.filename
+            ) from e
         except Exception as e:
             raise StorageError(
                 f"cannot start writing data set {key} at {backend.where(self._path)}: "
@@ -225,6 +241,7 @@ class Saver:
             raise
         self._state = "closed"
         self._info = info
+        self._release_claim()
         return info
 
     def fail(self, exc: BaseException) -> None:
@@ -243,7 +260,14 @@ class Saver:
         try:
             self._reap(block=True, ignore_errors=True)
             self._pending.clear()
-            self._write_group_attrs("failed", exception_text(exc))
+            try:
+                self._write_group_attrs("failed", exception_text(exc))
+            except Exception:
+                # e.g. the disk is full: the failure cannot be recorded, so the partial data
+                # set must not stay around (it would look like a write in progress)
+                log.exception("could not record the failure of data set %s", self.key)
+                self._backend.delete_tree(self._path)
+                return
             if isinstance(self._backend, LocalBackend):
                 catalog.publish(
                     self._backend,
@@ -254,6 +278,15 @@ class Saver:
                 )
         except Exception:
             log.exception("could not record the failure of data set %s", self.key)
+        finally:
+            self._release_claim()
+
+    def _release_claim(self) -> None:
+        if self._claim is not None:
+            try:
+                self._claim.release()
+            except Exception:
+                log.exception("could not release the claim on data set %s", self.key)
 
     def save_from(self, chunks: Iterable[Chunk]) -> DataSetInfo:
         """Iterate mode: send every chunk of ``chunks``, then close. Failures mark it failed."""
@@ -320,6 +353,7 @@ class Saver:
             "index": {"group": INDEX_GROUP, "arrays": list(INDEX_FIELDS)},
             "created": self._created,
             "finished": None if status == "writing" else _now(),
+            "writer": self._writer,
             "metadata": self._metadata,
         }
         return {ATTRS_KEY: ours}
@@ -409,3 +443,24 @@ class Saver:
         """Replace the group's ``zarr.json`` atomically: readers see old or new, never half."""
         doc = metadata_json(group_metadata(self._attrs(status, exception)))
         self._backend.write_atomic(catalog.group_json_key(self._path), doc)
+
+
+def _claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:
+    """The writer's claim on ``key``: None if this process already holds it (e.g. a Context
+    that claimed the keys of its plan); ClaimHeld if another live process does."""
+    for _ in range(3):
+        holder = claims.holder(key)
+        if holder is not None and not holder.stale:
+            if holder.ours:
+                return None
+            raise ClaimHeld(
+                f"cannot write data set {key}: it is claimed by {holder.describe()} "
+                f"({holder.location})",
+                key,
+                holder,
+            )
+        claim = claims.claim(key)
+        if claim is not None:
+            catalog.cleanup_leftovers(claims.backend, key, claimed=True)
+            return claim
+    raise ClaimHeld(f"cannot write data set {key}: its claim keeps changing hands", key, None)

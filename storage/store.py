@@ -9,8 +9,10 @@ so several processes can share one store directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,13 +22,22 @@ from zarr.abc.store import Store as ZarrStore
 from zarr.storage import FsspecStore, MemoryStore
 
 from storage import catalog
-from storage.backend import Backend, LocalBackend, ZarrBackend
+from storage.backend import Backend, LocalBackend, UnsafePath, ZarrBackend
 from storage.chunk import Chunk
+from storage.claims import (
+    DEFAULT_STALE_AFTER,
+    Claim,
+    ClaimInfo,
+    Claims,
+    ClaimTimeout,
+    WriterGone,
+)
 from storage.codec import DEFAULT_LEVEL
 from storage.dtypes import check_storable, rows_per_chunk_for
-from storage.errors import DataExistsError, DataNotFound, StorageError
+from storage.errors import DataCorrupted, DataExistsError, DataNotFound, StorageError
 from storage.info import DataSetInfo, Status
 from storage.keys import DataKey
+from storage.layout import ATTRS_KEY, group_metadata, metadata_json
 from storage.loader import DataSetReader, check_time_range
 from storage.saver import Saver
 
@@ -49,6 +60,7 @@ class Store:
         rows_per_chunk: int | None = None,
         zstd_level: int = DEFAULT_LEVEL,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        claim_stale_after: float = DEFAULT_STALE_AFTER,
     ) -> None:
         if rows_per_chunk is not None and (
             isinstance(rows_per_chunk, bool)
@@ -66,6 +78,7 @@ class Store:
         self.rows_per_chunk = rows_per_chunk
         self.zstd_level = zstd_level
         self.chunk_bytes = chunk_bytes
+        self.claims = Claims(backend, claim_stale_after)
 
     @property
     def url(self) -> str:
@@ -113,14 +126,124 @@ class Store:
         key = _check_key(key)
         if catalog.final_info(self.backend, key) is None:
             raise DataNotFound(f"no data set {key} in {self.url}")
+        if isinstance(self.backend, LocalBackend):
+            # plain Zarr follows symbolic links: refuse a tree that has any
+            top = self.backend.safe_path(key.path)
+            for dirpath, dirnames, filenames in os.walk(top):
+                for name in dirnames + filenames:
+                    if os.path.islink(os.path.join(dirpath, name)):
+                        raise UnsafePath(
+                            f"data set {key} contains the symbolic link "
+                            f"{os.path.join(dirpath, name)}; not opened"
+                        )
         return zarr.open_group(self.backend.zarr_store, path=key.path, mode="r")
 
     # ---------------------------------------------------------------- changes
     def remove(self, key: DataKey) -> None:
-        """Delete the data set under ``key`` (any status); DataNotFound if there is none."""
+        """Delete the data set under ``key`` (any status) and leftovers of dead writers.
+
+        DataNotFound if there is nothing; StorageError if only a live writer's data is there.
+        Never follows a symbolic link: a link in place of a data set is removed, not its target.
+        """
         key = _check_key(key)
         self._check_writable(f"remove {key}")
         catalog.remove(self.backend, key)
+
+    def mark_failed(self, key: DataKey, reason: str, *, created: str | None = None) -> bool:
+        """Record that the data set under ``key`` must not be trusted (e.g. it is corrupted).
+
+        Its attributes become ``status: failed`` with ``reason`` as the exception, so it is
+        never loaded again and the next writer replaces it. With ``created``, only the data set
+        written at that time is marked (returns False if it was replaced meanwhile).
+        """
+        key = _check_key(key)
+        self._check_writable(f"mark {key} failed")
+        info = catalog.final_info(self.backend, key)
+        if info is None:
+            raise DataNotFound(f"no data set {key} in {self.url}")
+        if created is not None and info.created != created:
+            return False
+        attrs = dict(info.attrs)
+        ours = attrs.get(ATTRS_KEY)
+        if not isinstance(ours, dict):
+            raise DataCorrupted(f"data set {key} in {self.url} has unreadable attributes")
+        attrs[ATTRS_KEY] = {**ours, "status": "failed", "complete": False, "exception": reason}
+        self.backend.write_atomic(
+            catalog.group_json_key(key.path), metadata_json(group_metadata(attrs))
+        )
+        return True
+
+    # ---------------------------------------------------------------- claims
+    def claim(self, key: DataKey, *, stale_after: float | None = None) -> Claim | None:
+        """Claim ``key`` for writing: a Claim, or None if another live writer holds it.
+
+        Atomic on local paths (``O_CREAT | O_EXCL``) and in memory; best effort on fsspec
+        URLs (see ``storage.claims``). A stale claim (its process died, or no heartbeat for
+        ``stale_after`` seconds, default the store's ``claim_stale_after``) is broken. Taking
+        a claim deletes the leftovers of dead writers of ``key``. Release the claim with
+        ``claim.release()`` or ``with claim: ...``; savers of a key this process has claimed
+        do not claim it again.
+        """
+        key = _check_key(key)
+        self._check_writable(f"claim {key}")
+        claim = self.claims.claim(key, stale_after)
+        if claim is not None:
+            try:
+                catalog.cleanup_leftovers(self.backend, key, claimed=True)
+            except BaseException:
+                claim.release()
+                raise
+        return claim
+
+    def claim_holder(self, key: DataKey) -> ClaimInfo | None:
+        """Who holds the claim on ``key`` (``.stale`` says if it may be broken), or None."""
+        return self.claims.holder(_check_key(key))
+
+    def wait_complete(
+        self, key: DataKey, timeout: float | None = None, poll: float = 0.2
+    ) -> DataSetInfo:
+        """Wait until the data set under ``key`` is complete and return its info.
+
+        Raises WriterGone as soon as it is not complete and nobody is writing it any more (its
+        claimant died or failed, or there never was one): the caller may then claim it and
+        write it itself. ClaimTimeout (a TimeoutError) after ``timeout`` seconds.
+        """
+        key = _check_key(key)
+        for name, value in (("timeout", timeout), ("poll", poll)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a non-negative number of seconds, not {value!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: ClaimInfo | None = None
+        while True:
+            info = self.find(key)
+            if info is not None:
+                return info
+            holder = self.claims.holder(key)
+            if holder is not None:
+                last = holder
+            if holder is None or holder.stale:
+                # writers publish before they release: look once more, then conclude
+                info = self.find(key)
+                if info is not None:
+                    return info
+                status = self.status(key)
+                if status != "writing":
+                    raise WriterGone(_gone_message(self, key, status, last), key)
+            if deadline is not None and time.monotonic() >= deadline:
+                who = f" by {last.describe()}" if last is not None else ""
+                raise ClaimTimeout(
+                    f"data set {key} in {self.url} is still being written{who} after "
+                    f"{timeout:g} s",
+                    key,
+                    last,
+                )
+            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
 
     def saver(
         self,
@@ -129,12 +252,17 @@ class Store:
         metadata: dict[str, Any],
         *,
         overwrite: bool = False,
+        check_claim: bool = True,
     ) -> Saver:
         """A Saver writing rows of ``dtype`` under ``key``, recording ``metadata`` (JSON dict).
 
         A complete data set already under ``key`` raises DataExistsError unless ``overwrite``;
         a failed or incomplete one is replaced. If ``metadata`` has ``"fields": {name:
         {"description": ..., "unit": ...}}``, those become attributes of the field arrays.
+
+        The saver claims ``key`` for as long as it writes (see ``claim``), unless this process
+        holds the claim already; ClaimHeld if another live process holds it. ``check_claim=
+        False`` skips this, for a caller that holds the claim in another process.
         """
         key = _check_key(key)
         self._check_writable(f"save {key}")
@@ -162,6 +290,7 @@ class Store:
             overwrite=overwrite,
             rows_per_chunk=rows,
             level=self.zstd_level,
+            claims=self.claims if check_claim else None,
         )
 
     # ---------------------------------------------------------------- loading
@@ -184,6 +313,22 @@ class Store:
             raise StorageError(f"cannot {what}: store {self.url} is read-only")
 
 
+def _gone_message(store: Store, key: DataKey, status: Status, holder: ClaimInfo | None) -> str:
+    detail = ""
+    if status == "failed":
+        try:
+            exc = store.info(key).exception
+        except StorageError:
+            exc = None
+        if exc:
+            detail = f": {exc.strip().splitlines()[-1]}"
+    who = f"its writer ({holder.describe()})" if holder is not None else "nobody"
+    return (
+        f"data set {key} in {store.url} is {status}{detail}, and {who} is no longer writing "
+        "it; claim it to write it"
+    )
+
+
 def _check_key(key: object) -> DataKey:
     if not isinstance(key, DataKey):
         raise TypeError(f"expected a storage.DataKey, got {type(key).__name__} {key!r}")
@@ -197,6 +342,7 @@ def open_store(
     rows_per_chunk: int | None = None,
     zstd_level: int = DEFAULT_LEVEL,
     storage_options: dict[str, Any] | None = None,
+    claim_stale_after: float = DEFAULT_STALE_AFTER,
 ) -> Store:
     """Open a store at a local path, ``memory://[name]`` or an fsspec URL; a Store passes through.
 
@@ -205,10 +351,17 @@ def open_store(
     - ``memory://``: a fresh in-memory store; ``memory://<name>``: the process-wide in-memory
       store of that name (so two ``open_store`` calls can share one);
     - any other URL (``file://``, ``s3://``, ...): Zarr's fsspec store, written in place.
+
+    ``claim_stale_after``: seconds without a heartbeat after which a writer's claim is broken
+    (see ``Store.claim``).
     """
     if isinstance(location, Store):
         return location
-    kwargs: dict[str, Any] = {"rows_per_chunk": rows_per_chunk, "zstd_level": zstd_level}
+    kwargs: dict[str, Any] = {
+        "rows_per_chunk": rows_per_chunk,
+        "zstd_level": zstd_level,
+        "claim_stale_after": claim_stale_after,
+    }
     if not isinstance(location, str):
         return Store(LocalBackend(location, readonly=readonly), **kwargs)
     if "://" not in location:

@@ -11,6 +11,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.config import InvalidOption
 from strax_decl.context import Context
+from strax_decl.kinds import CutPlugin, LoopPlugin, MergeOnlyPlugin, OverlapWindowPlugin
 from strax_decl.plugin import (
     Inputs,
     Options,
@@ -46,10 +47,14 @@ __all__ = [
     "Chunk",
     "ChunkLawViolation",
     "Context",
+    "CutPlugin",
     "Inputs",
     "InvalidOption",
+    "LoopPlugin",
+    "MergeOnlyPlugin",
     "Options",
     "Outputs",
+    "OverlapWindowPlugin",
     "Plan",
     "Plugin",
     "PluginDeclarationError",

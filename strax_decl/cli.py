@@ -239,6 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = _context(args, processor=args.processor, max_workers=args.max_workers)
     targets = _targets(ctx.registry, args.targets)
     runs = _runs(args.runs)
+    if args.scheduler:
+        return _run_on_cluster(ctx, runs, targets, args)
     for run_id in runs:
         plan = ctx.plan(run_id, targets)
         t0 = time.perf_counter()
@@ -248,6 +250,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(_run_report(ctx, plan, seconds))
         if args.timing and ctx.last_stats is not None:
             print(ctx.last_stats.summary())
+    return 0
+
+
+def _run_on_cluster(
+    ctx: sd.Context, runs: list[str], targets: list[str], args: argparse.Namespace
+) -> int:
+    """``run --scheduler``: one Dask task per run; a summary; status 1 if any run failed."""
+    result = ctx.make(runs, targets, client=args.scheduler, progress=args.progress)
+    if not args.quiet or not result.ok:
+        print(result)
+    if args.timing:
+        for outcome in result.outcomes.values():
+            if outcome.stats:
+                print(f"{outcome.run_id}:\n{outcome.stats}")
+    if not result.ok:
+        failed = ", ".join(result.failed)
+        print(
+            f"{PROG}: error: {len(result.failed)} of {len(runs)} runs failed: {failed}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -650,6 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timing",
         action="store_true",
         help="print where the time went: per plugin, loader and saver",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler (tcp://host:8786): one task per run on its workers, which need "
+        "the plugins and the store (a shared path or object-store URL); needs strax-decl[dask]",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_run)

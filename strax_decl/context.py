@@ -10,23 +10,46 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
-from storage import DataKey, Store, open_store, validate_name
+from storage import DataCorrupted, DataKey, Store, open_store, validate_name
 from strax_decl.chunk import Chunk, endtimes
 from strax_decl.config import validate_config
 from strax_decl.graph import build_graph
-from strax_decl.plugin import Plugin
+from strax_decl.plugin import Plugin, Submit
+from strax_decl.progress import progress_bar, track
 from strax_decl.registry import Registry
-from strax_decl.resolver import Lineages, Plan, resolve
+from strax_decl.resolver import (
+    Lineages,
+    OnConflict,
+    OnCorrupted,
+    Plan,
+    claim_plan,
+    corrupted_key,
+    mark_corrupted,
+    release_claims,
+    resolve,
+)
 from strax_decl.serial import run_serial
+from strax_decl.stats import RunStats
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; Dask is an optional extra
+    import dask.array as da
+    import dask.dataframe as dd
+    from distributed import Client
+
+    from strax_decl.distributed import ContextSpec, MultiRunResult
 
 __all__ = ["Context", "OptionTable"]
 
+log = logging.getLogger(__name__)
+
 StorageArg = str | Store | Sequence[str | Store] | None
+RunIds = list[str] | tuple[str, ...]
 Targets = str | Sequence[str]
 Processor = Literal["threaded", "serial"]
 
@@ -57,9 +80,22 @@ class Context:
         max_workers: int = 2,
         max_messages: int = 4,
         timeout: float | None = None,
+        on_conflict: OnConflict = "wait",
+        on_corrupted: OnCorrupted = "raise",
     ) -> None:
+        """``on_conflict``: when another process is writing a data set this one would save,
+        ``"wait"`` for it and load it, or ``"fail"`` at once (ClaimHeld naming the data set
+        and the writer). ``on_corrupted``: when stored data turns out corrupted while loading,
+        ``"raise"`` DataCorrupted, or ``"recompute"``: mark it failed, compute and save it again
+        (see ``iter_chunks`` for streams that already yielded rows)."""
         if processor not in ("threaded", "serial"):
             raise ValueError(f"processor must be 'threaded' or 'serial', got {processor!r}")
+        if on_conflict not in ("wait", "fail"):
+            raise ValueError(f"on_conflict must be 'wait' or 'fail', got {on_conflict!r}")
+        if on_corrupted not in ("raise", "recompute"):
+            raise ValueError(
+                f"on_corrupted must be 'raise' or 'recompute', got {on_corrupted!r}"
+            )
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self._storage_arg = storage
@@ -77,6 +113,12 @@ class Context:
         self.max_workers = max_workers
         self.max_messages = max_messages
         self.timeout = timeout
+        self.on_conflict: OnConflict = on_conflict
+        self.on_corrupted: OnCorrupted = on_corrupted
+        self.last_stats: RunStats | None = None
+        """Statistics of the latest get/make (``last_stats.summary()``: where time went)."""
+        self.last_plan: Plan | None = None
+        """The plan the latest get/make executed (made while holding its claims)."""
 
     def new_context(
         self,
@@ -100,6 +142,8 @@ class Context:
             "max_workers": self.max_workers,
             "max_messages": self.max_messages,
             "timeout": self.timeout,
+            "on_conflict": self.on_conflict,
+            "on_corrupted": self.on_corrupted,
             **settings,
         }
         return Context(
@@ -108,6 +152,27 @@ class Context:
             config=new_config,
             **kwargs,
         )
+
+    # ------------------------------------------------------------------ other processes
+
+    def spec(self) -> ContextSpec:
+        """A picklable description to rebuild this context elsewhere (``from_spec``).
+
+        Plugins by import path (they must be importable there), stores by location (a path
+        every process sees, or an object-store URL), config and processor settings.
+        """
+        from strax_decl.distributed import ContextSpec
+
+        return ContextSpec.of(self)
+
+    @classmethod
+    def from_spec(cls, spec: ContextSpec) -> Context:
+        """Rebuild a context from ``spec``; refuses if its plugins give other lineages."""
+        return spec.build()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled as its spec (open stores and registries are rebuilt, not copied).
+        return (Context.from_spec, (self.spec(),))
 
     # ------------------------------------------------------------------ introspection
 
@@ -155,8 +220,17 @@ class Context:
         save: Sequence[str] = (),
         time_range: tuple[int, int] | None = None,
         processor: Processor | None = None,
+        progress: bool | None = None,
     ) -> Iterator[Chunk]:
-        """Stream the chunks of ``targets`` (same-kind targets are merged field-wise)."""
+        """Stream the chunks of ``targets`` (same-kind targets are merged field-wise).
+
+        ``progress``: show a progress bar on stderr (None: only if stderr is a terminal).
+
+        With ``on_corrupted="recompute"``, corruption found before the first chunk is
+        yielded is recovered transparently; found later, the data set is marked failed and
+        DataCorrupted is raised (rows already yielded cannot be taken back): iterating again
+        recomputes it.
+        """
         target_list = _as_list(targets)
         kinds = {self.registry.kind(t) for t in target_list}
         if len(kinds) > 1:
@@ -164,11 +238,11 @@ class Context:
                 f"targets {target_list} are of different kinds {sorted(kinds)}; request them "
                 "separately (rows of different kinds are different things)"
             )
-        plan = self.plan(run_id, target_list, save)
-        graph = build_graph(
-            plan, self.registry, self.options, self.stores, target_list, time_range
+        self.plan(run_id, target_list, save)  # errors in the request surface here, not later
+        chunks = self._run(
+            run_id, target_list, save, output=True, time_range=time_range,
+            processor=processor, progress=progress,
         )
-        chunks = self._execute(graph, processor)
         if time_range is None:
             return chunks
         return _trim(chunks, time_range)
@@ -181,10 +255,12 @@ class Context:
         save: Sequence[str] = (),
         time_range: tuple[int, int] | None = None,
         processor: Processor | None = None,
+        progress: bool | None = None,
     ) -> np.ndarray:
         """All rows of ``targets`` in ``run_id`` as one numpy structured array."""
         parts = [c.data for c in self.iter_chunks(
-            run_id, targets, save=save, time_range=time_range, processor=processor)]
+            run_id, targets, save=save, time_range=time_range, processor=processor,
+            progress=progress)]
         if parts:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         target_list = _as_list(targets)
@@ -205,6 +281,7 @@ class Context:
             columns[name] = list(col) if col.ndim > 1 else col
         return pd.DataFrame(columns)
 
+    @overload
     def make(
         self,
         run_id: str,
@@ -212,17 +289,199 @@ class Context:
         *,
         save: Sequence[str] = (),
         processor: Processor | None = None,
+        progress: bool | None = None,
+        client: None = None,
+        parallel_on_client: bool = False,
+        submit: Submit | None = None,
+    ) -> None: ...
+
+    @overload
+    def make(
+        self,
+        run_id: str | RunIds,
+        targets: Targets,
+        *,
+        save: Sequence[str] = (),
+        processor: Processor | None = None,
+        progress: bool | None = None,
+        client: Client | str,
+        parallel_on_client: bool = False,
+        submit: None = None,
+    ) -> MultiRunResult: ...
+
+    @overload
+    def make(
+        self,
+        run_id: RunIds,
+        targets: Targets,
+        *,
+        save: Sequence[str] = (),
+        processor: Processor | None = None,
+        progress: bool | None = None,
+        client: Client | str | None = None,
+        parallel_on_client: bool = False,
+        submit: None = None,
+    ) -> MultiRunResult: ...
+
+    def make(
+        self,
+        run_id: str | RunIds,
+        targets: Targets,
+        *,
+        save: Sequence[str] = (),
+        processor: Processor | None = None,
+        progress: bool | None = None,
+        client: Client | str | None = None,
+        parallel_on_client: bool = False,
+        submit: Submit | None = None,
+    ) -> MultiRunResult | None:
+        """Compute and store ``targets`` (and what they need).
+
+        One run (a string, no ``client``): returns nothing, raises what went wrong.
+
+        Several runs (a list or tuple of run ids) or a ``client`` (a ``distributed.Client`` or
+        a scheduler address): every run is made - one Dask task per run on the cluster with a
+        client, else here one after the other - and a :class:`MultiRunResult` is returned
+        instead of raising: ``.succeeded``, ``.failed`` (run id -> error), ``raise_if_failed()``.
+        A failing run does not stop the others. With a client the store must be visible to
+        every worker (a shared path or an object-store URL) and the plugins importable there.
+
+        ``parallel_on_client``: ``parallel`` plugins submit their chunk computations to the
+        cluster too, instead of a pool on the run's worker.
+        ``submit``: where ``parallel`` plugins' chunk computations go (a callable like
+        ``Executor.submit``; default a pool of ``max_workers``); threaded processor only.
+        ``progress``: show a progress bar (one line per finished run for several runs) on
+        stderr (None: only if stderr is a terminal).
+        """
+        if client is not None or not isinstance(run_id, str):
+            if submit is not None:
+                raise ValueError("submit= applies to one run made here, not to several runs")
+            from strax_decl.distributed import make_runs
+
+            runs = [run_id] if isinstance(run_id, str) else list(run_id)
+            return make_runs(
+                self,
+                runs,
+                _as_list(targets),
+                save=save,
+                processor=processor,
+                progress=progress,
+                client=client,
+                parallel_on_client=parallel_on_client,
+            )
+        if parallel_on_client:
+            raise ValueError("parallel_on_client=True needs a client")
+        self._make_one(run_id, targets, save=save, processor=processor, progress=progress,
+                       submit=submit)
+        return None
+
+    def _make_one(
+        self,
+        run_id: str,
+        targets: Targets,
+        *,
+        save: Sequence[str],
+        processor: Processor | None,
+        progress: bool | None,
+        submit: Submit | None,
     ) -> None:
-        """Compute and store ``targets`` (and what they need); return nothing."""
         target_list = _as_list(targets)
-        plan = self.plan(run_id, target_list, save)
-        if all(plan.steps[t].action == "load" for t in target_list):
-            return
-        graph = build_graph(plan, self.registry, self.options, self.stores, None)
-        for _ in self._execute(graph, processor):
+        validate_name("run_id", run_id)
+        for _ in self._run(
+            run_id, target_list, save, output=False, time_range=None, processor=processor,
+            progress=progress, submit=submit,
+        ):
             pass
 
-    def _execute(self, graph: Any, processor: Processor | None) -> Iterator[Chunk]:
+    def _run(
+        self,
+        run_id: str,
+        target_list: list[str],
+        save: Sequence[str],
+        *,
+        output: bool,
+        time_range: tuple[int, int] | None,
+        processor: Processor | None,
+        progress: bool | None,
+        submit: Submit | None = None,
+    ) -> Iterator[Chunk]:
+        """Plan under claims (``resolver.claim_plan``), run, release; recover corruption.
+
+        Yields the chunks of the targets (``output``) or nothing (make).
+        """
+        validate_name("run_id", run_id)
+        distrust: set[DataKey] = set()
+
+        def make_plan() -> Plan:
+            return resolve(self.registry, self.lineages, self.stores, run_id, target_list, save,
+                           distrust=distrust)
+
+        while True:
+            plan, claims = claim_plan(make_plan, self.stores, self.on_conflict)
+            self.last_plan = plan
+            chunks: Iterator[Chunk] | None = None
+            yielded = False
+            try:
+                if not output and all(plan.steps[t].action == "load" for t in target_list):
+                    self.last_stats = RunStats()
+                    return
+                graph = build_graph(plan, self.registry, self.options, self.stores,
+                                    target_list if output else None, time_range)
+                self.last_stats = graph.stats
+                bar = progress_bar(self, plan, graph, progress)
+                chunks = track(self._execute(graph, processor, submit), bar)
+                for chunk in chunks:
+                    yielded = True
+                    yield chunk
+                return
+            except DataCorrupted as e:
+                key = corrupted_key(plan, e)
+                if self.on_corrupted != "recompute" or key is None or key in distrust:
+                    raise
+                mark_corrupted(self.stores, key, e)
+                distrust.add(key)
+                if yielded:
+                    raise DataCorrupted(
+                        f"{e}; it was marked failed and will be recomputed when iterated again "
+                        "(rows were already yielded from it)"
+                    ) from e
+                log.warning("%s; recomputing it (on_corrupted='recompute')", e)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()  # stop the pipeline (and its savers) before giving up the claims
+                release_claims(claims)
+
+    # ------------------------------------------------------------------ Dask
+
+    def to_dask(
+        self, run_ids: str | Sequence[str], data_type: str, *, fields: Sequence[str] | None = None
+    ) -> dict[str, da.Array]:
+        """Lazy Dask arrays, one per field, over the stored ``data_type`` of ``run_ids``.
+
+        Runs are concatenated in the order given; one block per Zarr chunk; sub-array fields
+        keep their extra dimensions. Values equal ``get_array``'s. Needs ``strax-decl[dask]``
+        and the data stored (``make`` it first). See ``to_dask_dataframe`` for a DataFrame.
+        """
+        from strax_decl.distributed import to_dask_arrays
+
+        return to_dask_arrays(self, run_ids, data_type, fields=fields)
+
+    def to_dask_dataframe(
+        self, run_ids: str | Sequence[str], data_type: str, *, fields: Sequence[str] | None = None
+    ) -> dd.DataFrame:
+        """A lazy Dask DataFrame of the scalar fields of the stored ``data_type`` of ``run_ids``.
+
+        One partition per Zarr chunk; index = row number within the run; a ``run_id`` column
+        when several runs are given. Needs ``strax-decl[dask]`` and the data stored.
+        """
+        from strax_decl.distributed import to_dask_dataframe
+
+        return to_dask_dataframe(self, run_ids, data_type, fields=fields)
+
+    def _execute(
+        self, graph: Any, processor: Processor | None, submit: Submit | None = None
+    ) -> Iterator[Chunk]:
         mode = processor or self.processor
         if mode == "serial":
             return run_serial(graph)
@@ -233,6 +492,7 @@ class Context:
             max_workers=self.max_workers,
             max_messages=self.max_messages,
             timeout=self.timeout,
+            submit=submit,
         )
 
 

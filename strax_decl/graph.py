@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from storage import DataKey, Saver, Store
+from storage import DataKey, DataSetInfo, Saver, Store
+from storage.rechunk import Rechunker, rechunk
 from strax_decl import __version__
 from strax_decl.chunk import Chunk, merge
+from strax_decl.mailbox import Mailbox
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan
 from strax_decl.stats import RunStats
 from strax_decl.sync import aligned
 
-__all__ = ["Graph", "Producer", "build_graph"]
+__all__ = ["SPLIT_GAP_NS", "Graph", "Producer", "RechunkingSaver", "build_graph"]
+
+#: Rechunking splits stored chunks only at gaps of at least this many ns between rows (as
+#: strax does), so clusters of touching rows stay in one chunk for chunk-wise consumers.
+SPLIT_GAP_NS = 1000
 
 Outputs = dict[str, Chunk]
 StartFn = Callable[[Mapping[str, Iterator[Chunk]], Submit | None], Iterator[Any]]
@@ -49,6 +56,9 @@ class Graph:
     output: str | None = None  # the data type the caller iterates (None: make only)
     dtypes: dict[str, np.dtype] = field(default_factory=dict)
     stats: RunStats = field(default_factory=RunStats)
+    #: The threaded executor's mailboxes by data type, set when it runs (for inspection:
+    #: ``Mailbox.peak``, ``closed``, ``killed``); empty for the serial executor.
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict, repr=False)
 
     def producer_of(self, data_type: str) -> Producer:
         for p in self.producers:
@@ -105,12 +115,16 @@ def build_graph(
         if step.action == "load":
             store = next(s for s in stores if s.status(step.key) == "complete")
             load_range = time_range if data_type not in consumed_by_compute else None
-            producers.append(_loader(data_type, store, step.key, load_range, stats))
+            spec = registry.output_spec(data_type)
+            split_mb = spec.chunk_target_mb if spec.rechunk else None
+            producers.append(_loader(data_type, store, step.key, load_range, stats, split_mb))
             continue
         if step.save:
             meta = saver_metadata(plan, registry, data_type, options)
+            spec = registry.output_spec(data_type)
+            target_mb = spec.chunk_target_mb if spec.rechunk else None
             savers[data_type] = [
-                _saver_factory(s, step.key, dtypes[data_type], meta)
+                _saver_factory(s, step.key, dtypes[data_type], meta, target_mb)
                 for s in stores
                 if not s.readonly
             ]
@@ -131,10 +145,85 @@ def build_graph(
 
 
 def _saver_factory(
-    store: Store, key: DataKey, dtype: np.dtype, meta: dict[str, Any]
+    store: Store, key: DataKey, dtype: np.dtype, meta: dict[str, Any], target_mb: float | None
 ) -> Callable[[], Saver]:
     # Savers are created only when the run starts, so a plan that is never run writes nothing.
-    return lambda: store.saver(key, dtype, meta, overwrite=True)
+    def make() -> Saver:
+        saver = store.saver(key, dtype, meta, overwrite=True)
+        return saver if target_mb is None else RechunkingSaver(saver, target_mb)
+
+    return make
+
+
+class RechunkingSaver(Saver):
+    """A Saver that rechunks what it is given toward ``target_mb`` before the real one writes.
+
+    It stands in for the Saver the executors expect (both modes: ``send``/``close`` and
+    ``save_from``), so rechunking needs no change to the executors or to ``storage.saver``.
+    It wraps a Saver instead of being one, hence no ``Saver.__init__``: every public method
+    is delegated to the wrapped saver, which still checks the laws of each chunk it writes.
+    """
+
+    def __init__(self, inner: Saver, target_mb: float) -> None:
+        self.inner = inner
+        self.key = inner.key
+        self.dtype = inner.dtype
+        self._rechunker = Rechunker(
+            target_mb, min_gap=SPLIT_GAP_NS, where=f"rechunking data set {inner.key}"
+        )
+
+    @property
+    def n_rows(self) -> int:
+        return self.inner.n_rows
+
+    @property
+    def n_chunks(self) -> int:
+        return self.inner.n_chunks
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+    def send(self, chunk: Chunk) -> None:
+        try:
+            ready = self._rechunker.receive(chunk)
+        except BaseException as e:
+            self.inner.fail(e)
+            raise
+        for piece in ready:
+            self.inner.send(piece)
+
+    def close(self) -> DataSetInfo:
+        if not self.inner.closed:
+            for piece in self._rechunker.flush():
+                self.inner.send(piece)
+        return self.inner.close()
+
+    def fail(self, exc: BaseException) -> None:
+        self.inner.fail(exc)
+
+    def save_from(self, chunks: Iterable[Chunk]) -> DataSetInfo:
+        try:
+            for chunk in chunks:
+                self.send(chunk)
+        except BaseException as e:
+            self.inner.fail(e)
+            raise
+        return self.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.fail(exc)
+        elif not self.closed:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<RechunkingSaver to {self._rechunker.target_bytes / 1e6:g} MB of {self.inner!r}>"
 
 
 def _loader(
@@ -143,11 +232,16 @@ def _loader(
     key: DataKey,
     time_range: tuple[int, int] | None,
     stats: RunStats,
+    split_mb: float | None = None,
 ) -> Producer:
     name = f"load {data_type}"
 
     def start(_inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None) -> Iterator[Outputs]:
         chunks = store.load(key, time_range=time_range)
+        if split_mb is not None:  # bound memory if the data was stored in bigger chunks
+            chunks = rechunk(
+                chunks, split_mb, combine=False, min_gap=SPLIT_GAP_NS, where=f"loading {key}"
+            )
         while True:
             t0 = time.perf_counter()
             chunk = next(chunks, None)
@@ -172,6 +266,11 @@ def _plugin_producer(
         plugin = plugin_cls(options[plugin_cls.name], run_id, registry.input_kinds(plugin_cls))
         plugin.input_dtypes = {d: registry.dtype(d) for d in plugin_cls.inputs}
         plugin.stats = stats
+        if submit is not None and plugin_cls.parallel == "process":
+            # The plugin is pickled to worker processes with every chunk: RunStats (a lock)
+            # cannot go along, and figures added there would be lost. Time it here instead.
+            plugin.stats = None
+            submit = _timed_submit(submit, stats, plugin_cls.name)
         return plugin.iterate(inputs, submit)
 
     return Producer(
@@ -182,6 +281,44 @@ def _plugin_producer(
         plugin_cls.parallel,
         plugin_cls.max_messages,
     )
+
+
+def _call_timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """Runs in a worker process: ``fn(*args)`` and the seconds it took."""
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - t0
+
+
+def _timed_submit(submit: Submit, stats: RunStats, name: str) -> Submit:
+    """``submit`` that records each call's compute time (measured in the worker) in ``stats``."""
+
+    def timed(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        inner = submit(_call_timed, fn, *args)
+        outer: Future[Any] = Future()
+
+        def done(f: Future[tuple[Any, float]]) -> None:
+            if f.cancelled():
+                outer.cancel()
+                return
+            exc = f.exception()
+            if exc is not None:
+                outer.set_exception(exc)
+                return
+            try:
+                result, seconds = f.result()
+                stats.add(
+                    name, seconds, list(result.values()) if isinstance(result, Mapping) else []
+                )
+            except BaseException as e:  # the future must complete regardless
+                outer.set_exception(e)
+                return
+            outer.set_result(result)
+
+        inner.add_done_callback(done)
+        return outer
+
+    return timed
 
 
 def _merge_producer(name: str, targets: tuple[str, ...], dtypes: dict[str, np.dtype]) -> Producer:

@@ -75,6 +75,7 @@ __all__ = [
     "LateSubscription",
     "Mailbox",
     "MailboxClosed",
+    "MailboxGroup",
     "MailboxKilled",
     "MailboxTimeout",
     "Subscription",
@@ -148,6 +149,50 @@ class _Cursor:
         self.active = True
 
 
+class MailboxGroup:
+    """The mailboxes of one pipeline run, sharing one lock so waits can be seen as a whole.
+
+    Bounded mailboxes can deadlock on their bounds alone: in a diamond where plugin B reads
+    X and also the output of an overlap-window plugin A that holds output back until it has
+    seen more of X, X's sender blocks (B has not read X) while B waits for A, and A waits for
+    more X. Every thread of the run is then waiting and at least one of them is a sender
+    blocked by a bound. The group counts waiting threads; when all ``threads`` participants
+    wait, it lets the blocked senders exceed their bound by one message each. Memory then
+    grows only as far as the data really needs (the overlap window), never because of a
+    deadlock; ``overflows`` counts how often it happened.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.threads = 0  # participating threads (producers, savers, the output reader)
+        self.waiting = 0
+        self.overflows = 0
+        self.mailboxes: list[Mailbox] = []
+
+    def add_threads(self, n: int) -> None:
+        with self.lock:
+            self.threads += n
+
+    def thread_done(self) -> None:
+        """A participant ended: the others may now all be waiting."""
+        with self.lock:
+            self.threads -= 1
+            self._break_deadlock_locked()
+
+    def _break_deadlock_locked(self) -> None:
+        if self.threads <= 0 or self.waiting < self.threads:
+            return
+        # A waiter that was notified but has not re-taken the lock yet still counts as
+        # waiting: it is no deadlock while any waiter's condition already holds.
+        if any(mb._has_ready_waiter_locked() for mb in self.mailboxes):
+            return
+        for mb in self.mailboxes:
+            if mb._senders_waiting and mb._reason is None:
+                mb._extra += 1
+                self.overflows += 1
+                mb._can_send.notify_all()
+
+
 class Mailbox:
     """An ordered, bounded, multi-subscriber mailbox; see the module docstring for the rules.
 
@@ -157,7 +202,13 @@ class Mailbox:
         (and the mailbox killed); ``None`` waits forever (kills still wake the waiter).
     """
 
-    def __init__(self, name: str, max_messages: int = 4, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_messages: int = 4,
+        timeout: float | None = None,
+        group: MailboxGroup | None = None,
+    ) -> None:
         if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
             raise ValueError(f"max_messages must be an integer >= 1, got {max_messages!r}")
         if timeout is not None and not timeout > 0:
@@ -165,7 +216,13 @@ class Mailbox:
         self.name = name
         self.max_messages = max_messages
         self.timeout = timeout
-        self._lock = threading.Lock()
+        self._group = group
+        self._lock = group.lock if group is not None else threading.Lock()
+        if group is not None:
+            group.mailboxes.append(self)
+        self._extra = 0  # bound overflow granted by the group to break a deadlock
+        self._send_waits: list[int] = []  # message numbers of blocked senders
+        self._read_waits: list[_Cursor] = []  # cursors of readers blocked on a message
         self._can_read = threading.Condition(self._lock)
         self._can_send = threading.Condition(self._lock)
         self._msgs: dict[int, Any] = {}  # held messages by number; all numbers >= _base
@@ -295,12 +352,47 @@ class Mailbox:
             for number in range(self._base, new_base):
                 msgs.pop(number, None)
             self._base = new_base
+            if self._extra and len(self._msgs) < self.max_messages:
+                self._extra = 0  # the readers caught up: the normal bound holds again
             if self._senders_waiting:
                 self._can_send.notify_all()
 
     # ---------------------------------------------------------------- waiting
-    def _wait(self, cond: threading.Condition, deadline: float | None, what: str) -> float | None:
-        """Wait once on ``cond`` (lock held); returns the deadline to pass to the next wait."""
+    def _has_ready_waiter_locked(self) -> bool:
+        """Whether a blocked sender or reader of this mailbox can already go on."""
+        if self._reason is not None and (self._send_waits or self._read_waits):
+            return True
+        limit = self._base + self.max_messages + self._extra
+        if any(n < limit for n in self._send_waits):
+            return True
+        for cursor in self._read_waits:
+            if not cursor.active or cursor.pos in self._msgs:
+                return True
+            if self._end is not None and cursor.pos >= self._end:
+                return True
+        return False
+
+    def _wait(
+        self, cond: threading.Condition, deadline: float | None, what: str, stuck: bool = True
+    ) -> float | None:
+        """Wait once on ``cond`` (lock held); returns the deadline to pass to the next wait.
+
+        ``stuck=False`` marks a wait that other work will end by itself (a future being
+        computed), which the group must not count as a possible deadlock.
+        """
+        group = self._group
+        if group is not None and stuck:
+            group.waiting += 1
+            group._break_deadlock_locked()
+            try:
+                return self._wait_unmonitored(cond, deadline, what)
+            finally:
+                group.waiting -= 1
+        return self._wait_unmonitored(cond, deadline, what)
+
+    def _wait_unmonitored(
+        self, cond: threading.Condition, deadline: float | None, what: str
+    ) -> float | None:
         if self.timeout is None:
             cond.wait()
             return None
@@ -363,15 +455,17 @@ class Mailbox:
                 if self._closed:
                     raise MailboxClosed(f"cannot send to mailbox {self.name!r}: it is closed")
                 number = self._next_number if msg_number is None else self._check_number(msg_number)
-                if number < self._base + self.max_messages:
+                if number < self._base + self.max_messages + self._extra:
                     break
                 self._senders_waiting += 1
+                self._send_waits.append(number)
                 try:
                     deadline = self._wait(
                         self._can_send, deadline, f"waiting to send message {number}"
                     )
                 finally:
                     self._senders_waiting -= 1
+                    self._send_waits.remove(number)
             msgs = self._msgs
             msgs[number] = msg
             self._n_received += 1
@@ -507,16 +601,22 @@ class Subscription:
                         msg = msg.result()
                         break
                     what = f"waiting for the result of message {pos}"
+                    stuck = False
                 elif mailbox._end is not None and pos >= mailbox._end:
                     mailbox._unsubscribe_locked(cursor)
                     raise StopIteration
                 else:
                     what = f"waiting for message {pos}"
+                    stuck = True
                 mailbox._readers_waiting += 1
+                if stuck:
+                    mailbox._read_waits.append(cursor)
                 try:
-                    deadline = mailbox._wait(mailbox._can_read, deadline, what)
+                    deadline = mailbox._wait(mailbox._can_read, deadline, what, stuck)
                 finally:
                     mailbox._readers_waiting -= 1
+                    if stuck:
+                        mailbox._read_waits.remove(cursor)
             cursor.pos = pos + 1
             if pos == mailbox._base:
                 mailbox._advance_base_locked()

@@ -4,177 +4,349 @@ Every data type has a mailbox. A producer thread iterates its plugin (which pull
 from mailbox subscriptions) and sends each output chunk to that output's mailbox; a saver
 thread drains a subscription into its saver; the caller's thread reads the requested output.
 Mailboxes are bounded, so a fast producer waits for its slowest reader and memory stays flat.
+``parallel`` plugins submit each chunk's compute to a thread pool (``True``/``"thread"``) or a
+process pool (``"process"``) of ``max_workers`` and send the future; the mailbox delivers the
+results in order.
 
-Failure: the first exception anywhere is recorded, every mailbox is killed (which wakes every
-waiting thread), all threads are joined, unfinished savers are marked failed, and the caller
-gets the original exception, once, with its traceback. Savers whose data finished before the
-failure have already closed, so their data sets stay complete.
+Failure (the guarantees the tests in ``tests/core/test_failures.py`` check):
+
+- The first exception anywhere (a loader, plugin, saver, a future's compute, the caller's own
+  read, or the caller stopping early) is recorded, and every mailbox that is still open is
+  killed, which wakes every waiting thread; pending pool futures are cancelled.
+- Mailboxes that were already *closed* (their producer finished) are not killed: their readers
+  drain them, so a data set whose producer finished before the failure is saved completely.
+- Every thread is joined, pools are shut down, and every saver that did not close is marked
+  failed (a failed data set is never loaded as cache). A saver that closed stays complete
+  (``Saver.fail`` after ``close`` is a no-op).
+- The caller gets the original exception (not a ``MailboxKilled``), once, with the traceback of
+  the thread that raised it. A caller that stops reading early gets no exception.
+- Every thread ends because every wait is a mailbox wait that a kill wakes, and a thread that
+  ends for any reason closes or kills the mailboxes it sends to. Mailbox ``timeout`` and
+  :data:`JOIN_ALARM_S` are last-resort alarms only (a thread that outlives them is a bug,
+  reported by name), never part of the normal flow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import pickle
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from storage import Saver
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.graph import Graph, Producer
-from strax_decl.mailbox import Mailbox, MailboxKilled
+from strax_decl.mailbox import Mailbox, Subscription, original_exception
+from strax_decl.plugin import Submit
 
-__all__ = ["PipelineStuck", "run_threaded"]
+__all__ = [
+    "JOIN_ALARM_S",
+    "THREAD_PREFIX",
+    "PipelineStuck",
+    "ProcessingStopped",
+    "run_threaded",
+]
 
-JOIN_ALARM_S = 60.0  # last resort: a thread that does not end this long after a kill is a bug
+JOIN_ALARM_S = 60.0
+"""Last resort: threads still running this long after the pipeline stopped are reported."""
+
+THREAD_PREFIX = "sd"
+"""Every thread the pipeline starts is named ``sd:<component>`` (pool threads ``sd-compute``)."""
+
+
+def _process_start_method() -> str:
+    """``$STRAX_DECL_START_METHOD``, else ``forkserver`` where available, else ``spawn``.
+
+    Not ``fork`` by default: the pool starts while loader, saver and storage threads run, and a
+    forked child inherits whatever locks they hold at that moment (a classic source of hangs;
+    Python 3.14 dropped ``fork`` as the default for this reason). The fork server is
+    single-threaded, so forking from it is safe. The price: a script whose plugins run in
+    processes needs the ``if __name__ == "__main__":`` guard, and the plugin classes must be
+    importable by module name (not defined in ``__main__`` of a notebook). Set the variable
+    to ``fork`` to trade that safety for convenience.
+    """
+    chosen = os.environ.get("STRAX_DECL_START_METHOD")
+    if chosen:
+        return chosen
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class PipelineStuck(RuntimeError):
     """A thread did not end after the pipeline was stopped (a bug; names the thread)."""
 
 
+class ProcessingStopped(RuntimeError):
+    """Why savers were marked failed when the caller stopped reading before the end."""
+
+
 class _Run:
-    def __init__(self, graph: Graph, max_workers: int, max_messages: int,
-                 timeout: float | None) -> None:
+    """One execution of a graph; :meth:`run` is the generator the caller iterates."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        max_workers: int,
+        max_messages: int,
+        timeout: float | None,
+        submit: Submit | None = None,
+    ) -> None:
         self.graph = graph
+        self.submit = submit  # the caller's executor for parallel plugins (None: own pools)
         self.max_workers = max_workers
         self.error: BaseException | None = None
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self.mailboxes: dict[str, Mailbox] = {}
         for p in graph.producers:
             bound = p.max_messages or max_messages
             for o in p.outputs:
                 self.mailboxes[o] = Mailbox(o, max_messages=bound, timeout=timeout)
-        self.threads: list[threading.Thread] = []
-        self.savers: list[Saver] = []
+        graph.mailboxes = self.mailboxes  # for inspection (peak fill, state) after the run
+        self.threads: list[threading.Thread] = []  # created, in start order
+        self.started: list[threading.Thread] = []
+        self.savers: list[tuple[Saver, threading.Thread | None]] = []
         self.pools: dict[str, Executor] = {}
+        self.pending: set[Future[Any]] = set()  # submitted to a pool and not done yet
 
     # ------------------------------------------------------------------ failure
 
     def fail(self, exc: BaseException) -> None:
-        """Record the first real error and stop everything."""
-        original = exc.reason if isinstance(exc, MailboxKilled) else exc
-        with self.lock:
+        """Record the first error and stop everything (idempotent; never raises)."""
+        with self._lock:
             if self.error is None:
-                self.error = original
+                self.error = original_exception(exc)
+            reason = self.error
         for mb in self.mailboxes.values():
-            mb.kill(original)
+            if not mb.closed:  # closed: its producer finished; let its readers drain it
+                mb.kill(reason)
+        self._cancel_pending()
+
+    def _cancel_pending(self) -> None:
+        with self._lock:
+            pending = list(self.pending)
+        for fut in pending:
+            fut.cancel()  # no-op for running or finished computations
+
+    def _track(self, fut: Future[Any]) -> Future[Any]:
+        with self._lock:
+            self.pending.add(fut)
+        fut.add_done_callback(self._untrack)
+        if self.error is not None:  # submitted after the failure was recorded
+            fut.cancel()
+        return fut
+
+    def _untrack(self, fut: Future[Any]) -> None:
+        with self._lock:
+            self.pending.discard(fut)
+
+    # ------------------------------------------------------------------ pools
+
+    def _submitter(self, producer: Producer) -> Submit | None:
+        """The ``submit`` given to a parallel plugin (None: compute inline)."""
+        mode = producer.parallel
+        if mode and self.submit is not None:  # e.g. a Dask cluster (strax_decl.distributed)
+            custom = self.submit
+
+            def submit_custom(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+                return self._track(custom(fn, *args, **kwargs))
+
+            return submit_custom
+        if not mode or self.max_workers <= 1:
+            return None
+        if mode == "process":
+            pool = self.pools.get("process")
+            if pool is None:
+                context = multiprocessing.get_context(_process_start_method())
+                pool = self.pools["process"] = ProcessPoolExecutor(
+                    self.max_workers, mp_context=context
+                )
+            process_pool = pool
+
+            def submit_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+                # Pickle here, in the producer's thread: an unpicklable plugin raises at once,
+                # naming the plugin, instead of breaking the pool's feeder thread.
+                try:
+                    payload = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as e:
+                    e.add_note(
+                        f"plugin {producer.name} has parallel='process': the plugin instance "
+                        "and its inputs are pickled to a worker process, so they must be "
+                        "picklable and the plugin class importable by module name"
+                    )
+                    raise
+                return self._track(process_pool.submit(_call_pickled, payload))
+
+            return submit_process
+        pool = self.pools.get("thread")
+        if pool is None:
+            pool = self.pools["thread"] = ThreadPoolExecutor(
+                self.max_workers, thread_name_prefix=f"{THREAD_PREFIX}-compute"
+            )
+        thread_pool = pool
+
+        def submit_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+            return self._track(thread_pool.submit(fn, *args, **kwargs))
+
+        return submit_thread
 
     # ------------------------------------------------------------------ threads
 
-    def pool_for(self, producer: Producer) -> Executor | None:
-        mode = producer.parallel
-        if not mode or self.max_workers <= 1:
-            return None
-        kind = "process" if mode == "process" else "thread"
-        if kind not in self.pools:
-            self.pools[kind] = (
-                ProcessPoolExecutor(self.max_workers) if kind == "process"
-                else ThreadPoolExecutor(self.max_workers, thread_name_prefix="sd-compute")
-            )
-        return self.pools[kind]
-
-    def producer_thread(self, producer: Producer) -> threading.Thread:
-        inputs = {d: self.mailboxes[d].subscribe() for d in producer.inputs}
-        pool = self.pool_for(producer)
-        submit = pool.submit if pool is not None else None
-        outputs = {o: self.mailboxes[o] for o in producer.outputs}
-
-        def work() -> None:
-            previous_end: dict[str, int] = {}
-            # Outputs nobody reads (a by-product of a multi-output plugin that is neither
-            # saved nor requested) are dropped here instead of filling a mailbox forever.
-            for o in [o for o, mb in outputs.items() if not mb.active_subscribers]:
-                del outputs[o]
+    def _spawn(
+        self, name: str, body: Callable[[], None], sends_to: list[Mailbox]
+    ) -> threading.Thread:
+        def main() -> None:
             try:
-                for item in producer.start(inputs, submit):
-                    if isinstance(item, Future):
-                        for o, mb in outputs.items():
-                            mb.send(_pick(item, o))
-                        continue
-                    for o, chunk in item.items():
-                        if o not in outputs:
-                            continue
-                        prev = previous_end.get(o)
-                        if prev is not None and chunk.start != prev:
-                            raise ChunkLawViolation(
-                                f"{producer.name}, output {o!r}: chunk {chunk!r} does not "
-                                f"touch the previous chunk, which ended at {prev}"
-                            )
-                        previous_end[o] = chunk.end
-                        outputs[o].send(chunk)
-                for mb in outputs.values():
-                    mb.close()
-            except BaseException as e:  # noqa: BLE001 - every error must stop the pipeline
+                body()
+            except BaseException as e:  # every error must stop the pipeline
                 self.fail(e)
             finally:
-                for sub in inputs.values():
-                    sub.close()
+                # Whatever happened, nobody may wait for this thread any more.
+                for mb in sends_to:
+                    if not mb.closed and not mb.killed:
+                        mb.kill(
+                            self.error
+                            or PipelineStuck(f"thread {name!r} ended without closing {mb.name!r}")
+                        )
 
-        return threading.Thread(target=work, name=f"sd:{producer.name}", daemon=True)
+        thread = threading.Thread(target=main, name=f"{THREAD_PREFIX}:{name}", daemon=True)
+        self.threads.append(thread)
+        return thread
 
-    def saver_thread(self, data_type: str, saver: Saver) -> threading.Thread:
+    def _add_producer(self, producer: Producer) -> None:
+        inputs = {d: self.mailboxes[d].subscribe() for d in producer.inputs}
+        submit = self._submitter(producer)
+        outputs = {o: self.mailboxes[o] for o in producer.outputs}
+
+        def body() -> None:
+            _produce(producer, inputs, outputs, submit)
+
+        self._spawn(producer.name, body, list(outputs.values()))
+
+    def _add_saver(self, data_type: str, make: Callable[[], Saver]) -> None:
+        saver = make()
+        index = len(self.savers)
+        self.savers.append((saver, None))
         subscription = self.mailboxes[data_type].subscribe()
+        stats = self.graph.stats
 
-        def work() -> None:
+        def body() -> None:
             waited = [0.0]
             t0 = time.perf_counter()
             try:
                 saver.save_from(_timed(subscription, waited))
-            except BaseException as e:  # noqa: BLE001
-                self.fail(e)
             finally:
                 subscription.close()
-                busy = time.perf_counter() - t0 - waited[0]
-                self.graph.stats.add(f"save {data_type}", busy)
+                stats.add(f"save {data_type}", time.perf_counter() - t0 - waited[0])
 
-        return threading.Thread(target=work, name=f"sd:save {data_type}", daemon=True)
+        self.savers[index] = (saver, self._spawn(f"save {data_type}", body, []))
 
     # ------------------------------------------------------------------ run
 
     def run(self) -> Iterator[Chunk]:
-        output_sub = None
+        output: Subscription | None = None
+        stopped_early = False
         try:
             for data_type, factories in self.graph.savers.items():
                 for make in factories:
-                    saver = make()
-                    self.savers.append(saver)
-                    self.threads.append(self.saver_thread(data_type, saver))
+                    self._add_saver(data_type, make)
             for producer in self.graph.producers:
-                self.threads.append(self.producer_thread(producer))
+                self._add_producer(producer)
             if self.graph.output is not None:
-                output_sub = self.mailboxes[self.graph.output].subscribe()
+                output = self.mailboxes[self.graph.output].subscribe()
             # Every subscription exists before any thread starts: nobody misses a message.
-            for t in self.threads:
-                t.start()
-            if output_sub is not None:
-                yield from output_sub
+            for thread in self.threads:
+                thread.start()
+                self.started.append(thread)
+            if output is not None:
+                yield from output
         except GeneratorExit:
-            self.fail(RuntimeError("processing stopped: the caller stopped reading early"))
-            self.finish(raise_error=False)
-            raise
-        except MailboxKilled:
-            pass  # the real error is in self.error
-        except BaseException as e:
+            stopped_early = True
+            self.fail(ProcessingStopped("processing stopped: the caller stopped reading early"))
+        except BaseException as e:  # recorded, raised once by _finish
             self.fail(e)
         finally:
-            if output_sub is not None:
-                output_sub.close()
-        self.finish(raise_error=True)
+            if output is not None:
+                output.close()
+        self._finish(raise_error=not stopped_early)
 
-    def finish(self, raise_error: bool) -> None:
-        for t in self.threads:
-            t.join(JOIN_ALARM_S)
-        stuck = [t.name for t in self.threads if t.is_alive()]
-        for pool in self.pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+    def _finish(self, raise_error: bool) -> None:
+        deadline = time.monotonic() + JOIN_ALARM_S
+        for thread in self.started:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self.started if t.is_alive()]
         if self.error is not None:
-            for saver in self.savers:
-                saver.fail(self.error)
+            self._cancel_pending()
+        for pool in self.pools.values():
+            pool.shutdown(wait=not stuck, cancel_futures=True)
+        error = self.error
+        if error is not None:
+            for saver, saver_thread in self.savers:
+                if saver_thread is None or not saver_thread.is_alive():
+                    saver.fail(error)  # a no-op for savers that closed (complete data)
         if stuck:
-            raise PipelineStuck(f"threads still running after the pipeline stopped: {stuck}")
-        if raise_error and self.error is not None:
-            raise self.error
+            message = (
+                f"pipeline threads still running {JOIN_ALARM_S:g} s after the pipeline "
+                f"stopped (a bug in strax_decl or a plugin that never returns): {stuck}"
+            )
+            if error is None:
+                raise PipelineStuck(message)
+            error.add_note(message)
+        if raise_error and error is not None:
+            raise error
+
+
+def _produce(
+    producer: Producer,
+    inputs: Mapping[str, Subscription],
+    outputs: Mapping[str, Mailbox],
+    submit: Submit | None,
+) -> None:
+    """A producer thread's work: iterate the producer, send its outputs, close them."""
+    # Outputs nobody reads (a by-product of a multi-output plugin that is neither saved nor
+    # requested) are dropped here instead of filling a mailbox forever.
+    live = {o: mb for o, mb in outputs.items() if mb.active_subscribers}
+    previous_end: dict[str, int] = {}
+    iterator = iter(producer.start(inputs, submit))
+    try:
+        for item in iterator:
+            if isinstance(item, Future):
+                for o, mailbox in live.items():
+                    mailbox.send(_pick(item, o))
+                continue
+            for o, chunk in item.items():
+                mb = live.get(o)
+                if mb is None:
+                    continue
+                prev = previous_end.get(o)
+                if prev is not None and chunk.start != prev:
+                    raise ChunkLawViolation(
+                        f"{producer.name}, output {o!r}: chunk {chunk!r} does not "
+                        f"touch the previous chunk, which ended at {prev}"
+                    )
+                previous_end[o] = chunk.end
+                mb.send(chunk)
+        for mb in outputs.values():
+            mb.close()
+    finally:
+        # Run the producer's cleanup (a generator's finally blocks) in its own thread, and
+        # stop holding back the mailboxes it read.
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+        for sub in inputs.values():
+            sub.close()
+
+
+def _call_pickled(payload: bytes) -> Any:
+    """Runs in a worker process: the call pickled by the submitting thread."""
+    fn, args, kwargs = pickle.loads(payload)
+    return fn(*args, **kwargs)
 
 
 def _timed(chunks: Iterable[Chunk], waited: list[float]) -> Iterator[Chunk]:
@@ -192,22 +364,40 @@ def _timed(chunks: Iterable[Chunk], waited: list[float]) -> Iterator[Chunk]:
 
 
 def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
-    """A future of one output of a multi-output future."""
-    child: Future[Any] = Future()
+    """A future of one output of a multi-output future; always completes when ``future`` does
+    (also if it is cancelled), so no reader can wait for it forever."""
+    child: Future[Chunk] = Future()
 
     def done(f: Future[dict[str, Chunk]]) -> None:
+        if f.cancelled():
+            child.cancel()
+            return
         exc = f.exception()
         if exc is not None:
             child.set_exception(exc)
-        else:
+            return
+        try:
             child.set_result(f.result()[output])
+        except BaseException as e:  # e.g. a result without this output
+            child.set_exception(e)
 
     future.add_done_callback(done)
     return child
 
 
 def run_threaded(
-    graph: Graph, *, max_workers: int = 2, max_messages: int = 4, timeout: float | None = None
+    graph: Graph,
+    *,
+    max_workers: int = 2,
+    max_messages: int = 4,
+    timeout: float | None = None,
+    submit: Submit | None = None,
 ) -> Iterator[Chunk]:
-    """Run ``graph`` in threads; yield the chunks of ``graph.output``."""
-    return _Run(graph, max_workers, max_messages, timeout).run()
+    """Run ``graph`` in threads; yield the chunks of ``graph.output``.
+
+    ``graph.mailboxes`` holds the run's mailboxes (e.g. ``Mailbox.peak``) for inspection.
+    ``submit``: where ``parallel`` plugins' chunk computations go instead of the pipeline's
+    own pools (a callable like ``Executor.submit`` returning ``concurrent.futures.Future``,
+    e.g. ``strax_decl.distributed.ClientSubmit``); used whatever ``max_workers`` is.
+    """
+    return _Run(graph, max_workers, max_messages, timeout, submit).run()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,7 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
 
-from strax_decl.chunk import Chunk, check_chunk, merge
+from strax_decl.chunk import Chunk, ChunkLawViolation, check_chunk, empty_chunk, merge
 from strax_decl.schema import Schema
 from strax_decl.stats import RunStats
 from strax_decl.sync import aligned
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 Submit = Callable[..., "Future[Any]"]
+_DONE: Any = object()  # end-of-iteration marker for next(iterator, _DONE)
 
 
 class PluginDeclarationError(TypeError):
@@ -236,6 +238,7 @@ class Plugin:
     code_hash: ClassVar[str]
     is_source: ClassVar[bool]
     compute_takes_start_end: ClassVar[bool]
+    compute_is_generator: ClassVar[bool]  # down-chunking: several output chunks per step
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -313,6 +316,12 @@ class Plugin:
             raise PluginDeclarationError(f"plugin {name}: define compute(self, ...)")
         params = inspect.signature(cls.compute).parameters
         cls.compute_takes_start_end = "start" in params and "end" in params
+        cls.compute_is_generator = inspect.isgeneratorfunction(cls.compute)
+        if cls.compute_is_generator and cls.parallel:
+            raise PluginDeclarationError(
+                f"plugin {name}: compute is a generator (down-chunking), so it cannot be "
+                "parallel: its chunks come in order from one call; set parallel = False"
+            )
         cls.code_hash = _code_hash(cls)
         if cls.version == "auto":
             cls.version = "auto-" + cls.code_hash[:12]
@@ -326,6 +335,15 @@ class Plugin:
     @classmethod
     def _check_declaration(cls) -> None:
         """Hook for plugin kinds to check their extra declarations."""
+
+    @classmethod
+    def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
+        """Hook for plugin kinds: check what depends on the kinds of the inputs.
+
+        Those are known only once the providers are (``input_kinds``: data type -> kind), so
+        this cannot run at class definition; plugin kinds call it when they are created.
+        Raise PluginDeclarationError naming the plugin.
+        """
 
     # ------------------------------------------------------------------ instances
 
@@ -350,6 +368,14 @@ class Plugin:
         """Source plugins yield chunks (or ``{output: chunk}``) for ``run_id``."""
         raise NotImplementedError
 
+    def run_end(self, run_id: str) -> int | None:
+        """Sources may override: the end time (ns) of ``run_id`` if known before reading it.
+
+        Used only for the progress bar's ETA (progress = end of the latest chunk / run end);
+        the default, None, means unknown (the bar then shows rates without an ETA).
+        """
+        return None
+
     @property
     def kinds(self) -> list[str]:
         """Input data kinds, in declaration order: the names compute receives."""
@@ -365,17 +391,27 @@ class Plugin:
     ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
         """Outputs per step, in order. With ``submit``, yields futures (parallel plugins)."""
         if self.is_source:
-            yield from self._iterate_source()
+            yield from self._touching(self._iterate_source())
             return
-        dtypes = {name: self.input_dtypes.get(name, spec.schema.dtype) for name, spec in
-                  self.inputs.items()}
-        for step in aligned(inputs, dtypes):
-            by_kind = self.merge_by_kind(step)
-            first = next(iter(step.values()))
+        for by_kind, start, end in self.steps(inputs):
             if submit is not None:
-                yield submit(self.compute_step, by_kind, first.start, first.end)
+                yield submit(self.compute_step, by_kind, start, end)
+            elif self.compute_is_generator:
+                yield from self.compute_down(by_kind, start, end)
             else:
-                yield self.compute_step(by_kind, first.start, first.end)
+                yield self.compute_step(by_kind, start, end)
+
+    def steps(
+        self, inputs: Mapping[str, Iterator[Chunk]]
+    ) -> Iterator[tuple[dict[str, Chunk], int, int]]:
+        """Time-aligned steps ``(one merged chunk per input kind, start, end)``."""
+        dtypes = {
+            name: self.input_dtypes.get(name, spec.schema.dtype)
+            for name, spec in self.inputs.items()
+        }
+        for step in aligned(inputs, dtypes):
+            first = next(iter(step.values()))
+            yield self.merge_by_kind(step), first.start, first.end
 
     def merge_by_kind(self, step: Mapping[str, Chunk]) -> dict[str, Chunk]:
         """One chunk per input kind, same-kind inputs merged field-wise."""
@@ -388,14 +424,70 @@ class Plugin:
     def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
         """Call compute on one aligned step and wrap its result in checked chunks."""
         t0 = time.perf_counter()
-        kwargs: dict[str, Any] = {kind: c.data for kind, c in by_kind.items()}
-        if self.compute_takes_start_end:
-            kwargs["start"], kwargs["end"] = start, end
-        result = self.compute(**kwargs)
+        result = self.compute(**self._compute_kwargs(by_kind, start, end))
         out = self.to_output_chunks(result, start, end)
+        for name, chunk in out.items():
+            if (chunk.start, chunk.end) != (start, end):
+                raise ChunkLawViolation(
+                    f"plugin {self.name}, output {name!r}: compute returned {chunk!r} for the "
+                    f"step [{start}, {end}); return rows (they are wrapped in the step's "
+                    "interval), or make compute a generator to yield several chunks"
+                )
         if self.stats is not None:
             self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
         return out
+
+    def compute_down(
+        self, by_kind: Mapping[str, Chunk], start: int, end: int
+    ) -> Iterator[dict[str, Chunk]]:
+        """Down-chunking: the chunks compute yields for one step, checked to tile ``[start, end)``.
+
+        Lets a plugin with memory-heavy outputs hand them on piece by piece. A generator that
+        yields nothing stands for empty outputs over the whole step.
+        """
+        items = iter(self.compute(**self._compute_kwargs(by_kind, start, end)))
+        reached = dict.fromkeys(self.outputs, start)
+        n_items = 0
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            item = next(items, _DONE)
+            if item is _DONE:
+                break
+            values = item.values() if isinstance(item, Mapping) else [item]
+            if not all(isinstance(v, Chunk) for v in values):
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}: compute is a generator (down-chunking), so it must "
+                    f"yield sd.Chunk or {{output: sd.Chunk}}; item {i} was {item!r:.200}"
+                )
+            out = self.to_output_chunks(item, start, end)
+            for name, chunk in out.items():
+                if chunk.start != reached[name] or chunk.end > end:
+                    raise ChunkLawViolation(
+                        f"plugin {self.name}, output {name!r}: chunk {i} {chunk!r} must start "
+                        f"at {reached[name]} (where the previous one ended) and end by {end}: "
+                        f"the chunks yielded for one step tile the step [{start}, {end})"
+                    )
+                reached[name] = chunk.end
+            if self.stats is not None:
+                self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
+            n_items += 1
+            yield out
+        if n_items == 0:
+            yield {o: empty_chunk(start, end, spec.dtype) for o, spec in self.outputs.items()}
+            return
+        short = {o: r for o, r in reached.items() if r != end}
+        if short:
+            o, r = next(iter(short.items()))
+            raise ChunkLawViolation(
+                f"plugin {self.name}, output {o!r}: the chunks yielded for the step "
+                f"[{start}, {end}) stop at {r}; the last one must end at {end}"
+            )
+
+    def _compute_kwargs(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {kind: c.data for kind, c in by_kind.items()}
+        if self.compute_takes_start_end:
+            kwargs["start"], kwargs["end"] = start, end
+        return kwargs
 
     def to_output_chunks(self, result: Any, start: int, end: int) -> dict[str, Chunk]:
         """Wrap compute's return value as one chunk per output, checking dtypes."""
@@ -438,20 +530,41 @@ class Plugin:
             )
         return next(iter(self.outputs))
 
+    def _touching(self, items: Iterator[dict[str, Chunk]]) -> Iterator[dict[str, Chunk]]:
+        """Pass ``items`` on, checking that each output's chunks touch (naming this plugin)."""
+        previous: dict[str, int] = {}
+        for out in items:
+            for name, chunk in out.items():
+                prev = previous.get(name)
+                if prev is not None and chunk.start != prev:
+                    raise ChunkLawViolation(
+                        f"plugin {self.name}, output {name!r}: chunk {chunk!r} does not touch "
+                        f"the previous chunk, which ended at {prev}"
+                    )
+                previous[name] = chunk.end
+            yield out
+
     def _iterate_source(self) -> Iterator[dict[str, Chunk]]:
-        for i, item in enumerate(self.source(self.run_id)):
+        items = iter(self.source(self.run_id))
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            item = next(items, _DONE)
+            if item is _DONE:
+                return
             if isinstance(item, Chunk):
-                yield self.to_output_chunks(item, item.start, item.end)
+                out = self.to_output_chunks(item, item.start, item.end)
             elif isinstance(item, Mapping):
                 chunks = list(item.values())
                 if not chunks or not all(isinstance(c, Chunk) for c in chunks):
                     raise PluginGaveWrongOutput(
                         f"plugin {self.name}: source item {i} must be a Chunk or a dict of Chunks"
                     )
-                yield self.to_output_chunks(item, chunks[0].start, chunks[0].end)
+                out = self.to_output_chunks(item, chunks[0].start, chunks[0].end)
             else:
                 raise PluginGaveWrongOutput(
                     f"plugin {self.name}: source yielded {type(item).__name__} at item {i}; "
                     "yield sd.Chunk(start, end, rows)"
                 )
-
+            if self.stats is not None:  # the source's time and output, for the summary
+                self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
+            yield out

@@ -1,25 +1,58 @@
 """The resolver: (run, targets, config) -> an inspectable Plan. Nothing runs here.
 
 For every data type the request needs, the plan says whether it is loaded (complete data
-with the same lineage is stored) or computed, and why; and for every computed output, whether
-it is saved, and why (or why not).
+with the same lineage and the declared dtype is stored) or computed, and why; and for every
+computed output, whether it is saved, and why (or why not).
+
+``claim_plan`` turns a plan into one this process may execute: it claims (``Store.claim``)
+every data set the plan will save, in a fixed order; if another process holds one of them it
+either waits for that data set to complete and plans again (which then loads it), or fails
+fast (``on_conflict="fail"``). The plan that runs is always made while holding the claims, so
+two processes never compute the same stored data set twice.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from storage import DataKey, Store
+from storage import (
+    Claim,
+    ClaimHeld,
+    DataCorrupted,
+    DataKey,
+    StorageError,
+    Store,
+    WriterGone,
+)
 from strax_decl.lineage import diff, lineage_hash, make_lineage
 from strax_decl.plugin import Options, SaveWhen
 from strax_decl.registry import Registry
 
-__all__ = ["Lineages", "Plan", "Step", "StaleVersionWarning", "resolve"]
+__all__ = [
+    "Lineages",
+    "OnConflict",
+    "OnCorrupted",
+    "Plan",
+    "StaleVersionWarning",
+    "Step",
+    "claim_plan",
+    "corrupted_key",
+    "mark_corrupted",
+    "release_claims",
+    "resolve",
+]
+
+log = logging.getLogger(__name__)
 
 Action = Literal["load", "compute"]
+OnConflict = Literal["wait", "fail"]
+"""What a run does when another process is writing a data set it would save."""
+OnCorrupted = Literal["raise", "recompute"]
+"""What a run does when stored data it loads turns out corrupted."""
 
 
 class StaleVersionWarning(UserWarning):
@@ -144,8 +177,13 @@ def resolve(
     targets: Sequence[str],
     save: Sequence[str] = (),
     saving: bool = True,
+    distrust: Collection[DataKey] = (),
 ) -> Plan:
-    """Decide load or compute for every data type ``targets`` need in ``run_id``."""
+    """Decide load or compute for every data type ``targets`` need in ``run_id``.
+
+    ``distrust``: keys whose stored data was found corrupted; they are computed (and saved
+    again, replacing the corrupted data) even where they look complete.
+    """
     targets = tuple(targets)
     for t in (*targets, *save):
         registry.provider(t)  # KeyError naming the unknown data type
@@ -167,7 +205,16 @@ def resolve(
         statuses = [s.status(k) for s in stores]
         if "complete" in statuses:
             store = stores[statuses.index("complete")]
-            _warn_if_code_changed(registry, store, k)
+            if k in distrust:
+                return False, f"stored data in {store.url} is corrupted"
+            info = store.info(k)
+            declared = registry.dtype(data_type)
+            if info.dtype != declared:
+                return False, (
+                    f"stored data in {store.url} has dtype {info.dtype}, but plugin "
+                    f"{registry.provider(data_type).name} declares {declared}"
+                )
+            _warn_if_code_changed(registry, k, info.metadata)
             return True, f"stored in {store.url}"
         if "failed" in statuses:
             return False, "stored data failed while it was written"
@@ -258,10 +305,109 @@ def _why_not_stored(stores: Sequence[Store], key: DataKey, lineage: dict[str, An
     return f"stored only with a different lineage (hash {info.key.lineage_hash}){detail}"
 
 
-def _warn_if_code_changed(registry: Registry, store: Store, key: DataKey) -> None:
+def release_claims(claims: Iterable[Claim]) -> None:
+    """Release every claim (errors are logged: releasing runs while others propagate)."""
+    for claim in claims:
+        try:
+            claim.release()
+        except Exception:
+            log.exception("could not release %r", claim)
+
+
+def _acquire(plan: Plan, stores: Sequence[Store], on_conflict: OnConflict) -> list[Claim] | None:
+    """Claim every data set ``plan`` saves; None after waiting for another writer."""
+    writable = [s for s in stores if not s.readonly]
+    held: list[Claim] = []
+    try:
+        for key in sorted({plan.steps[d].key for d in plan.to_save}):
+            for store in writable:
+                claim = store.claim(key)
+                if claim is not None:
+                    held.append(claim)
+                    continue
+                holder = store.claim_holder(key)
+                release_claims(held)
+                held = []
+                if holder is None:
+                    return None  # released meanwhile: plan again
+                if on_conflict == "fail":
+                    raise ClaimHeld(
+                        f"data set {key} is being written by {holder.describe()} "
+                        f"(claim {holder.location}); not computing it a second time because "
+                        "on_conflict='fail'. Wait for it, or use on_conflict='wait'",
+                        key,
+                        holder,
+                    )
+                log.info("waiting for data set %s, being written by %s", key, holder.describe())
+                try:
+                    store.wait_complete(key)
+                except WriterGone as e:
+                    log.info("%s", e)
+                return None
+    except BaseException:
+        release_claims(held)
+        raise
+    return held
+
+
+def claim_plan(
+    make_plan: Callable[[], Plan],
+    stores: Sequence[Store],
+    on_conflict: OnConflict = "wait",
+    max_rounds: int = 1000,
+) -> tuple[Plan, list[Claim]]:
+    """A plan made while holding the claims on everything it saves, and those claims.
+
+    Plans, claims the data sets to save (sorted by key, so two processes cannot deadlock),
+    and plans once more under the claims; if that plan differs (another writer finished
+    something meanwhile), or another process holds a claim (after waiting for its data set to
+    complete, or to be abandoned), starts over. ``on_conflict="fail"`` raises ClaimHeld
+    instead of waiting. The caller releases the claims (``release_claims``) when done.
+    """
+    for _ in range(max_rounds):
+        plan = make_plan()
+        if not plan.to_save:
+            return plan, []
+        claims = _acquire(plan, stores, on_conflict)
+        if claims is None:
+            continue
+        try:
+            again = make_plan()
+        except BaseException:
+            release_claims(claims)
+            raise
+        if again.to_save == plan.to_save and again.to_compute == plan.to_compute:
+            return again, claims
+        release_claims(claims)
+    raise StorageError(f"could not claim the data sets to save after {max_rounds} attempts")
+
+
+def corrupted_key(plan: Plan, error: DataCorrupted) -> DataKey | None:
+    """The key of the data set ``plan`` loads that ``error`` is about (None if none)."""
+    text = str(error)
+    for step in plan.steps.values():
+        if step.action == "load" and f"data set {step.key} " in text:
+            return step.key
+    return None
+
+
+def mark_corrupted(stores: Sequence[Store], key: DataKey, error: DataCorrupted) -> None:
+    """Mark the complete copies of ``key`` failed (with the error) where the store allows."""
+    for store in stores:
+        if store.readonly:
+            continue
+        try:
+            if store.status(key) != "complete":
+                continue
+            store.mark_failed(key, f"DataCorrupted: {error}", created=store.info(key).created)
+            log.warning("marked the corrupted data set %s in %s failed", key, store.url)
+        except StorageError as e:
+            log.warning("could not mark the corrupted data set %s failed: %s", key, e)
+
+
+def _warn_if_code_changed(registry: Registry, key: DataKey, metadata: Any) -> None:
     plugin = registry.provider(key.data_type)
-    info = store.info(key)
-    stored_code = info.metadata.get("code_hash") if isinstance(info.metadata, dict) else None
+    stored_code = metadata.get("code_hash") if isinstance(metadata, dict) else None
     if stored_code and stored_code != plugin.code_hash and not plugin.version.startswith("auto-"):
         warnings.warn(
             f"plugin {plugin.name} still says version {plugin.version!r}, but its source code "

@@ -8,6 +8,7 @@ buffered only until every reader has taken it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from storage import Saver
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.graph import Graph, Producer
+from strax_decl.pipeline import ProcessingStopped
 from strax_decl.stats import RunStats
 
 __all__ = ["run_serial"]
@@ -54,9 +56,7 @@ class _Topic:
 
 
 class _Node:
-    def __init__(
-        self, producer: Producer, savers: dict[str, list[Saver]], stats: RunStats
-    ) -> None:
+    def __init__(self, producer: Producer, savers: dict[str, list[Saver]], stats: RunStats) -> None:
         self.producer = producer
         self.stats = stats
         self.savers = savers
@@ -93,18 +93,29 @@ class _Node:
 
 
 def run_serial(graph: Graph) -> Iterator[Chunk]:
-    """Yield the chunks of ``graph.output`` (nothing for make-only graphs), saving as it goes."""
-    savers = {d: [make() for make in factories] for d, factories in graph.savers.items()}
+    """Yield the chunks of ``graph.output`` (nothing for make-only graphs), saving as it goes.
+
+    On any exception (or when the caller stops reading early), every saver that has not
+    closed is marked failed and every producer is closed (its cleanup runs); data sets whose
+    producer finished before that were closed at once and stay complete. The exception
+    propagates unchanged, with its traceback, once.
+    """
+    savers: dict[str, list[Saver]] = {}
     nodes: dict[str, _Node] = {}
-    for producer in graph.producers:
-        node = _Node(producer, {o: savers.get(o, []) for o in producer.outputs}, graph.stats)
-        for o in producer.outputs:
-            nodes[o] = node
     try:
+        for data_type, factories in graph.savers.items():
+            group = savers[data_type] = []
+            for make in factories:
+                group.append(make())
+        for producer in graph.producers:
+            node = _Node(producer, {o: savers.get(o, []) for o in producer.outputs}, graph.stats)
+            for o in producer.outputs:
+                nodes[o] = node
         for producer in graph.producers:
             node = nodes[producer.outputs[0]]
-            inputs = {d: nodes[d].topics[d].read(nodes[d].topics[d].subscribe())
-                      for d in producer.inputs}
+            inputs = {
+                d: nodes[d].topics[d].read(nodes[d].topics[d].subscribe()) for d in producer.inputs
+            }
             node.iterator = iter(producer.start(inputs, None))
         if graph.output is not None:
             out_topic = nodes[graph.output].topics[graph.output]
@@ -114,14 +125,29 @@ def run_serial(graph: Graph) -> Iterator[Chunk]:
             while not node.done:
                 node.advance()
     except GeneratorExit:
-        _fail_all(savers, RuntimeError("processing stopped: the caller stopped reading early"))
+        _fail_all(savers, ProcessingStopped("processing stopped: the caller stopped reading early"))
+        _close_all(nodes)
         raise
     except BaseException as e:
         _fail_all(savers, e)
+        _close_all(nodes)
         raise
 
 
 def _fail_all(savers: dict[str, list[Saver]], exc: BaseException) -> None:
     for group in savers.values():
         for saver in group:
-            saver.fail(exc)
+            saver.fail(exc)  # a no-op for savers that closed
+
+
+def _close_all(nodes: dict[str, _Node]) -> None:
+    """Close every producer's iterator, downstream first, so generator cleanup runs now."""
+    seen: set[int] = set()
+    for node in reversed(list(nodes.values())):
+        if id(node) in seen or node.iterator is None:
+            continue
+        seen.add(id(node))
+        close = getattr(node.iterator, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from strax_decl.chunk import Chunk, ChunkLawViolation, concatenate, safe_split_point, split
+from strax_decl.chunk import Chunk, ChunkLawViolation, common_split_point, concatenate, split
 
 __all__ = ["aligned"]
 
@@ -44,8 +44,10 @@ class _Input:
                 f"which ended at {self.buffer.end}"
             )
         else:
-            self.buffer = concatenate([self.buffer, chunk]) if len(self.buffer) else Chunk(
-                self.buffer.start, chunk.end, chunk.data
+            self.buffer = (
+                concatenate([self.buffer, chunk])
+                if len(self.buffer)
+                else Chunk(self.buffer.start, chunk.end, chunk.data)
             )
         return True
 
@@ -100,13 +102,9 @@ def aligned(
                     s.buffer = Chunk(cursor, cut, np.zeros(0, dtype=dtypes[s.name]))
                 elif s.buffer.end < cut:
                     s.buffer = Chunk(s.buffer.start, cut, s.buffer.data)
-        for _ in range(len(streams) * 4 + 4):
-            previous = cut
-            for s in streams:
-                assert s.buffer is not None
-                cut = min(cut, safe_split_point(s.buffer, cut))
-            if cut == previous:
-                break
+        # Iterate to the fixed point: a bounded number of passes could stop at a cut that is
+        # still unsafe for some input (interleaved overlapping rows), and split would refuse.
+        cut = common_split_point([s.buffer for s in streams if s.buffer is not None], cut)
         if cut <= cursor:
             if not unfinished:
                 raise ChunkLawViolation(

@@ -10,23 +10,41 @@ Dask workers) can import the plugin classes by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from typing import Annotated
 
 import numpy as np
 
 import strax_decl as sd
+from strax_decl.chunk import Chunk
+from strax_decl.plugin import Submit
+from strax_decl.schema import DType
 
 __all__ = [
+    "FLAKY_PLUGINS",
+    "TOY_PLUGINS",
     "BigPeak",
+    "FailedOnPurpose",
+    "FlakyPeakProperties",
+    "FlakyPeaks",
+    "LabelledPeak",
+    "Peak",
     "PeakBasics",
     "PeakExtras",
+    "PeakLabels",
     "PeakProperties",
     "PeakRecordCount",
-    "Peak",
     "Peaks",
+    "ProcessFlakyPeakProperties",
+    "ProcessFlakyPeaks",
     "Record",
+    "ThreadFlakyPeakProperties",
+    "ThreadFlakyPeaks",
     "ToyRecords",
-    "TOY_PLUGINS",
 ]
 
 RECORD_SAMPLES = 8
@@ -180,3 +198,134 @@ class PeakRecordCount(sd.Plugin):
 
 
 TOY_PLUGINS: list[type[sd.Plugin]] = [ToyRecords, Peaks, PeakProperties, PeakRecordCount]
+#: What ``strax-decl --plugins strax_decl.testing`` registers.
+PLUGINS = TOY_PLUGINS
+
+
+# ---------------------------------------------------------------------------------------------
+# Plugins for testing the executors: parallel variants of the toy plugins that can fail, dawdle
+# or kill their worker process on request. They live here, not in the tests, so that worker
+# processes of a process pool can import them by name. Their options are not tracked, so they
+# compute (and store under) the same lineage whether or not they misbehave.
+
+
+class FailedOnPurpose(RuntimeError):
+    """Raised by the flaky test plugins."""
+
+
+def _misbehave(name: str, start: int, fail_at: int, delay_s: float, exit_at: int = -1) -> None:
+    if delay_s:
+        time.sleep(delay_s)
+    if 0 <= exit_at <= start and multiprocessing.parent_process() is not None:
+        os._exit(3)  # a worker process dies (never the main process: inline runs skip this)
+    if 0 <= fail_at <= start:
+        raise FailedOnPurpose(f"{name} failed on purpose in the step starting at {start}")
+
+
+class FlakyPeaks(Peaks):
+    """``Peaks`` that can fail (from a time on, or after its last step), sleep or exit."""
+
+    class Options(Peaks.Options):
+        peaks_fail_at: int = sd.option(
+            -1, track=False, description="raise in steps starting at or after this time [ns]"
+        )
+        peaks_fail_at_end: bool = sd.option(
+            False, track=False, description="raise after the last step"
+        )
+        peaks_delay_s: float = sd.option(
+            0.0, ge=0, track=False, description="sleep this long per step"
+        )
+        peaks_exit_at: int = sd.option(
+            -1, track=False, description="kill the worker process from this time [ns] on"
+        )
+
+    def compute(self, records: np.ndarray, start: int = 0, end: int = 0) -> np.ndarray:
+        o = self.options
+        _misbehave(self.name, start, o.peaks_fail_at, o.peaks_delay_s, o.peaks_exit_at)
+        return super().compute(records)
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        yield from super().iterate(inputs, submit)
+        if self.options.peaks_fail_at_end:
+            raise FailedOnPurpose(f"{self.name} failed on purpose after its last step")
+
+
+class ThreadFlakyPeaks(FlakyPeaks):
+    parallel = True
+
+
+class ProcessFlakyPeaks(FlakyPeaks):
+    parallel = "process"
+
+
+class FlakyPeakProperties(PeakProperties):
+    """``PeakProperties`` (multi-output) that can fail (from a time on, or at the end) or sleep."""
+
+    class Options(PeakProperties.Options):
+        props_fail_at: int = sd.option(
+            -1, track=False, description="raise in steps starting at or after this time [ns]"
+        )
+        props_fail_at_end: bool = sd.option(
+            False, track=False, description="raise after the last step"
+        )
+        props_delay_s: float = sd.option(
+            0.0, ge=0, track=False, description="sleep this long per step"
+        )
+
+    def compute(self, peaks: np.ndarray, start: int = 0, end: int = 0) -> dict[str, np.ndarray]:
+        o = self.options
+        _misbehave(self.name, start, o.props_fail_at, o.props_delay_s)
+        return super().compute(peaks)
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        yield from super().iterate(inputs, submit)
+        if self.options.props_fail_at_end:
+            raise FailedOnPurpose(f"{self.name} failed on purpose after its last step")
+
+
+class ThreadFlakyPeakProperties(FlakyPeakProperties):
+    parallel = True
+
+
+class ProcessFlakyPeakProperties(FlakyPeakProperties):
+    parallel = "process"
+
+
+class LabelledPeak(sd.Schema):
+    """A row with a text field: fine in memory, but the store cannot hold it."""
+
+    time: sd.i64
+    endtime: sd.i64
+    label: Annotated[np.ndarray, DType(np.dtype("U8"))] = sd.field("peak label")
+
+
+class PeakLabels(sd.Plugin):
+    """Labels every peak; its output cannot be stored (saving it fails when the saver starts)."""
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        peaks: Peak
+
+    class Outputs(sd.Outputs):
+        peak_labels: LabelledPeak = sd.output(kind="peaks")
+
+    def compute(self, peaks: np.ndarray) -> np.ndarray:
+        out = LabelledPeak.zeros(len(peaks))
+        out["time"] = peaks["time"]
+        out["endtime"] = peaks["endtime"]
+        out["label"] = np.where(peaks["area"] > 2000, "big", "small")
+        return out
+
+
+FLAKY_PLUGINS: list[type[sd.Plugin]] = [
+    ToyRecords,
+    FlakyPeaks,
+    FlakyPeakProperties,
+    PeakRecordCount,
+]
+"""The toy pipeline with the flaky (serial) variants of Peaks and PeakProperties."""

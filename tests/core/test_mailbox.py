@@ -794,3 +794,70 @@ def _stress_once(rng: random.Random, rep: int, pool: ThreadPoolExecutor) -> None
 def _maybe_raise(msg: int, at: int, exc: BaseException) -> None:
     if msg == at:
         raise exc
+
+
+def _diamond(group):
+    """X feeds A (which holds back until it has seen 5 more messages) and B (reads X and A in
+    step). With bound 2 on X, this deadlocks on the bounds alone unless the group breaks it."""
+    from strax_decl.mailbox import Mailbox
+
+    x = Mailbox("x", max_messages=2, timeout=None if group else 2.0, group=group)
+    a = Mailbox("a", max_messages=2, timeout=None if group else 2.0, group=group)
+    x_for_a, x_for_b, a_for_b = x.subscribe(), x.subscribe(), a.subscribe()
+    got = []
+    errors = []
+
+    def hold_back(sub):
+        seen = []
+        for msg in sub:
+            seen.append(msg)
+            if len(seen) > 5:
+                yield seen.pop(0)
+        yield from seen
+
+    def consumer():
+        try:
+            for from_x, from_a in zip(x_for_b, a_for_b, strict=True):
+                got.append((from_x, from_a))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=lambda: x.send_from(range(50))),
+        threading.Thread(target=lambda: a.send_from(hold_back(x_for_a))),
+        threading.Thread(target=consumer),
+    ]
+    if group:
+        group.add_threads(len(threads))
+
+    def run(t):
+        try:
+            t()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            if group:
+                group.thread_done()
+
+    runners = [threading.Thread(target=run, args=(t.run,)) for t in threads]
+    for t in runners:
+        t.start()
+    for t in runners:
+        t.join(10)
+    assert not any(t.is_alive() for t in runners)
+    return got, errors, x
+
+
+@pytest.mark.timeout(30)
+def test_group_breaks_a_deadlock_caused_only_by_bounds():
+    from strax_decl.mailbox import MailboxGroup, MailboxTimeout
+
+    got, errors, _ = _diamond(None)
+    assert any(isinstance(e, MailboxTimeout) for e in errors), "without a group it deadlocks"
+
+    group = MailboxGroup()
+    got, errors, x = _diamond(group)
+    assert errors == []
+    assert got == [(i, i) for i in range(50)]
+    assert group.overflows > 0
+    assert x.peak <= 2 + 6  # the bound plus what the hold-back really needs

@@ -1,0 +1,531 @@
+"""Plugin kinds: overlap windows, loops, merge-only and cut plugins.
+
+Each kind is a ``Plugin`` subclass that writes part of the plugin for its user::
+
+    class NearbyPeaks(sd.OverlapWindowPlugin):      # sees +-window of input around each chunk
+        window = 10_000                              # ns, or (left, right), or def window_size
+        ...
+
+    class EventInfo(sd.LoopPlugin):                  # compute_loop once per event
+        loop_over = "events"
+        def compute_loop(self, event, peaks): ...    # the peaks inside this event
+
+    class PeakInfo(sd.MergeOnlyPlugin):              # peaks + peak_basics as one data type
+        provides = "peak_info"
+        kind = "peaks"
+        class Inputs(sd.Inputs): ...
+
+    class CutBigPeaks(sd.CutPlugin):                 # one boolean per peak
+        def cut_by(self, peaks): return peaks["area"] > 1000
+
+A plugin whose ``compute`` is a generator (down-chunking) needs no kind: ``sd.Plugin`` runs
+it and checks that the chunks it yields tile each step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import create_model
+
+from strax_decl.chunk import (
+    TIME_FIELDS,
+    Chunk,
+    ChunkLawViolation,
+    common_split_point,
+    concatenate,
+    endtimes,
+    merged_dtype,
+    safe_split_point,
+    split,
+)
+from strax_decl.plugin import (
+    Inputs,
+    Options,
+    Outputs,
+    Plugin,
+    PluginDeclarationError,
+    PluginGaveWrongOutput,
+    SaveWhen,
+    Submit,
+    _schema_annotation,
+    output,
+)
+from strax_decl.schema import Schema, bool_, field, i64, schema_from_dtype
+
+__all__ = ["CutPlugin", "LoopPlugin", "MergeOnlyPlugin", "OverlapWindowPlugin"]
+
+Window = int | tuple[int, int]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _kinds_of(plugin: type[Plugin], input_kinds: Mapping[str, str]) -> list[str]:
+    """The kinds of ``plugin``'s inputs, in declaration order (as ``Plugin.kinds``)."""
+    return list(dict.fromkeys(input_kinds.get(d, d) for d in plugin.inputs))
+
+
+def _check_kind_parameters(
+    plugin: str, fn: Any, kinds: list[str], skip: int = 0, what: str = "compute"
+) -> None:
+    """Arguments are named by input kind: say so at start, not as a TypeError mid-run."""
+    params = list(inspect.signature(fn).parameters.values())[1 + skip :]  # after self
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [n for n in names if n not in kinds]
+    missing = [k for k in kinds if k not in names]
+    if unknown or missing:
+        raise PluginDeclarationError(
+            f"plugin {plugin}: {what} takes {names}, but it is called with one argument per "
+            f"input kind: {kinds} (same-kind inputs arrive merged, named by their kind)"
+        )
+
+
+def _window_pair(plugin: str, window: Any) -> tuple[int, int]:
+    """``window`` as ``(left, right)`` ns, or PluginDeclarationError naming the plugin."""
+    pair = window if isinstance(window, tuple | list) else (window, window)
+    ok = len(pair) == 2 and all(
+        isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 0 for w in pair
+    )
+    if not ok:
+        raise PluginDeclarationError(
+            f"plugin {plugin}: window must be an int >= 0 (ns) or a (left, right) pair of them, "
+            f"got {window!r}"
+        )
+    return int(pair[0]), int(pair[1])
+
+
+class OverlapWindowPlugin(Plugin):
+    """A plugin whose output rows depend on input within a window around them.
+
+    Declare ``window = W`` (ns on both sides), ``window = (left, right)``, or override
+    ``window_size()`` (e.g. to read an option). The contract: an output row ``[t, e)``, its
+    existence and its values, depends only on input rows overlapping ``[t - left, e + right)``.
+
+    The framework then makes the result independent of the chunking: it computes on the new
+    input plus cached input reaching back ``left`` before what is not yet sent, sends only
+    rows that end more than ``right`` before the known input ends, holds back (and later
+    recomputes) the rest, and sends the held-back rows when the input ends. Output chunks
+    therefore need not match input chunks. It keeps state across chunks, so it is never
+    parallel and its compute cannot be a generator.
+    """
+
+    abstract = True
+    window: ClassVar[Window | None] = None
+
+    def window_size(self) -> Window:
+        """The window in ns: ``W`` or ``(left, right)``; override for option-dependent windows."""
+        if self.window is None:
+            raise PluginDeclarationError(f"plugin {self.name}: declare window = <ns>")
+        return self.window
+
+    @classmethod
+    def _check_declaration(cls) -> None:
+        if cls.parallel:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: an OverlapWindowPlugin keeps input and output across "
+                "chunks, so it cannot be parallel"
+            )
+        if cls.compute_is_generator:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: an OverlapWindowPlugin cannot down-chunk (compute must "
+                "return its rows, not yield them)"
+            )
+        if cls.window is None and cls.window_size is OverlapWindowPlugin.window_size:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: declare window = <ns> (or (left, right)), or define "
+                "window_size(self)"
+            )
+        if cls.window is not None:
+            _window_pair(cls.name, cls.window)
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        """Send what the window makes certain, hold back the rest until more input arrives."""
+        left, right = _window_pair(self.name, self.window_size())
+        cache: dict[str, Chunk] | None = None  # input kept from earlier steps, per kind
+        sent: dict[str, int] = {}  # per output: rows before this time have been sent
+        held: dict[str, Chunk] = {}  # per output: rows computed but not yet certain
+        for by_kind, start, end in self.steps(inputs):
+            if cache is not None:
+                by_kind = {k: concatenate([cache[k], c]) for k, c in by_kind.items()}
+            if not sent:
+                sent = dict.fromkeys(self.outputs, start)
+            computed_from = next(iter(by_kind.values())).start
+            result = self.compute_step(by_kind, computed_from, end)
+            ready: dict[str, Chunk] = {}
+            for name, chunk in result.items():
+                new = self._unsent(name, chunk, sent[name], (left, right))
+                cut = max(sent[name], end - right - 1)
+                cut = safe_split_point(new, cut)
+                if cut > sent[name]:
+                    ready[name], held[name] = split(new, cut)
+                    sent[name] = cut
+                else:
+                    held[name] = new
+            if ready:
+                yield ready
+            # Keep the input that rows not yet sent may depend on (one extra ns for safety).
+            keep_from = common_split_point(list(by_kind.values()), min(sent.values()) - left - 1)
+            cache = {k: split(c, max(keep_from, c.start))[1] for k, c in by_kind.items()}
+        final = {name: c for name, c in held.items() if c.end > c.start or len(c)}
+        if final:
+            yield final
+
+    def _unsent(self, name: str, chunk: Chunk, sent: int, window: tuple[int, int]) -> Chunk:
+        """The rows of ``chunk`` not sent yet: those starting at or after ``sent``."""
+        data = chunk.data
+        i = int(np.searchsorted(data["time"], sent, side="left")) if len(data) else 0
+        if i:
+            ends = endtimes(data[:i])
+            late = np.flatnonzero(ends > sent)
+            if len(late):
+                j = int(late[0])
+                raise ChunkLawViolation(
+                    f"plugin {self.name}, output {name!r}: row [{int(data['time'][j])}, "
+                    f"{int(ends[j])}) starts before {sent}, where the rows already sent end, "
+                    f"but ends after it, so it was unknown when they were sent; the window "
+                    f"{window} (left, right) must cover how far output rows reach and depend "
+                    "on input"
+                )
+        return Chunk(sent, chunk.end, data[i:])
+
+
+class LoopPlugin(Plugin):
+    """Compute once per row of a base kind, with the rows of other kinds inside that row.
+
+    ``loop_over`` names the base kind (default: the kind of the first input). Define
+    ``compute_loop(self, <base row>, <kind>=<rows of kind fully inside the base row>, ...)``
+    returning one output row: a dict ``{field: value}`` (``time``/``endtime`` default to the
+    base row's) or a numpy row; with several outputs, ``{output: row}``. Base rows must not
+    overlap. Containment makes it chunk-independent: the rows inside a base row always
+    arrive in the same step.
+    """
+
+    abstract = True
+    loop_over: ClassVar[str | None] = None
+
+    @classmethod
+    def _check_declaration(cls) -> None:
+        if cls.compute is not LoopPlugin.compute:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: a LoopPlugin defines compute_loop, not compute"
+            )
+        if cls.compute_loop is LoopPlugin.compute_loop:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: define compute_loop(self, <base row>, <other kind>=rows)"
+            )
+
+    @classmethod
+    def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
+        kinds = _kinds_of(cls, input_kinds)
+        base = cls.loop_over or kinds[0]
+        if base not in kinds:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: loop_over = {base!r} is not the kind of any input "
+                f"(input kinds: {', '.join(kinds)})"
+            )
+        others = [k for k in kinds if k != base]
+        _check_kind_parameters(cls.name, cls.compute_loop, others, skip=1, what="compute_loop")
+
+    def __init__(
+        self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, run_id, input_kinds)
+        self.check_input_kinds(self.input_kinds)
+        self.base_kind = self.loop_over or self.kinds[0]
+
+    def compute_loop(self, base: np.void, **contained: np.ndarray) -> Any:
+        """One output row for ``base`` and the rows of each other kind inside it."""
+        raise NotImplementedError
+
+    def compute(self, **kinds: np.ndarray) -> dict[str, np.ndarray]:
+        base = kinds[self.base_kind]
+        base_end = endtimes(base)
+        if len(base) > 1:
+            overlap = np.flatnonzero(base["time"][1:] < base_end[:-1])
+            if len(overlap):
+                i = int(overlap[0])
+                raise ValueError(
+                    f"plugin {self.name}: rows {i} [{int(base['time'][i])}, {int(base_end[i])}) "
+                    f"and {i + 1} [{int(base['time'][i + 1])}, {int(base_end[i + 1])}) of "
+                    f"{self.base_kind!r} overlap; a LoopPlugin needs non-overlapping base rows"
+                )
+        groups = []
+        for kind, rows in kinds.items():
+            if kind == self.base_kind:
+                continue
+            lo = np.searchsorted(rows["time"], base["time"], side="left")
+            hi = np.searchsorted(rows["time"], base_end, side="left")
+            groups.append((kind, rows, endtimes(rows), lo, hi))
+        out = {
+            name: self._prefilled(spec.dtype, base, base_end) for name, spec in self.outputs.items()
+        }
+        single = next(iter(self.outputs)) if len(self.outputs) == 1 else None
+        for i in range(len(base)):
+            contained = {}
+            for kind, rows, ends, lo, hi in groups:
+                a, b = int(lo[i]), int(hi[i])
+                inside = ends[a:b] <= base_end[i]
+                contained[kind] = rows[a:b] if inside.all() else rows[a:b][inside]
+            result = self.compute_loop(base[i], **contained)
+            if single is not None:
+                self._store(single, out[single], i, result)
+            elif isinstance(result, Mapping) and set(result) == set(self.outputs):
+                for name, row in result.items():
+                    self._store(name, out[name], i, row)
+            else:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}: compute_loop must return {{output: row}} for the "
+                    f"outputs {sorted(self.outputs)}, got {result!r:.200}"
+                )
+        return out
+
+    @staticmethod
+    def _prefilled(dtype: np.dtype, base: np.ndarray, base_end: np.ndarray) -> np.ndarray:
+        rows = np.zeros(len(base), dtype=dtype)
+        names = dtype.names or ()
+        if "time" in names:
+            rows["time"] = base["time"]
+        if "endtime" in names:
+            rows["endtime"] = base_end
+        for f in ("dt", "length"):
+            if f in names and f in (base.dtype.names or ()):
+                rows[f] = base[f]
+        return rows
+
+    def _store(self, name: str, rows: np.ndarray, i: int, row: Any) -> None:
+        if isinstance(row, np.void) and row.dtype == rows.dtype:
+            rows[i] = row
+            return
+        if isinstance(row, np.void):
+            row = {f: row[f] for f in row.dtype.names or ()}
+        if not isinstance(row, Mapping):
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name}, output {name!r}: compute_loop must return a dict "
+                f"{{field: value}} or a numpy row, got {type(row).__name__}"
+            )
+        names = rows.dtype.names or ()
+        for f, value in row.items():
+            if f not in names:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}, output {name!r}: compute_loop returned field {f!r}, "
+                    f"which the output does not declare (fields: {', '.join(names)})"
+                )
+            rows[f][i] = value
+
+
+class _DerivedOutput(Plugin):
+    """Kinds whose single output is derived from the declaration instead of declared."""
+
+    abstract = True
+    provides: ClassVar[str | None] = None  # the data type provided (default: from the name)
+    kind: ClassVar[str | None] = None  # its data kind (default: the first input's name)
+    save: ClassVar[SaveWhen | str] = SaveWhen.ALWAYS
+
+    @classmethod
+    def _read_declaration(cls) -> None:
+        if "Outputs" in cls.__dict__:
+            raise PluginDeclarationError(
+                f"plugin {cls.__name__}: a {cls._kind_name()} derives its Outputs; declare "
+                "provides = '<data type>' (and kind = '<data kind>') instead"
+            )
+        if not isinstance(cls.Inputs, type) or not issubclass(cls.Inputs, Inputs):
+            raise PluginDeclarationError(
+                f"plugin {cls.__name__}: Inputs must subclass sd.Inputs, got {cls.Inputs!r}"
+            )
+        inputs = {
+            f: _schema_annotation(cls.__name__, "input", f, info.annotation)
+            for f, info in cls.Inputs.model_fields.items()
+        }
+        if not inputs:
+            raise PluginDeclarationError(f"plugin {cls.__name__}: declare at least one input")
+        provides = cls.provides or cls._default_provides()
+        schema = cls._output_schema(inputs)
+        kind = cls.kind or next(iter(inputs))
+        fields: dict[str, Any] = {provides: (schema, output(kind=kind, save=cls.save))}
+        cls.Outputs = create_model(f"{cls.__name__}Outputs", __base__=Outputs, **fields)
+        super()._read_declaration()
+
+    @classmethod
+    def _kind_name(cls) -> str:
+        return next(b.__name__ for b in cls.__mro__ if b.__dict__.get("abstract", False))
+
+    @classmethod
+    def _default_provides(cls) -> str:
+        return _snake(cls.__name__)
+
+    @classmethod
+    def _output_schema(cls, inputs: dict[str, type[Schema]]) -> type[Schema]:
+        raise NotImplementedError
+
+    @property
+    def provided(self) -> str:
+        return next(iter(self.outputs))
+
+    def __init__(
+        self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, run_id, input_kinds)
+        self.check_input_kinds(self.input_kinds)
+
+
+class MergeOnlyPlugin(_DerivedOutput):
+    """One data type holding the fields of several same-kind inputs; no compute.
+
+    Declare ``Inputs`` (the schemas whose fields to keep), ``provides`` and ``kind`` (default:
+    the first input's name). The output schema is the union of the input schemas' fields.
+    Saved only when listed in ``save=`` by default (``save = "always"`` to change): it holds
+    nothing its inputs do not.
+    """
+
+    abstract = True
+    save: ClassVar[SaveWhen | str] = SaveWhen.EXPLICIT
+
+    @classmethod
+    def _output_schema(cls, inputs: dict[str, type[Schema]]) -> type[Schema]:
+        seen: dict[str, str] = {}
+        docs: dict[str, dict[str, Any]] = {}
+        for data_type, schema in inputs.items():
+            for f in schema.dtype.names or ():
+                if f in seen and f not in TIME_FIELDS:
+                    raise PluginDeclarationError(
+                        f"plugin {cls.__name__}: field {f!r} is declared by inputs "
+                        f"{seen[f]!r} and {data_type!r}; the merged data type can hold it once"
+                    )
+                seen.setdefault(f, data_type)
+                docs.setdefault(f, schema.field_docs().get(f, {}))
+        try:
+            dtype = merged_dtype(tuple(s.dtype for s in inputs.values()))
+        except TypeError as e:
+            raise PluginDeclarationError(f"plugin {cls.__name__}: {e}") from None
+        return schema_from_dtype(f"{cls.__name__}Row", dtype, docs)
+
+    @classmethod
+    def _check_declaration(cls) -> None:
+        if cls.compute is not MergeOnlyPlugin.compute:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: a MergeOnlyPlugin has no compute of its own"
+            )
+
+    @classmethod
+    def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
+        kinds = _kinds_of(cls, input_kinds)
+        if len(kinds) != 1:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: a MergeOnlyPlugin merges inputs of one kind, but its "
+                f"inputs are of kinds {', '.join(kinds)}"
+            )
+        (provided,) = cls.outputs.values()
+        if kinds[0] != provided.kind:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: its rows are rows of kind {kinds[0]!r}, but its output "
+                f"{provided.name!r} is declared of kind {provided.kind!r}; set kind = "
+                f"{kinds[0]!r}"
+            )
+
+    def compute(self, **kinds: np.ndarray) -> np.ndarray:
+        (rows,) = kinds.values()
+        dtype = self.outputs[self.provided].dtype
+        if rows.dtype == dtype:
+            return rows
+        out = np.empty(len(rows), dtype=dtype)
+        for f in dtype.names or ():
+            out[f] = rows[f]
+        return out
+
+
+class CutPlugin(_DerivedOutput):
+    """One boolean per row of a kind, from ``cut_by(self, <kind>=rows, ...) -> bool array``.
+
+    Output rows: ``time``, ``endtime`` and the boolean field ``cut_name`` (default: the class
+    name in snake case), in data type ``provides`` (default: ``cut_name``) of kind ``kind``
+    (default: the first input's name); ``cut_by`` gets every input kind and returns one
+    boolean per row of that kind. Saved when it is a requested target, as in strax.
+    """
+
+    abstract = True
+    cut_name: ClassVar[str | None] = None
+    cut_description: ClassVar[str] = ""
+    save: ClassVar[SaveWhen | str] = SaveWhen.TARGET
+
+    @classmethod
+    def _default_provides(cls) -> str:
+        return cls._cut_field()
+
+    @classmethod
+    def _cut_field(cls) -> str:
+        name = cls.cut_name or _snake(cls.__name__)
+        if not name.isidentifier() or name in TIME_FIELDS:
+            raise PluginDeclarationError(
+                f"plugin {cls.__name__}: cut_name {name!r} must be an identifier other than "
+                f"{', '.join(TIME_FIELDS)}"
+            )
+        return name
+
+    @classmethod
+    def _output_schema(cls, inputs: dict[str, type[Schema]]) -> type[Schema]:
+        name = cls._cut_field()
+        description = cls.cut_description or f"passes cut {name}"
+        fields: dict[str, Any] = {
+            "time": (i64, field("start time", unit="ns")),
+            "endtime": (i64, field("exclusive end time", unit="ns")),
+            name: (bool_, field(description)),
+        }
+        return create_model(f"{cls.__name__}Row", __base__=Schema, **fields)
+
+    @classmethod
+    def _check_declaration(cls) -> None:
+        if cls.compute is not CutPlugin.compute:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: a CutPlugin defines cut_by, not compute"
+            )
+        if cls.cut_by is CutPlugin.cut_by:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: define cut_by(self, <kind>=rows) returning a bool array"
+            )
+
+    @classmethod
+    def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
+        kinds = _kinds_of(cls, input_kinds)
+        (provided,) = cls.outputs.values()
+        if provided.kind not in kinds:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: its output is of kind {provided.kind!r}, which is not the "
+                f"kind of any input (input kinds: {', '.join(kinds)}); set kind to one of them"
+            )
+        _check_kind_parameters(cls.name, cls.cut_by, kinds, what="cut_by")
+
+    def __init__(
+        self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, run_id, input_kinds)
+        self.field = self._cut_field()
+
+    def cut_by(self, **kinds: np.ndarray) -> np.ndarray:
+        """True for each row (of the output's kind) that passes the cut."""
+        raise NotImplementedError
+
+    def compute(self, **kinds: np.ndarray) -> np.ndarray:
+        spec = self.outputs[self.provided]
+        rows = kinds[spec.kind]
+        passed = np.asarray(self.cut_by(**kinds))
+        if passed.dtype != np.bool_ or passed.shape != (len(rows),):
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name}: cut_by must return a bool array with one value per "
+                f"{spec.kind} row ({len(rows)}), got dtype {passed.dtype}, shape {passed.shape}"
+            )
+        out = np.zeros(len(rows), dtype=spec.dtype)
+        out["time"] = rows["time"]
+        out["endtime"] = endtimes(rows)
+        out[self.field] = passed
+        return out

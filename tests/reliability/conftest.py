@@ -1,0 +1,96 @@
+"""Fixtures for the reliability tests: a forking launcher, tree snapshots, reference data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+class Launcher:
+    """Talks to ``rel_launcher.py``: fork a job, kill it, reap it."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "rel_launcher.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.live: set[int] = set()
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the launcher died (exit {self.proc.wait()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def spawn(self, job: dict[str, Any]) -> int:
+        pid = int(self._ask({"op": "spawn", "job": job})["pid"])
+        self.live.add(pid)
+        return pid
+
+    def reap(self, pid: int) -> int:
+        status = int(self._ask({"op": "reap", "pid": pid})["status"])
+        self.live.discard(pid)
+        return status
+
+    def kill(self, pid: int) -> int:
+        os.kill(pid, signal.SIGKILL)
+        return self.reap(pid)
+
+    def close(self) -> None:
+        for pid in list(self.live):  # only children this launcher started
+            try:
+                self.kill(pid)
+            except (ProcessLookupError, RuntimeError):
+                pass
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def launcher() -> Iterator[Launcher]:
+    launcher = Launcher()
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def snapshot(top: Path, skip: Path | None = None) -> dict[str, tuple[int, int, float]]:
+    """Every entry under ``top`` (without following links, skipping ``skip``): mode, size,
+    mtime. Used to show that nothing outside a store root was touched."""
+    out: dict[str, tuple[int, int, float]] = {}
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        here = Path(dirpath)
+        if skip is not None and (here == skip or skip in here.parents):
+            dirnames[:] = []
+            continue
+        for name in dirnames + filenames:
+            p = here / name
+            if skip is not None and p == skip:
+                continue
+            st = p.lstat()
+            out[str(p)] = (st.st_mode, st.st_size, st.st_mtime)
+    return out
