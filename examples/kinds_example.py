@@ -292,9 +292,7 @@ TARGETS = ["crowding", "trigger_summary", "trigger_counts", "pulse_info", "wavef
 
 
 def main() -> None:
-    # Mailboxes deep enough for the overlap window's hold-back (see docs: a plugin reading
-    # both an overlap-window plugin's input and its output lags by the window's worth).
-    settings = {"plugins": PLUGINS, "max_messages": 16}
+    settings = {"plugins": PLUGINS}
     reference = sd.Context(
         storage=None,
         config={"pulse_chunk_ns": RUN_NS, "trigger_chunk_ns": RUN_NS},  # one chunk each

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -223,7 +224,10 @@ class ClaimInfo:
             else "an unknown writer (unreadable claim)"
         )
         if self.created is not None:
-            since = datetime.fromtimestamp(self.created, UTC).isoformat(timespec="seconds")
+            try:
+                since = datetime.fromtimestamp(self.created, UTC).isoformat(timespec="seconds")
+            except (ValueError, OverflowError, OSError):
+                since = repr(self.created)
             who += f" since {since}"
         if self.stale:
             who += f" (stale: {self.why_stale})"
@@ -252,9 +256,14 @@ def _int(value: object) -> int | None:
 
 
 def _float(value: object) -> float | None:
+    """A finite number as float, else None (a NaN heartbeat must not look fresh forever)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        out = float(value)
+    except OverflowError:
+        return None
+    return out if math.isfinite(out) else None
 
 
 def judge(

@@ -137,6 +137,8 @@ class DataSetReader:
             doc = json.loads(raw)
         except ValueError as e:
             self._corrupt(f"array metadata is not JSON ({e})", where)
+        if not isinstance(doc, dict):
+            self._corrupt(f"array metadata is not a JSON object: {raw[:40]!r}", where)
         actual = {k: doc.get(k) for k in expected}
         if actual != expected:
             diff = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}

@@ -136,7 +136,13 @@ class Store:
                             f"data set {key} contains the symbolic link "
                             f"{os.path.join(dirpath, name)}; not opened"
                         )
-        return zarr.open_group(self.backend.zarr_store, path=key.path, mode="r")
+        try:
+            return zarr.open_group(self.backend.zarr_store, path=key.path, mode="r")
+        except Exception as e:  # whatever Zarr makes of damaged metadata
+            raise DataCorrupted(
+                f"data set {key} cannot be opened with Zarr: {type(e).__name__}: {e} "
+                f"({self.backend.where(key.path)})"
+            ) from e
 
     # ---------------------------------------------------------------- changes
     def remove(self, key: DataKey) -> None:

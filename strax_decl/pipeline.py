@@ -41,8 +41,9 @@ from typing import Any
 from storage import Saver
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.graph import Graph, Producer
-from strax_decl.mailbox import Mailbox, Subscription, original_exception
+from strax_decl.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
 from strax_decl.plugin import Submit
+from strax_decl.stats import RunStats
 
 __all__ = [
     "JOIN_ALARM_S",
@@ -101,11 +102,17 @@ class _Run:
         self.max_workers = max_workers
         self.error: BaseException | None = None
         self._lock = threading.Lock()
+        # One group per run: it sees when every thread of the run waits on a bound at once (a
+        # deadlock on the bounds alone, e.g. a diamond around an overlap-window plugin) and
+        # lets the blocked senders overflow by one message until it resolves.
+        self.group = MailboxGroup()
         self.mailboxes: dict[str, Mailbox] = {}
         for p in graph.producers:
             bound = p.max_messages or max_messages
             for o in p.outputs:
-                self.mailboxes[o] = Mailbox(o, max_messages=bound, timeout=timeout)
+                self.mailboxes[o] = Mailbox(
+                    o, max_messages=bound, timeout=timeout, group=self.group
+                )
         graph.mailboxes = self.mailboxes  # for inspection (peak fill, state) after the run
         self.threads: list[threading.Thread] = []  # created, in start order
         self.started: list[threading.Thread] = []
@@ -212,6 +219,7 @@ class _Run:
                             self.error
                             or PipelineStuck(f"thread {name!r} ended without closing {mb.name!r}")
                         )
+                self.group.thread_done()
 
         thread = threading.Thread(target=main, name=f"{THREAD_PREFIX}:{name}", daemon=True)
         self.threads.append(thread)
@@ -234,14 +242,16 @@ class _Run:
         subscription = self.mailboxes[data_type].subscribe()
         stats = self.graph.stats
 
+        name = f"save {data_type}"
+
         def body() -> None:
             waited = [0.0]
             t0 = time.perf_counter()
             try:
-                saver.save_from(_timed(subscription, waited))
+                saver.save_from(_timed(subscription, waited, stats, name))
             finally:
                 subscription.close()
-                stats.add(f"save {data_type}", time.perf_counter() - t0 - waited[0])
+                stats.add(name, time.perf_counter() - t0 - waited[0])
 
         self.savers[index] = (saver, self._spawn(f"save {data_type}", body, []))
 
@@ -250,6 +260,7 @@ class _Run:
     def run(self) -> Iterator[Chunk]:
         output: Subscription | None = None
         stopped_early = False
+        caller_takes_part = False
         try:
             for data_type, factories in self.graph.savers.items():
                 for make in factories:
@@ -258,10 +269,18 @@ class _Run:
                 self._add_producer(producer)
             if self.graph.output is not None:
                 output = self.mailboxes[self.graph.output].subscribe()
+            # The caller reading the output takes part in the run like a thread: while it is
+            # busy with a chunk (not waiting on the output), nothing is deadlocked.
+            caller_takes_part = output is not None
+            self.group.add_threads(len(self.threads) + caller_takes_part)
             # Every subscription exists before any thread starts: nobody misses a message.
-            for thread in self.threads:
-                thread.start()
-                self.started.append(thread)
+            try:
+                for thread in self.threads:
+                    thread.start()
+                    self.started.append(thread)
+            finally:
+                for _ in range(len(self.threads) - len(self.started)):
+                    self.group.thread_done()  # never started: never to wait
             if output is not None:
                 yield from output
         except GeneratorExit:
@@ -272,6 +291,8 @@ class _Run:
         finally:
             if output is not None:
                 output.close()
+            if caller_takes_part:
+                self.group.thread_done()  # the caller stopped reading
         self._finish(raise_error=not stopped_early)
 
     def _finish(self, raise_error: bool) -> None:
@@ -349,8 +370,12 @@ def _call_pickled(payload: bytes) -> Any:
     return fn(*args, **kwargs)
 
 
-def _timed(chunks: Iterable[Chunk], waited: list[float]) -> Iterator[Chunk]:
-    """Pass chunks through, adding the time spent waiting for them to ``waited[0]``."""
+def _timed(
+    chunks: Iterable[Chunk], waited: list[float], stats: RunStats, name: str
+) -> Iterator[Chunk]:
+    """Pass chunks through, adding the time spent waiting for them to ``waited[0]`` and
+    counting them (chunks, rows, bytes) under ``name`` in ``stats``, as the serial executor
+    does; the saver's busy time is added once at the end."""
     it = iter(chunks)
     while True:
         t0 = time.perf_counter()
@@ -360,6 +385,7 @@ def _timed(chunks: Iterable[Chunk], waited: list[float]) -> Iterator[Chunk]:
             waited[0] += time.perf_counter() - t0
             return
         waited[0] += time.perf_counter() - t0
+        stats.add(name, 0.0, [chunk])
         yield chunk
 
 

@@ -217,7 +217,13 @@ def resolve(
             _warn_if_code_changed(registry, k, info.metadata)
             return True, f"stored in {store.url}"
         if "failed" in statuses:
-            return False, "stored data failed while it was written"
+            store = stores[statuses.index("failed")]
+            problem = _failure_summary(store, k)
+            if problem.startswith("DataCorrupted"):
+                return False, f"stored data in {store.url} is corrupted"
+            return False, "stored data failed while it was written" + (
+                f" ({problem})" if problem else ""
+            )
         if "writing" in statuses:
             return False, "stored data is incomplete (being written, or its writer died)"
         return False, _why_not_stored(stores, k, lineages.lineage(data_type))
@@ -303,6 +309,17 @@ def _why_not_stored(stores: Sequence[Store], key: DataKey, lineage: dict[str, An
     changes = diff(old, lineage) if isinstance(old, dict) else []
     detail = f": {'; '.join(changes[:3])}" if changes else ""
     return f"stored only with a different lineage (hash {info.key.lineage_hash}){detail}"
+
+
+def _failure_summary(store: Store, key: DataKey) -> str:
+    """The last line of the exception recorded in a failed data set ("" if none)."""
+    try:
+        exc = store.info(key).exception
+    except StorageError:
+        return ""
+    lines = (exc or "").strip().splitlines()
+    text = lines[-1] if lines else ""
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def release_claims(claims: Iterable[Claim]) -> None:

@@ -19,12 +19,9 @@ from hypothesis import strategies as st
 import strax_decl as sd
 
 RUN_END = 120_000
-# An overlap-window plugin holds its output back for as many input chunks as its window spans;
-# a plugin reading both its input and its output (WindowSummary, HitInfo) then lags that many
-# chunks behind on the input. The threaded pipeline's bounded mailboxes deadlock when that lag
-# exceeds max_messages (see test_kinds.py::test_overlap_window_diamond_with_small_mailboxes),
-# so the threaded runs here use mailboxes larger than the most chunks a source makes (11).
-MAX_MESSAGES = 16
+# Small mailboxes on purpose: plugins reading both an overlap-window plugin's input and its
+# output (WindowSummary, HitInfo) lag by the window; the pipeline must not deadlock on that.
+MAX_MESSAGES = 2
 TARGET_MB = 7.5 * 28 / 1e6  # rechunk to >= 8 hits (28 bytes) per stored chunk
 
 

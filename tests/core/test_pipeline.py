@@ -76,6 +76,7 @@ def test_serial_and_threaded_give_identical_output_and_stores(
 ) -> None:
     results = {}
     stores = {}
+    counts = {}
     for processor in ("serial", "threaded"):
         ctx = sd.Context(
             storage=str(tmp_path / processor),
@@ -91,6 +92,7 @@ def test_serial_and_threaded_give_identical_output_and_stores(
         assert stats is not None
         peaks_plugin = next(p.name for p in VARIANTS[variant] if "peaks" in p.outputs)
         assert stats.components[peaks_plugin].chunks == SMALL["n_chunks"]
+        counts[processor] = {k: (c.chunks, c.rows, c.nbytes) for k, c in stats.components.items()}
         extras = chunks_of(ctx.iter_chunks("run_1", "peak_extras"))
         assert ctx.plan("run_1", ALL_TYPES).to_compute == []
         results[processor] = (basics, extras)
@@ -98,6 +100,7 @@ def test_serial_and_threaded_give_identical_output_and_stores(
         assert pipeline_threads() == []
     for s, t in zip(results["serial"], results["threaded"], strict=True):
         assert_same_chunks(s, t)
+    assert counts["serial"] == counts["threaded"]  # same statistics (chunks, rows, bytes)
     assert sorted(stores["serial"]) == sorted(stores["threaded"])
     assert len(stores["serial"]) == len(ALL_TYPES)
     for name, chunks in stores["serial"].items():

@@ -78,18 +78,18 @@ def read_result(path: Path) -> dict[str, Any]:
     return result
 
 
-def snapshot(top: Path, skip: Path | None = None) -> dict[str, tuple[int, int, float]]:
-    """Every entry under ``top`` (without following links, skipping ``skip``): mode, size,
-    mtime. Used to show that nothing outside a store root was touched."""
+def snapshot(top: Path, *skip: Path) -> dict[str, tuple[int, int, float]]:
+    """Every entry under ``top`` (without following links, skipping the trees ``skip``):
+    mode, size, mtime. Used to show that nothing outside a store root was touched."""
     out: dict[str, tuple[int, int, float]] = {}
     for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
         here = Path(dirpath)
-        if skip is not None and (here == skip or skip in here.parents):
+        if any(here == s or s in here.parents for s in skip):
             dirnames[:] = []
             continue
         for name in dirnames + filenames:
             p = here / name
-            if skip is not None and p == skip:
+            if p in skip:
                 continue
             st = p.lstat()
             out[str(p)] = (st.st_mode, st.st_size, st.st_mtime)

@@ -25,6 +25,8 @@ import traceback
 from typing import Any
 
 import numpy as np
+import numpy.random  # noqa: F401 - lazily imported by numpy: a child running as "nobody"
+                     # after setuid cannot read /root/.pyenv to import it later
 
 import strax_decl as sd
 import strax_decl.pipeline

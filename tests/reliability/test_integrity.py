@@ -12,7 +12,7 @@ import pytest
 
 import strax_decl as sd
 from storage import DataCorrupted, open_store
-from strax_decl.testing import TOY_PLUGINS
+from strax_decl.testing import TOY_PLUGINS, Record, ToyRecords
 
 RUN = "run_1"
 CONFIG = {"n_chunks": 6, "rows_per_chunk": 200}
@@ -82,10 +82,19 @@ def test_make_with_recompute_repairs_inputs_too(
     np.testing.assert_array_equal(ctx.get_array(RUN, "records"), expected["records"])
 
 
+class ChunkyRecords(ToyRecords):
+    """ToyRecords stored as produced (no rechunking): several strax chunks to stream."""
+
+    class Outputs(sd.Outputs):
+        records: Record = sd.output(rechunk=False)
+
+
 def test_a_stream_that_already_yielded_raises_then_recomputes_next_time(
-    stored: tuple[sd.Context, dict[str, np.ndarray]],
+    tmp_path: Path,
 ) -> None:
-    ctx, expected = stored
+    ctx = context(tmp_path / "store").new_context(plugins=[ChunkyRecords])
+    expected = {"records": ctx.get_array(RUN, "records")}
+    assert len(list(ctx.iter_chunks(RUN, "records"))) == CONFIG["n_chunks"]
     flip(group(ctx, "records") / "time" / "c" / "10")  # in the last strax chunk
     fixing = ctx.new_context(on_corrupted="recompute", processor="serial")
     got = []
