@@ -168,12 +168,17 @@ class Saver:
         """True after ``close`` or ``fail``."""
         return self._state != "open"
 
-    def send(self, chunk: Chunk) -> None:
-        """Check and buffer one strax chunk; writes whole Zarr chunks as they fill up."""
-        with self._lock:
-            self._send(chunk)
+    def send(self, chunk: Chunk, *, extend_previous: bool = False) -> None:
+        """Check and buffer one strax chunk; writes whole Zarr chunks as they fill up.
 
-    def _send(self, chunk: Chunk) -> None:
+        ``extend_previous=True`` stores the chunk as part of the previous one (one chunk-index
+        entry covering both): rechunking small chunks into bigger ones without copying rows,
+        since the rows land in the same fixed-size Zarr chunks either way.
+        """
+        with self._lock:
+            self._send(chunk, extend_previous)
+
+    def _send(self, chunk: Chunk, extend_previous: bool = False) -> None:
         self._check_open("send")
         i = len(self._starts)
         try:
@@ -190,10 +195,14 @@ class Saver:
             )
             self._reap(block=False)
             n = len(chunk.data)
-            self._starts.append(chunk.start)
-            self._ends.append(chunk.end)
-            self._first_rows.append(self._n_rows)
-            self._counts.append(n)
+            if extend_previous and self._starts:
+                self._ends[-1] = chunk.end
+                self._counts[-1] += n
+            else:
+                self._starts.append(chunk.start)
+                self._ends.append(chunk.end)
+                self._first_rows.append(self._n_rows)
+                self._counts.append(n)
             self._n_rows += n
             if n:
                 self._pending.append(chunk.data)

@@ -158,10 +158,11 @@ def _saver_factory(
 class RechunkingSaver(Saver):
     """A Saver that rechunks what it is given toward ``target_mb`` before the real one writes.
 
-    It stands in for the Saver the executors expect (both modes: ``send``/``close`` and
-    ``save_from``), so rechunking needs no change to the executors or to ``storage.saver``.
-    It wraps a Saver instead of being one, hence no ``Saver.__init__``: every public method
-    is delegated to the wrapped saver, which still checks the laws of each chunk it writes.
+    Small chunks are combined in the chunk index only (``send(extend_previous=True)``): the
+    rows land in the same fixed-size Zarr chunks either way, so nothing is copied or held
+    back. Huge chunks (>= 2x the target) are split at safe gaps into views. It stands in for
+    the Saver the executors expect (both modes: ``send``/``close`` and ``save_from``), and
+    delegates every public method to the wrapped saver, which still checks the chunk laws.
     """
 
     def __init__(self, inner: Saver, target_mb: float) -> None:
@@ -169,7 +170,19 @@ class RechunkingSaver(Saver):
         self.key = inner.key
         self.dtype = inner.dtype
         self._rechunker = Rechunker(
-            target_mb, min_gap=SPLIT_GAP_NS, where=f"rechunking data set {inner.key}"
+            target_mb,
+            combine=False,
+            min_gap=SPLIT_GAP_NS,
+            where=f"rechunking data set {inner.key}",
+        )
+        self._target_bytes = self._rechunker.target_bytes
+        self._entry_bytes: float | None = None  # bytes in the open index entry
+
+    def _send_piece(self, piece: Chunk) -> None:
+        extend = self._entry_bytes is not None and self._entry_bytes < self._target_bytes
+        self.inner.send(piece, extend_previous=extend)
+        self._entry_bytes = (self._entry_bytes if extend and self._entry_bytes else 0) + (
+            piece.nbytes
         )
 
     @property
@@ -184,19 +197,19 @@ class RechunkingSaver(Saver):
     def closed(self) -> bool:
         return self.inner.closed
 
-    def send(self, chunk: Chunk) -> None:
+    def send(self, chunk: Chunk, *, extend_previous: bool = False) -> None:
         try:
             ready = self._rechunker.receive(chunk)
         except BaseException as e:
             self.inner.fail(e)
             raise
         for piece in ready:
-            self.inner.send(piece)
+            self._send_piece(piece)
 
     def close(self) -> DataSetInfo:
         if not self.inner.closed:
             for piece in self._rechunker.flush():
-                self.inner.send(piece)
+                self._send_piece(piece)
         return self.inner.close()
 
     def fail(self, exc: BaseException) -> None:
