@@ -46,6 +46,7 @@ def _validate_plugin(plugin: type[Plugin], config: Mapping[str, Any]) -> Options
         for err in e.errors():
             option = ".".join(str(x) for x in err["loc"]) or "?"
             given = values.get(str(err["loc"][0]), "<missing>") if err["loc"] else "?"
-            problems.append(f"option {option!r} of plugin {plugin.name}: {err['msg']} "
-                            f"(got {given!r})")
+            problems.append(
+                f"option {option!r} of plugin {plugin.name}: {err['msg']} (got {given!r})"
+            )
         raise InvalidOption("; ".join(problems)) from e

@@ -59,9 +59,7 @@ def canonical(value: Any) -> Any:
 
 
 def canonical_json(lineage: Mapping[str, Any]) -> str:
-    return json.dumps(
-        canonical(lineage), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    )
+    return json.dumps(canonical(lineage), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def lineage_hash(lineage: Mapping[str, Any]) -> str:

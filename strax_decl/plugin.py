@@ -348,9 +348,10 @@ class Plugin:
     # ------------------------------------------------------------------ instances
 
     def __init__(
-        self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None
+        self, options: BaseModel, run_id: str, input_kinds: Mapping[str, str] | None = None
     ) -> None:
-        self.options = options
+        # Typed Any: each plugin's own Options model defines the attributes users read.
+        self.options: Any = options
         self.run_id = run_id
         self.input_kinds: dict[str, str] = dict(input_kinds or {})
         self.input_dtypes: dict[str, np.dtype] = {}

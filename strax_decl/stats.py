@@ -58,8 +58,10 @@ class RunStats:
         """A table of where the time went, busiest first."""
         rows = sorted(self.components.values(), key=lambda c: -c.seconds)
         width = max([len(r.name) for r in rows] + [9])
-        lines = [f"{'component'.ljust(width)}  {'seconds':>8}  {'chunks':>7}  {'rows':>11}  "
-                 f"{'MB':>9}  {'MB/s':>8}"]
+        lines = [
+            f"{'component'.ljust(width)}  {'seconds':>8}  {'chunks':>7}  {'rows':>11}  "
+            f"{'MB':>9}  {'MB/s':>8}"
+        ]
         for r in rows:
             mbps = r.nbytes / 1e6 / r.seconds if r.seconds > 0 else 0.0
             lines.append(

@@ -1,5 +1,7 @@
 """Splitting, concatenating, merging and time-aligning chunks."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -41,7 +43,7 @@ def test_concatenate_requires_touching_chunks():
     a = Chunk(0, 10, rows([(0, 5)]))
     b = Chunk(10, 20, rows([(12, 15)]))
     assert len(concatenate([a, b])) == 2
-    with pytest.raises(ValueError, match="do not touch"):
+    with pytest.raises(ValueError, match=r"do not touch"):
         concatenate([a, Chunk(11, 20, rows([]))])
 
 
@@ -53,7 +55,7 @@ def test_merge_unions_fields_of_same_kind():
     m = merge([a, Chunk(0, 10, b_rows)])
     assert m.data.dtype.names == ("time", "endtime", "value", "width")
     assert list(m.data["width"]) == [5, 2]
-    with pytest.raises(ValueError, match="same interval"):
+    with pytest.raises(ValueError, match=r"same interval"):
         merge([a, Chunk(0, 11, b_rows)])
 
 
@@ -70,7 +72,7 @@ def chunked_intervals(draw):
     bounds = [0, *safe, end]
     arr = rows(data)
     chunks = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         sel = arr[(arr["time"] >= lo) & (arr["time"] < hi)] if hi > lo else arr[:0]
         chunks.append(Chunk(lo, hi, sel))
     return arr, chunks
@@ -86,5 +88,5 @@ def test_aligned_steps_cover_everything_once(a, b):
     for name, arr in (("a", arr_a), ("b", arr_b)):
         got = np.concatenate([s[name].data for s in steps]) if steps else arr[:0]
         np.testing.assert_array_equal(got, arr)
-    for before, after in zip(steps[:-1], steps[1:], strict=True):
+    for before, after in itertools.pairwise(steps):
         assert before["a"].end == after["a"].start

@@ -7,24 +7,26 @@ from strax_decl.testing import TOY_PLUGINS
 
 
 def test_wrong_type_names_option_and_plugin(tmp_path):
-    with pytest.raises(sd.InvalidOption, match="option 'group' of plugin Peaks.*integer.*'many'"):
+    with pytest.raises(sd.InvalidOption, match=r"option 'group' of plugin Peaks.*integer.*'many'"):
         sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": "many"})
     assert not any(tmp_path.iterdir()), "no data touched before validation"
 
 
 def test_out_of_bounds(tmp_path):
-    with pytest.raises(sd.InvalidOption, match="option 'group' of plugin Peaks.*greater than or equal to 1"):
+    with pytest.raises(
+        sd.InvalidOption, match=r"option 'group' of plugin Peaks.*greater than or equal to 1"
+    ):
         sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": 0})
 
 
 def test_unknown_option(tmp_path):
-    with pytest.raises(sd.InvalidOption, match="unknown option.*'grup'.*known options:.*group"):
+    with pytest.raises(sd.InvalidOption, match=r"unknown option.*'grup'.*known options:.*group"):
         sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"grup": 3})
 
 
 def test_new_context_validates_too(tmp_path):
     ctx = sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS)
-    with pytest.raises(sd.InvalidOption, match="big_area"):
+    with pytest.raises(sd.InvalidOption, match=r"big_area"):
         ctx.new_context(config={"big_area": "huge"})
     assert ctx.config == {}
 

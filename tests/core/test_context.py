@@ -15,8 +15,7 @@ TARGETS = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras"]
 
 @pytest.fixture(params=["serial", "threaded"])
 def ctx(request, tmp_path):
-    return sd.Context(storage=str(tmp_path / "store"), plugins=TOY_PLUGINS,
-                      processor=request.param)
+    return sd.Context(storage=str(tmp_path / "store"), plugins=TOY_PLUGINS, processor=request.param)
 
 
 def test_compute_then_load_in_a_new_process(ctx, tmp_path):
@@ -80,7 +79,7 @@ def test_multi_output_saves_both_outputs(ctx):
 def test_same_kind_targets_are_merged(ctx):
     merged = ctx.get_array("run_1", ["peaks", "peak_basics", "peak_extras"])
     assert set(merged.dtype.names) >= {"area", "width", "records_inside"}
-    with pytest.raises(ValueError, match="different kinds"):
+    with pytest.raises(ValueError, match=r"different kinds"):
         ctx.get_array("run_1", ["peaks", "records"])
 
 
@@ -101,9 +100,9 @@ def test_get_df(ctx):
 
 
 def test_unknown_target_and_bad_run_id(ctx):
-    with pytest.raises(KeyError, match="unknown data type 'pekas'"):
+    with pytest.raises(KeyError, match=r"unknown data type 'pekas'"):
         ctx.get_array("run_1", "pekas")
-    with pytest.raises(ValueError, match="run_id"):
+    with pytest.raises(ValueError, match=r"run_id"):
         ctx.get_array("../etc", "peaks")
 
 

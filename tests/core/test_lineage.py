@@ -47,8 +47,9 @@ def test_hash_is_equal_across_processes_with_different_hash_seeds(tmp_path):
     hashes = set()
     for seed in ("1", "2", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         hashes.add(out.stdout.strip())
     assert len(hashes) == 1
     assert len(hashes.pop()) == 16

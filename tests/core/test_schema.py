@@ -44,12 +44,12 @@ def test_endtime_schema_and_inheritance():
 def test_missing_time_fields_name_the_schema(fields, message):
     body = "\n".join(f"    {k}: {v}" for k, v in fields.items())
     source = f"class BadRows(sd.Schema):\n{body}\n"
-    with pytest.raises(sd.SchemaError, match=f"BadRows.*{message}"):
+    with pytest.raises(sd.SchemaError, match=rf"BadRows.*{message}"):
         exec(source, {"sd": sd})
 
 
 def test_field_without_numpy_type_is_rejected():
-    with pytest.raises(sd.SchemaError, match="Untyped.*'area'"):
+    with pytest.raises(sd.SchemaError, match=r"Untyped.*'area'"):
 
         class Untyped(sd.Schema):
             time: sd.i64
@@ -58,5 +58,5 @@ def test_field_without_numpy_type_is_rejected():
 
 
 def test_bad_array_dimensions():
-    with pytest.raises(sd.SchemaError, match="positive integer"):
+    with pytest.raises(sd.SchemaError, match=r"positive integer"):
         sd.array(sd.i16, 0)
