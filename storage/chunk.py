@@ -167,7 +167,7 @@ def _violations(data: np.ndarray, start: int, end: int) -> tuple[int, int, int, 
     if all(data.dtype[f].isnative for f in fields):
         arrays = [data[f] for f in fields]
         kernel = _first_violations if len(arrays) == 2 else _first_violations_dt
-        found = kernel(*arrays, start, end)  # type: ignore[arg-type]
+        found = kernel(*arrays, start, end)  # type: ignore[arg-type, call-arg]
         return (int(found[0]), int(found[1]), int(found[2]), int(found[3]))
     # Non-native byte order (rare: data from elsewhere): the same checks in numpy.
     time = data["time"].astype(np.int64)
