@@ -1,22 +1,33 @@
 """Many runs on a Dask cluster vs one after another: W1 scaled down, 8 runs, stored.
 
-    python bench/scale_bench.py [--runs 8] [--chunks 4] [--rows 20000] [--workers 2]
+    python bench/scale_bench.py [--runs 8] [--chunks 8] [--rows 50000] [--workers 2]
+                                [--repeat 3] [--storage-threads 2,1]
 
-W1 (``shared/bench/workloads.md``: records -> peaks -> peak_basics -> events) at its "quick"
-size per run (4 chunks of 20,000 records, 19 MB of records), every data type stored. Figures,
-one JSON line each:
+W1 (``shared/bench/workloads.md``: records -> peaks -> peak_basics -> events), scaled down to
+8 chunks of 50,000 records (96 MB of records) per run, every data type stored. For each storage
+pool size in ``--storage-threads`` (``$STORAGE_THREADS``: threads compressing and writing chunks
+in each process; 2 is the default) a fresh process measures, best of ``--repeat``, one JSON line
+per figure:
 
-- ``serial``: the runs one after another in this process, ``processor="serial"`` (one core);
+- ``serial``: the runs one after another in one process, ``processor="serial"``;
 - ``serial_threaded``: the same with the default threaded processor (``max_workers=2``), i.e.
-  what ``strax-decl run RUN1,RUN2,...`` does on one machine today;
+  what ``strax-decl run RUN1,RUN2,...`` does on one machine;
+- ``plain_processes``: the runs split over ``--workers`` plain processes (multiprocessing, no
+  Dask): the reference for what that many processes can do on this machine;
 - ``cluster``: ``ctx.make(runs, "events", client=client)`` on a ``LocalCluster`` of
-  ``--workers`` processes with one thread each (each run's pipeline on one worker);
-- ``speedup`` lines: serial time / cluster time (target >= 1.6 on 2 cores vs ``serial``).
+  ``--workers`` processes with one thread each; each run on one worker with
+  ``--worker-processor`` (default serial: one core per worker, the parallelism is the runs),
+  Dask's statistical profiler off in the workers (``--dask-profile`` keeps it on);
+- ``speedup``: serial (and serial_threaded) time / cluster time, target >= 1.6 on 2 cores;
+  ``dask_overhead``: cluster time / plain-processes time.
 
-JIT compilation is excluded everywhere: this process and every worker first make a tiny run.
-The stores of the three figures are compared (identical events) before the figures count.
-The W1 plugins are defined here (thin, calling ``workloads.py``), so workers import them from
-this module, found on the ``sys.path`` the worker processes inherit.
+``cores_busy`` (CPU seconds / wall seconds, all threads; for the cluster, of the worker
+processes) shows how much of the machine a figure used: W1 is dominated by compressing and
+writing records, which the storage pool already spreads over 2 cores in a single process.
+JIT compilation is excluded everywhere (every process first makes a tiny run), and the stores
+of all figures are checked to hold identical events. The W1 plugins are defined here (thin,
+calling ``workloads.py``); workers import them from this module (module ``scale_bench``, on the
+``sys.path`` that worker processes inherit).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,8 +188,12 @@ def warm_up(store: Path) -> str:
     return "warm"
 
 
+EXTRA: dict[str, Any] = {}
+"""Added to every figure (the storage pool size of this process)."""
+
+
 def emit(**figure: Any) -> None:
-    print(json.dumps(figure), flush=True)
+    print(json.dumps({**figure, **EXTRA}), flush=True)
 
 
 def serial_figure(
@@ -203,6 +219,7 @@ def serial_figure(
         seconds=round(seconds, 3),
         all_seconds=[round(t, 3) for t in times],
         cpu_seconds=round(cpus[best], 2),
+        cores_busy=round(cpus[best] / seconds, 2),
         **_rates(seconds, runs, args),
         **settings,
     )
@@ -210,15 +227,20 @@ def serial_figure(
 
 
 def cluster_figure(store: Path, runs: list[str], args: argparse.Namespace, scratch: Path) -> float:
+    import dask
     from distributed import Client, LocalCluster
 
     t_start = time.perf_counter()
+    # Dask's statistical profiler samples every worker thread's stack every 10 ms (holding the
+    # GIL); for these GIL-releasing, CPU-bound tasks it cost ~15-40% of the cluster's time here.
+    profile = {"distributed.worker.profile.enabled": args.dask_profile}
     with (
+        dask.config.set(profile),
         LocalCluster(
             n_workers=args.workers,
             processes=True,
             threads_per_worker=1,
-            dashboard_address=None,
+            dashboard_address=":0",
             local_directory=str(scratch),
         ) as cluster,
         Client(cluster) as client,
@@ -254,10 +276,78 @@ def cluster_figure(store: Path, runs: list[str], args: argparse.Namespace, scrat
         threads_per_worker=1,
         worker_processor=args.worker_processor,
         worker_max_workers=args.worker_threads,
+        dask_profiler=args.dask_profile,
         seconds=round(seconds, 3),
         all_seconds=[round(t, 3) for t in times],
         cpu_seconds_workers=round(cpus[best], 2),
+        cores_busy=round(cpus[best] / seconds, 2),
         cluster_startup_s=round(startup, 3),
+        **_rates(seconds, runs, args),
+    )
+    return seconds
+
+
+def _plain_init(warm_store: str) -> None:
+    warm_up(Path(warm_store))
+
+
+def _plain_part(store: str, runs: list[str], chunks: int, rows: int, processor: str) -> float:
+    """In a plain worker process: make ``runs`` one after another; returns CPU seconds."""
+    ctx = context(Path(store), chunks, rows, processor=processor, max_workers=1)
+    c0 = time.process_time()
+    for run in runs:
+        ctx.make(run, "events")
+    return time.process_time() - c0
+
+
+def plain_figure(store: Path, runs: list[str], args: argparse.Namespace) -> float:
+    """The reference for the cluster: the runs split over ``--workers`` plain processes
+    (multiprocessing, no Dask), each making its share one after another. What any scheme of
+    that many processes can get on this machine; the cluster figure should come close."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import scale_bench  # by reference, for the spawned processes
+
+    n = args.workers
+    times, cpus = [], []
+    with ProcessPoolExecutor(
+        n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=scale_bench._plain_init,
+        initargs=(str(store.parent / "warmup-plain"),),
+    ) as pool:
+        list(pool.map(time.sleep, [0.2] * n))  # every process started and warmed up
+        for rep in range(args.repeat):
+            where = store / f"rep{rep}"
+            t0 = time.perf_counter()
+            parts = [
+                pool.submit(
+                    scale_bench._plain_part,
+                    str(where),
+                    runs[i::n],
+                    args.chunks,
+                    args.rows,
+                    args.worker_processor,
+                )
+                for i in range(n)
+            ]
+            cpu = sum(f.result() for f in parts)
+            times.append(time.perf_counter() - t0)
+            cpus.append(cpu)
+            if rep < args.repeat - 1:
+                shutil.rmtree(where)
+    best = min(range(len(times)), key=times.__getitem__)
+    seconds = times[best]
+    emit(
+        figure="plain_processes",
+        runs=len(runs),
+        processes=n,
+        processor=args.worker_processor,
+        seconds=round(seconds, 3),
+        all_seconds=[round(t, 3) for t in times],
+        cpu_seconds=round(cpus[best], 2),
+        cores_busy=round(cpus[best] / seconds, 2),
         **_rates(seconds, runs, args),
     )
     return seconds
@@ -284,16 +374,35 @@ def same_events(stores: list[Path], runs: list[str], args: argparse.Namespace) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--chunks", type=int, default=4, help="chunks per run")
-    parser.add_argument("--rows", type=int, default=20_000, help="records per chunk")
+    parser.add_argument("--chunks", type=int, default=8, help="chunks per run")
+    parser.add_argument("--rows", type=int, default=50_000, help="records per chunk")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
-    parser.add_argument("--worker-processor", default="threaded", choices=["threaded", "serial"])
+    parser.add_argument(
+        "--worker-processor",
+        default="serial",
+        choices=["threaded", "serial"],
+        help="processor of each run on a worker (one core each: serial wastes least)",
+    )
     parser.add_argument(
         "--worker-threads", type=int, default=1, help="max_workers of each run on a worker"
     )
     parser.add_argument("--skip-threaded", action="store_true", help="no serial_threaded")
-    parser.add_argument("--repeat", type=int, default=1, help="best of N per figure")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N per figure")
+    parser.add_argument(
+        "--storage-threads",
+        default="2,1",
+        help="storage pool sizes ($STORAGE_THREADS) to measure, each in a fresh process",
+    )
+    parser.add_argument(
+        "--dask-profile",
+        action="store_true",
+        help="keep Dask's statistical profiler on in the workers (off by default)",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.child:
+        return _each_storage_setting(args, list(sys.argv[1:] if argv is None else argv))
+    EXTRA["storage_threads"] = int(os.environ.get("STORAGE_THREADS", "2"))
 
     runs = [f"run_{i:03d}" for i in range(args.runs)]
     workdir = Path(tempfile.mkdtemp(prefix="sd_scale_bench_"))
@@ -315,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             threaded = serial_figure(
                 "serial_threaded", stores[-1], runs, args, processor="threaded", max_workers=2
             )
+        stores.append(workdir / "plain")
+        plain = plain_figure(stores[-1], runs, args)
         stores.append(workdir / "cluster")
         cluster = cluster_figure(stores[-1], runs, args, workdir / "dask-scratch")
         n_events = same_events(stores, runs, args)
@@ -328,9 +439,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         if threaded is not None:
             emit(figure="speedup", vs="serial_threaded", value=round(threaded / cluster, 2))
+        emit(figure="speedup", what="plain_processes_vs_serial", value=round(serial / plain, 2))
+        emit(figure="dask_overhead", cluster_vs_plain=round(cluster / plain, 2))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _each_storage_setting(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the figures once per storage pool size, each in a fresh process (the pool is
+    process-wide and sized when first used; the cluster's workers inherit the setting)."""
+    status = 0
+    for n in args.storage_threads.split(","):
+        env = {**os.environ, "STORAGE_THREADS": n.strip()}
+        proc = subprocess.run(
+            [sys.executable, __file__, *argv, "--child"], env=env, stdout=subprocess.PIPE
+        )
+        sys.stdout.write(proc.stdout.decode())
+        sys.stdout.flush()
+        status = status or proc.returncode
+    return status
 
 
 if __name__ == "__main__":

@@ -68,9 +68,7 @@ def _young(backend: Backend, path: str) -> bool:
     return mtime is not None and time.time() - mtime < UNREADABLE_GRACE
 
 
-def _writer_alive(
-    backend: Backend, key: DataKey, info: DataSetInfo, path: str
-) -> tuple[bool, str]:
+def _writer_alive(backend: Backend, key: DataKey, info: DataSetInfo, path: str) -> tuple[bool, str]:
     """Is the writer of this (status ``writing``) data set alive? And if not, why not."""
     writer = _ours(info).get("writer")
     alive = identity_alive(writer)
@@ -265,7 +263,8 @@ def cleanup_leftovers(backend: Backend, key: DataKey, *, claimed: bool) -> list[
 def remove(backend: Backend, key: DataKey) -> None:
     """Delete the data set at the key's final path (any status) and leftovers of dead writers.
 
-    DataNotFound if there is nothing; StorageError if only a live writer's data is there.
+    DataNotFound if there is nothing, or only a live writer's data set in progress (which is
+    left alone).
     """
     leftovers = cleanup_leftovers(backend, key, claimed=False)
     if not backend.exists_tree(key.path):
@@ -273,9 +272,9 @@ def remove(backend: Backend, key: DataKey) -> None:
             return
         live = [i for i in tmp_infos(backend, key) if i.status == "writing"]
         if live:
-            raise StorageError(
-                f"data set {key} in {backend.url} is being written ({live[0].location}); "
-                "not removed"
+            raise DataNotFound(
+                f"no data set {key} in {backend.url} to remove: one is being written by a live "
+                f"writer ({live[0].location}) and is left alone"
             )
         raise DataNotFound(f"no data set {key} in {backend.url}")
     if isinstance(backend, LocalBackend):

@@ -284,7 +284,10 @@ def judge(
         age = now - mtime if mtime is not None else float("inf")
         stale = age > UNREADABLE_GRACE
         return ClaimInfo(
-            key, location, stale=stale, raw=raw,
+            key,
+            location,
+            stale=stale,
+            raw=raw,
             why_stale=f"unreadable claim, {age:.0f} s old" if stale else "",
         )
     info = ClaimInfo(
@@ -364,9 +367,10 @@ class _FileTable(_Table):
         k = self._key(key)
         lock = f"{k}.break"
         deadline = time.monotonic() + BREAK_LOCK_STALE + 1.0
-        while not self.backend.create_exclusive(lock, _encode(process_identity())):
-            lock_time = self.backend.mtime(lock) if self.has_mtime else None
-            if lock_time is not None and time.time() - lock_time > BREAK_LOCK_STALE:
+        mine = _encode({**process_identity(), "created": time.time()})
+        while not self.backend.create_exclusive(lock, mine):
+            lock_time = self._lock_time(lock)
+            if lock_time is None or time.time() - lock_time > BREAK_LOCK_STALE:
                 self.backend.delete(lock)  # its breaker died
             elif not wait or time.monotonic() > deadline:
                 return False
@@ -379,6 +383,17 @@ class _FileTable(_Table):
             return True
         finally:
             self.backend.delete(lock)
+
+    def _lock_time(self, lock: str) -> float | None:
+        """When the break lock ``lock`` was taken (None: it is gone, or unreadable)."""
+        if self.has_mtime:
+            return self.backend.mtime(lock)
+        raw = self.backend.read(lock)
+        try:
+            doc = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return _float(doc.get("created")) if isinstance(doc, dict) else None
 
     def beat(self, key: DataKey, raw: bytes) -> bytes | None:
         k = self._key(key)
@@ -451,6 +466,8 @@ class _Heartbeat:
 
     def add(self, claim: Claim) -> None:
         with self.lock:
+            if self.pid != os.getpid():  # forked: the parent's claims are not ours to refresh
+                self.claims = weakref.WeakSet()
             self.claims.add(claim)
             if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
                 self.pid = os.getpid()
@@ -515,7 +532,10 @@ class Claim:
         self._released = False
         self._lost = False
         self._raw_box = [raw]  # shared with the finalizer, which must not reference self
-        self._finalizer = weakref.finalize(self, _release_quietly, table, key, self._raw_box)
+        self._pid = os.getpid()
+        self._finalizer = weakref.finalize(
+            self, _release_quietly, table, key, self._raw_box, self._pid
+        )
         _heartbeat.add(self)
 
     @property
@@ -539,8 +559,9 @@ class Claim:
             if new is None:
                 self._lost = True
                 _heartbeat.discard(self)
-                log.warning("the claim on %s (%s) was broken by another writer", self.key,
-                            self.location)
+                log.warning(
+                    "the claim on %s (%s) was broken by another writer", self.key, self.location
+                )
                 return
             self._raw = new
             self._raw_box[0] = new
@@ -553,7 +574,8 @@ class Claim:
             self._released = True
             _heartbeat.discard(self)
             self._finalizer.detach()
-            self._table.delete_if(self.key, self._raw, wait=True)
+            if os.getpid() == self._pid:  # never a parent's claim from a forked child
+                self._table.delete_if(self.key, self._raw, wait=True)
 
     def __enter__(self) -> Claim:
         return self
@@ -571,7 +593,9 @@ class Claim:
         return f"<Claim {self.key} {state} at {self.location}>"
 
 
-def _release_quietly(table: _Table, key: DataKey, raw_box: list[bytes]) -> None:
+def _release_quietly(table: _Table, key: DataKey, raw_box: list[bytes], pid: int) -> None:
+    if os.getpid() != pid:
+        return  # a forked child exiting: the claim belongs to its parent
     with contextlib.suppress(Exception):
         table.delete_if(key, raw_box[0], wait=True)
 
@@ -580,11 +604,14 @@ class Claims:
     """The claims of one store (built by ``Store``; use ``Store.claim`` and friends)."""
 
     def __init__(self, backend: Backend, stale_after: float = DEFAULT_STALE_AFTER) -> None:
-        if isinstance(stale_after, bool) or not isinstance(stale_after, int | float) or not (
-            stale_after > 0
+        if (
+            isinstance(stale_after, bool)
+            or not isinstance(stale_after, int | float)
+            or not (stale_after > 0)
         ):
-            raise ValueError(f"stale_after must be a positive number of seconds, not "
-                             f"{stale_after!r}")
+            raise ValueError(
+                f"stale_after must be a positive number of seconds, not {stale_after!r}"
+            )
         self.stale_after = float(stale_after)
         self.backend = backend
         self.table: _Table = (

@@ -148,7 +148,8 @@ class Store:
     def remove(self, key: DataKey) -> None:
         """Delete the data set under ``key`` (any status) and leftovers of dead writers.
 
-        DataNotFound if there is nothing; StorageError if only a live writer's data is there.
+        DataNotFound if there is nothing, or only a live writer's data set in progress (which is
+        left alone).
         Never follows a symbolic link: a link in place of a data set is removed, not its target.
         """
         key = _check_key(key)
@@ -243,8 +244,7 @@ class Store:
             if deadline is not None and time.monotonic() >= deadline:
                 who = f" by {last.describe()}" if last is not None else ""
                 raise ClaimTimeout(
-                    f"data set {key} in {self.url} is still being written{who} after "
-                    f"{timeout:g} s",
+                    f"data set {key} in {self.url} is still being written{who} after {timeout:g} s",
                     key,
                     last,
                 )

@@ -11,6 +11,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.config import InvalidOption
 from strax_decl.context import Context
+from strax_decl.distributed import MultiRunResult, RunsFailed  # no Dask imported
 from strax_decl.kinds import CutPlugin, LoopPlugin, MergeOnlyPlugin, OverlapWindowPlugin
 from strax_decl.plugin import (
     Inputs,
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidOption",
     "LoopPlugin",
     "MergeOnlyPlugin",
+    "MultiRunResult",
     "Options",
     "Outputs",
     "OverlapWindowPlugin",
@@ -60,6 +62,7 @@ __all__ = [
     "PluginDeclarationError",
     "PluginGaveWrongOutput",
     "RegistrationError",
+    "RunsFailed",
     "SaveWhen",
     "Schema",
     "SchemaError",

@@ -62,8 +62,10 @@ class OptionTable(list[dict[str, Any]]):
         cells = [[str(r[c]) for c in cols] for r in self]
         widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-                  for row in cells]
+        lines += [
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells
+        ]
         return "\n".join(lines)
 
 
@@ -93,9 +95,7 @@ class Context:
         if on_conflict not in ("wait", "fail"):
             raise ValueError(f"on_conflict must be 'wait' or 'fail', got {on_conflict!r}")
         if on_corrupted not in ("raise", "recompute"):
-            raise ValueError(
-                f"on_corrupted must be 'raise' or 'recompute', got {on_corrupted!r}"
-            )
+            raise ValueError(f"on_corrupted must be 'raise' or 'recompute', got {on_corrupted!r}")
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self._storage_arg = storage
@@ -180,7 +180,9 @@ class Context:
         return self.lineages.lineage(data_type)
 
     def key_for(self, run_id: str, data_type: str) -> DataKey:
-        return DataKey(run_id=run_id, data_type=data_type, lineage_hash=self.lineages.hash(data_type))
+        return DataKey(
+            run_id=run_id, data_type=data_type, lineage_hash=self.lineages.hash(data_type)
+        )
 
     def is_stored(self, run_id: str, data_type: str) -> bool:
         key = self.key_for(run_id, data_type)
@@ -193,21 +195,27 @@ class Context:
     def show_config(self, data_type: str | None = None) -> OptionTable:
         """Every option: who takes it, type, default, current value, description."""
         plugins = (
-            [self.registry.provider(data_type)] if data_type else list(self.registry.plugins.values())
+            [self.registry.provider(data_type)]
+            if data_type
+            else list(self.registry.plugins.values())
         )
         rows = OptionTable()
         for name, spec in sorted(self.registry.options.items()):
-            users = [p for p in self.registry.option_users[name] if any(q.name == p for q in plugins)]
+            users = [
+                p for p in self.registry.option_users[name] if any(q.name == p for q in plugins)
+            ]
             if not users:
                 continue
-            rows.append({
-                "option": name,
-                "plugins": ",".join(users),
-                "type": spec.type_name,
-                "default": "<required>" if spec.required else repr(spec.default),
-                "current": repr(getattr(self.options[users[0]], name)),
-                "description": spec.description,
-            })
+            rows.append(
+                {
+                    "option": name,
+                    "plugins": ",".join(users),
+                    "type": spec.type_name,
+                    "default": "<required>" if spec.required else repr(spec.default),
+                    "current": repr(getattr(self.options[users[0]], name)),
+                    "description": spec.description,
+                }
+            )
         return rows
 
     # ------------------------------------------------------------------ getting data
@@ -240,8 +248,13 @@ class Context:
             )
         self.plan(run_id, target_list, save)  # errors in the request surface here, not later
         chunks = self._run(
-            run_id, target_list, save, output=True, time_range=time_range,
-            processor=processor, progress=progress,
+            run_id,
+            target_list,
+            save,
+            output=True,
+            time_range=time_range,
+            processor=processor,
+            progress=progress,
         )
         if time_range is None:
             return chunks
@@ -258,9 +271,17 @@ class Context:
         progress: bool | None = None,
     ) -> np.ndarray:
         """All rows of ``targets`` in ``run_id`` as one numpy structured array."""
-        parts = [c.data for c in self.iter_chunks(
-            run_id, targets, save=save, time_range=time_range, processor=processor,
-            progress=progress)]
+        parts = [
+            c.data
+            for c in self.iter_chunks(
+                run_id,
+                targets,
+                save=save,
+                time_range=time_range,
+                processor=processor,
+                progress=progress,
+            )
+        ]
         if parts:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         target_list = _as_list(targets)
@@ -371,8 +392,9 @@ class Context:
             )
         if parallel_on_client:
             raise ValueError("parallel_on_client=True needs a client")
-        self._make_one(run_id, targets, save=save, processor=processor, progress=progress,
-                       submit=submit)
+        self._make_one(
+            run_id, targets, save=save, processor=processor, progress=progress, submit=submit
+        )
         return None
 
     def _make_one(
@@ -388,8 +410,14 @@ class Context:
         target_list = _as_list(targets)
         validate_name("run_id", run_id)
         for _ in self._run(
-            run_id, target_list, save, output=False, time_range=None, processor=processor,
-            progress=progress, submit=submit,
+            run_id,
+            target_list,
+            save,
+            output=False,
+            time_range=None,
+            processor=processor,
+            progress=progress,
+            submit=submit,
         ):
             pass
 
@@ -413,8 +441,15 @@ class Context:
         distrust: set[DataKey] = set()
 
         def make_plan() -> Plan:
-            return resolve(self.registry, self.lineages, self.stores, run_id, target_list, save,
-                           distrust=distrust)
+            return resolve(
+                self.registry,
+                self.lineages,
+                self.stores,
+                run_id,
+                target_list,
+                save,
+                distrust=distrust,
+            )
 
         while True:
             plan, claims = claim_plan(make_plan, self.stores, self.on_conflict)
@@ -425,8 +460,14 @@ class Context:
                 if not output and all(plan.steps[t].action == "load" for t in target_list):
                     self.last_stats = RunStats()
                     return
-                graph = build_graph(plan, self.registry, self.options, self.stores,
-                                    target_list if output else None, time_range)
+                graph = build_graph(
+                    plan,
+                    self.registry,
+                    self.options,
+                    self.stores,
+                    target_list if output else None,
+                    time_range,
+                )
                 self.last_stats = graph.stats
                 bar = progress_bar(self, plan, graph, progress)
                 chunks = track(self._execute(graph, processor, submit), bar)

@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import itertools
 import os
+import pickle
 import sys
 import threading
 import time
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from storage import DataKey, DataNotFound, Store, open_store
+from storage import DataKey, DataNotFound, Store, open_store, validate_name
 from strax_decl.plugin import Plugin, Submit
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -72,6 +74,64 @@ DASK_HINT = "this needs Dask distributed: pip install 'strax-decl[dask]'"
 
 CHUNK_TASK_PRIORITY = 10
 """Dask priority of chunk tasks: above run tasks (0), so started runs finish before new ones."""
+
+
+# ============================================================================ worker-side entry
+
+# What Dask workers execute first is defined here as source and pickled *by value* (its
+# ``__module__`` is ``__main__``), so that unpickling a task never imports strax_decl. Why: a
+# Dask worker puts its local directory first on ``sys.path`` and keeps spilled data in a
+# subdirectory named ``storage``. Unless our ``storage`` package is itself on ``sys.path`` (an
+# editable install is not: its import hook comes after the path search), ``import storage``
+# then finds that directory as an empty namespace package, and unpickling any task that refers
+# to strax_decl fails on a worker that has not imported it yet, leaving the task hanging.
+# ``run_call`` imports the real package first (skipping such directories), then unpickles and
+# runs the call it was given as bytes; ``frame_partition`` (DataFrame partitions) needs no
+# strax_decl at all.
+_WORKER_SOURCE = """
+def run_call(payload):
+    import importlib, os, pickle, sys
+
+    module = sys.modules.get("storage")
+    if module is None or getattr(module, "__file__", None) is None:
+        sys.modules.pop("storage", None)
+
+        def shadows(entry):
+            where = os.path.join(entry or os.curdir, "storage")
+            return os.path.isdir(where) and not os.path.isfile(os.path.join(where, "__init__.py"))
+
+        saved = list(sys.path)
+        sys.path[:] = [entry for entry in saved if not shadows(entry)]
+        try:
+            importlib.import_module("storage")
+        finally:
+            sys.path[:] = saved + [entry for entry in sys.path if entry not in saved]
+    fn, args = pickle.loads(payload)
+    return fn(*args)
+
+
+def frame_partition(part):
+    import numpy as np
+    import pandas as pd
+
+    arrays, lo, hi, run_id = part
+    columns = {name: np.asarray(a[lo:hi]) for name, a in arrays.items()}
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(lo, hi))
+    if run_id is not None:
+        frame["run_id"] = pd.Series([run_id] * (hi - lo), index=frame.index, dtype=object)
+    return frame
+"""
+_worker_code: dict[str, Any] = {"__name__": "__main__"}
+exec(compile(_WORKER_SOURCE, "<strax_decl.distributed worker code>", "exec"), _worker_code)
+_run_call: Callable[[bytes], Any] = _worker_code["run_call"]
+_frame_partition: Callable[[tuple[dict[str, Any], int, int, str | None]], Any] = _worker_code[
+    "frame_partition"
+]
+
+
+def _payload(fn: Callable[..., Any], *args: Any) -> bytes:
+    """``fn(*args)`` as bytes for ``_run_call`` (so the task itself refers to no module)."""
+    return pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _require(module: str) -> Any:
@@ -255,12 +315,7 @@ class ContextSpec:
             plugins=tuple(PluginRef.of(p) for p in ctx.plugins),
             storage=tuple(StoreSpec.of(s) for s in ctx.stores),
             config=dict(ctx.config),
-            settings={
-                "processor": ctx.processor,
-                "max_workers": ctx.max_workers,
-                "max_messages": ctx.max_messages,
-                "timeout": ctx.timeout,
-            },
+            settings=_settings(ctx),
             lineage_hashes=hashes,
         )
 
@@ -285,6 +340,25 @@ class ContextSpec:
                     "every worker"
                 )
         return ctx
+
+
+def _settings(ctx: Context) -> dict[str, Any]:
+    """The context's keyword-only settings (processor, max_workers, on_conflict, ...).
+
+    Read from ``Context.__init__``'s signature, so a setting added there travels too; each
+    must be kept as an attribute of the same name.
+    """
+    from strax_decl.context import Context
+
+    names = [
+        p.name
+        for p in inspect.signature(Context.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    missing = [n for n in names if not hasattr(ctx, n)]
+    if missing:  # pragma: no cover - a Context setting not kept under its own name
+        raise SpecError(f"cannot describe the context: no attribute for setting(s) {missing}")
+    return {n: getattr(ctx, n) for n in names}
 
 
 # ============================================================================ many runs
@@ -440,8 +514,6 @@ def make_runs(
     runs = list(dict.fromkeys(run_ids))
     if not runs:
         raise ValueError("no run ids given")
-    from storage import validate_name
-
     for r in runs:
         validate_name("run_id", r)
     t0 = time.perf_counter()
@@ -464,13 +536,16 @@ def make_runs(
         token = uuid.uuid4().hex[:8]
         futures = {
             dask_client.submit(
-                _run_task,
-                spec,
-                run_id,
-                tuple(targets),
-                tuple(save),
-                processor,
-                parallel_on_client,
+                _run_call,
+                _payload(
+                    _run_task,
+                    spec,
+                    run_id,
+                    tuple(targets),
+                    tuple(save),
+                    processor,
+                    parallel_on_client,
+                ),
                 key=f"sd-make-{run_id}-{token}",
                 pure=False,
                 retries=0,
@@ -629,12 +704,22 @@ class ClientSubmit:
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         plugin = getattr(fn, "__self__", None)
         stats = plugin.stats if isinstance(plugin, Plugin) else None
-        name = plugin.name if isinstance(plugin, Plugin) else getattr(fn, "__name__", "call")
+        # the task's name: the plugin's, also when the call wraps its method (fn(method, ...))
+        named = next(
+            (
+                p
+                for p in (plugin, *(getattr(a, "__self__", None) for a in args))
+                if isinstance(p, Plugin)
+            ),
+            None,
+        )
+        name = named.name if named is not None else getattr(fn, "__name__", "call")
         call = self._portable(fn)
         portable_args = tuple(self._portable(a) for a in args)
         key = f"{self.key_prefix}-{name}-{next(self._counter)}-{uuid.uuid4().hex[:8]}"
+        payload = _payload(_timed_call, call, portable_args, kwargs)
         dask_future = self.client.submit(
-            _timed_call, call, portable_args, kwargs, key=key, pure=False, priority=self.priority
+            _run_call, payload, key=key, pure=False, priority=self.priority
         )
         out: Future[Any] = Future()
         with self._lock:
@@ -753,17 +838,6 @@ def to_dask_arrays(
     }
 
 
-def _partition(arrays: dict[str, Any], lo: int, hi: int, run_id: str | None) -> Any:
-    """One DataFrame partition: rows ``[lo, hi)`` of the field arrays (index: row number)."""
-    import pandas as pd
-
-    columns: dict[str, Any] = {name: np.asarray(a[lo:hi]) for name, a in arrays.items()}
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(lo, hi))
-    if run_id is not None:
-        frame["run_id"] = pd.Series([run_id] * (hi - lo), index=frame.index, dtype=object)
-    return frame
-
-
 def to_dask_dataframe(
     ctx: Context,
     run_ids: str | Sequence[str],
@@ -805,16 +879,12 @@ def to_dask_dataframe(
         for lo in bounds:
             parts.append((arrays, lo, min(lo + step, n_rows), label))
         divisions = [*bounds, max(n_rows - 1, 0)]
-    meta = _partition(parts[0][0], 0, 0, parts[0][3])
+    meta = _frame_partition((parts[0][0], 0, 0, parts[0][3]))
     return dask_dataframe.from_map(
-        _partition_args,
+        _frame_partition,
         parts,
         meta=meta,
         divisions=tuple(divisions) if len(runs) == 1 else None,
         label=f"strax-{data_type}",
         enforce_metadata=False,
     )
-
-
-def _partition_args(part: tuple[dict[str, Any], int, int, str | None]) -> Any:
-    return _partition(*part)

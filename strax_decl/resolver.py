@@ -236,8 +236,13 @@ def resolve(
         complete, why = stored_status(data_type)
         if complete:
             steps[data_type] = Step(
-                data_type, registry.kind(data_type), plugin.name, "load", why,
-                key(data_type), tuple(plugin.inputs),
+                data_type,
+                registry.kind(data_type),
+                plugin.name,
+                "load",
+                why,
+                key(data_type),
+                tuple(plugin.inputs),
             )
             return
         for dep in plugin.inputs:
@@ -253,9 +258,16 @@ def resolve(
                 spec.save, out in targets, out in save, saving, bool(writable), out_complete
             )
             steps[out] = Step(
-                out, spec.kind, plugin.name, "compute",
+                out,
+                spec.kind,
+                plugin.name,
+                "compute",
                 out_why if out == data_type or not out_complete else f"computed with {data_type}",
-                key(out), tuple(plugin.inputs), do_save, save_why, needed=out == data_type,
+                key(out),
+                tuple(plugin.inputs),
+                do_save,
+                save_why,
+                needed=out == data_type,
             )
 
     for t in targets:
@@ -274,7 +286,11 @@ def _replace_needed(step: Step) -> Step:
 
 
 def _save_decision(
-    policy: SaveWhen, is_target: bool, explicit: bool, saving: bool, writable: bool,
+    policy: SaveWhen,
+    is_target: bool,
+    explicit: bool,
+    saving: bool,
+    writable: bool,
     already_stored: bool,
 ) -> tuple[bool, str]:
     if already_stored:
@@ -286,12 +302,16 @@ def _save_decision(
     if policy == SaveWhen.ALWAYS:
         return True, "save='always'"
     if policy == SaveWhen.TARGET:
-        return (True, "save='target' and requested") if is_target else (
-            False, "save='target' and not requested"
+        return (
+            (True, "save='target' and requested")
+            if is_target
+            else (False, "save='target' and not requested")
         )
     if policy == SaveWhen.EXPLICIT:
-        return (True, "listed in save=") if explicit else (
-            False, "save='explicit' and not listed in save="
+        return (
+            (True, "listed in save=")
+            if explicit
+            else (False, "save='explicit' and not listed in save=")
         )
     return False, "save='never'"
 

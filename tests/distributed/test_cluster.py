@@ -28,6 +28,7 @@ from strax_decl.testing import (  # noqa: E402
     TOY_PLUGINS,
     PeakProperties,
     PeakRecordCount,
+    ProcessFlakyPeaks,
     ThreadFlakyPeakProperties,
     ThreadFlakyPeaks,
     ToyRecords,
@@ -45,7 +46,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         n_workers=2,
         processes=True,
         threads_per_worker=1,
-        dashboard_address=None,
+        dashboard_address=":0",
         local_directory=str(tmp_path_factory.mktemp("dask-scratch")),
     ) as cluster:
         yield cluster
@@ -210,6 +211,20 @@ def test_parallel_plugin_chunks_run_as_cluster_tasks(client: Any, tmp_path: Path
     assert "ThreadFlakyPeaks" in summary
 
 
+def test_process_parallel_plugins_go_to_the_cluster_too(client: Any, tmp_path: Path) -> None:
+    plugins = [ToyRecords, ProcessFlakyPeaks, PeakProperties, PeakRecordCount]
+    local = _ctx(tmp_path / "local", n_chunks=4)
+    local.make("run_q", TARGETS)
+    ctx = _ctx(tmp_path / "cluster", plugins, n_chunks=4)
+    with distributed.get_task_stream(client) as stream:
+        result = ctx.make(["run_q"], TARGETS, client=client, parallel_on_client=True)
+    assert result.ok, str(result)
+    keys = [str(t["key"]) for t in stream.data if "sd-chunk-run_q" in str(t["key"])]
+    assert len([k for k in keys if "ProcessFlakyPeaks-" in k]) == 4
+    for t in TARGETS:
+        np.testing.assert_array_equal(ctx.get_array("run_q", t), local.get_array("run_q", t))
+
+
 def test_a_failing_chunk_task_fails_its_run_only(client: Any, tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, _parallel_plugins(), n_chunks=5, peaks_fail_at=0)
     ok = ctx.new_context(config={"peaks_fail_at": -1})
@@ -301,3 +316,43 @@ def test_cli_run_with_scheduler(
     code = main(["ls", "--storage", store])
     out, _ = capsys.readouterr()
     assert code == 0 and "d1" in out and "d2" in out and "failed" not in out
+
+
+# ------------------------------------------------------------------------------- fresh workers
+
+
+def test_fresh_workers_import_our_storage_not_their_spill_directory(tmp_path: Path) -> None:
+    """A Dask worker keeps spilled data in ``<local dir>/storage`` and puts its local dir first
+    on ``sys.path``: on a worker that never imported our ``storage`` package (and where it is not
+    on ``sys.path`` itself, as with an editable install), ``import storage`` would find that
+    directory instead. Tasks must still work there (they used to hang)."""
+    import os
+    import sys
+
+    import storage
+
+    root = str(Path(storage.__file__).resolve().parents[1])
+    saved = list(sys.path)
+    # spawned workers inherit this path: leave out the repository (found through the install)
+    sys.path[:] = [p for p in saved if p not in ("", root, os.getcwd())]
+    try:
+        cluster = distributed.LocalCluster(
+            n_workers=1,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=":0",
+            local_directory=str(tmp_path / "scratch"),
+        )
+    finally:
+        sys.path[:] = saved
+    with cluster, distributed.Client(cluster) as fresh:
+        loaded = fresh.run(lambda: sorted(m for m in sys.modules if m.startswith("storage")))
+        assert list(loaded.values()) == [[]]  # nothing of ours imported yet
+        ctx = _ctx(tmp_path / "store", _parallel_plugins(), n_chunks=3)
+        assert ctx.make(["fresh"], "peaks", client=fresh, parallel_on_client=True).ok
+        files = fresh.run(lambda: sys.modules["storage"].__file__)
+        assert list(files.values()) == [storage.__file__]
+        frame = fresh.compute(ctx.to_dask_dataframe("fresh", "peaks")).result()
+        np.testing.assert_array_equal(
+            frame["area"].to_numpy(), ctx.get_array("fresh", "peaks")["area"]
+        )

@@ -107,6 +107,10 @@ def test_spec_round_trip_and_pickled_context(tmp_path: Path) -> None:
     assert [p.name for p in again.plugins] == [p.name for p in ctx.plugins]
     assert again.config == ctx.config
     assert (again.max_workers, again.max_messages) == (3, 7)
+    # every keyword-only setting of Context travels (processor, timeout, on_conflict, ...)
+    assert {"processor", "max_workers", "max_messages", "timeout"} <= set(spec.settings)
+    for name, value in spec.settings.items():
+        assert getattr(again, name) == value, name
     assert again.stores[0].url == store.url
     assert (again.stores[0].rows_per_chunk, again.stores[0].zstd_level) == (64, 5)
     for data_type in ("records", "peaks", "peak_basics", "peak_extras"):

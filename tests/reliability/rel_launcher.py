@@ -25,13 +25,13 @@ import traceback
 from typing import Any
 
 import numpy as np
-import numpy.random  # noqa: F401 - lazily imported by numpy: a child running as "nobody"
-                     # after setuid cannot read /root/.pyenv to import it later
+import numpy.random
 
+# after setuid cannot read /root/.pyenv to import it later
 import strax_decl as sd
 import strax_decl.pipeline
 import strax_decl.progress
-import strax_decl.serial  # noqa: F401 - imported before any fork/setuid
+import strax_decl.serial
 from storage import open_store
 from strax_decl.testing import TOY_PLUGINS
 
@@ -56,6 +56,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("fsize") is not None:  # SIGXFSZ is ignored by Python: writes fail with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (job["fsize"], job["fsize"]))
     if job.get("uid") is not None:
+        # After setuid the child cannot read the Python installation (/root is private), so
+        # everything a run imports lazily is imported first, by one run in memory.
+        warm = sd.Context(storage="memory://", plugins=TOY_PLUGINS, config=job.get("config", {}))
+        warm.make(RUN_ID, job["targets"])
+        for t in job["targets"]:
+            digest(warm.get_array(RUN_ID, t))
         os.setgid(job["uid"])
         os.setuid(job["uid"])
     start_at = job.get("start_at")

@@ -24,11 +24,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Launcher, read_result, snapshot
+from rel_helpers import Launcher, launched, read_result, snapshot
 
 import strax_decl as sd
 from storage import StorageError, StorageIOError, open_store
 from strax_decl.testing import TOY_PLUGINS
+
+
+@pytest.fixture(scope="module")
+def launcher() -> Iterator[Launcher]:
+    """A pre-imported process forking the runs of this module (see ``rel_launcher.py``)."""
+    yield from launched()
+
 
 RUN = "run_1"
 TYPES = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras"]

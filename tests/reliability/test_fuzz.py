@@ -7,6 +7,7 @@ DataNotFound, DataCorrupted or another StorageError for store operations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rel_helpers import snapshot
 
 from storage import Chunk, DataKey, StorageError, Store, open_store
 
@@ -31,9 +32,39 @@ DTYPE = np.dtype([("time", "<i8"), ("endtime", "<i8"), ("area", "<f4"), ("w", "<
 GOOD = DataKey("run_1", "peaks", "abc234")
 
 TRICKY = [
-    "..", ".", "../..", "/", "a/b", "a\\b", "\x00", "a\x00b", "é", "ß", "😀", "\u202e", " ",
-    "a b", "-", "a-b", "zarr.json", "__x", ".tmp-x", ".claim-x", "c", "_index", "x" * 64,
-    "x" * 65, "run_1", "peaks", "abc234", "CON", "nul", "~", "$HOME", "%s", "a\nb",
+    "..",
+    ".",
+    "../..",
+    "/",
+    "a/b",
+    "a\\b",
+    "\x00",
+    "a\x00b",
+    "é",
+    "ß",
+    "😀",
+    "\u202e",
+    " ",
+    "a b",
+    "-",
+    "a-b",
+    "zarr.json",
+    "__x",
+    ".tmp-x",
+    ".claim-x",
+    "c",
+    "_index",
+    "x" * 64,
+    "x" * 65,
+    "run_1",
+    "peaks",
+    "abc234",
+    "CON",
+    "nul",
+    "~",
+    "$HOME",
+    "%s",
+    "a\nb",
 ]
 names = st.one_of(st.sampled_from(TRICKY), st.text(max_size=70), st.from_regex(r"[a-z2-7_]{1,70}"))
 
@@ -113,7 +144,7 @@ def everything(store: Store, key: DataKey) -> Any:
 @FUZZ
 @given(run_id=names, data_type=names, lineage=names)
 def test_any_names(area: tuple[Path, Store], run_id: str, data_type: str, lineage: str) -> None:
-    root, store = area
+    _root, store = area
     try:
         key = DataKey(run_id, data_type, lineage)
     except NAME_ERRORS:
@@ -121,10 +152,8 @@ def test_any_names(area: tuple[Path, Store], run_id: str, data_type: str, lineag
             lambda: store.list(run_id=run_id),
             lambda: store.list(data_type=data_type),
         ):
-            try:
+            with contextlib.suppress(NAME_ERRORS):
                 call()
-            except NAME_ERRORS:
-                pass
         return
     documented(lambda: store.saver(key, DTYPE, {"x": 1}).save_from(chunks()))
     rows = everything(store, key)
@@ -157,9 +186,27 @@ def _any_edit(doc: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
 
 
 ATTR_FIELDS = [
-    "format", "format_version", "run_id", "data_type", "lineage_hash", "status", "complete",
-    "dtype", "fields", "n_rows", "n_chunks", "start", "end", "rows_per_chunk", "compressor",
-    "index", "metadata", "writer", "exception", "created", "no_such_field",
+    "format",
+    "format_version",
+    "run_id",
+    "data_type",
+    "lineage_hash",
+    "status",
+    "complete",
+    "dtype",
+    "fields",
+    "n_rows",
+    "n_chunks",
+    "start",
+    "end",
+    "rows_per_chunk",
+    "compressor",
+    "index",
+    "metadata",
+    "writer",
+    "exception",
+    "created",
+    "no_such_field",
 ]
 
 
@@ -202,11 +249,21 @@ def test_arbitrary_bytes_as_group_or_array_metadata(
 
 
 @FUZZ
-@given(raw=st.one_of(st.binary(max_size=100), json_values.map(lambda v: json.dumps(v).encode()),
-                     st.fixed_dictionaries({"format": st.just("strax_decl.claim"),
-                                            "pid": json_values, "host": json_values,
-                                            "created": json_values, "token": json_values})
-                     .map(lambda d: json.dumps(d).encode())))
+@given(
+    raw=st.one_of(
+        st.binary(max_size=100),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {
+                "format": st.just("strax_decl.claim"),
+                "pid": json_values,
+                "host": json_values,
+                "created": json_values,
+                "token": json_values,
+            }
+        ).map(lambda d: json.dumps(d).encode()),
+    )
+)
 def test_arbitrary_claim_files(area: tuple[Path, Store], raw: bytes) -> None:
     root, store = area
     path = root / GOOD.run_id / f".claim-{GOOD.dirname}"
@@ -230,8 +287,9 @@ def test_fuzz_helpers_are_sane() -> None:
     try:
         store = open_store(top / "s", rows_per_chunk=4)
         store.saver(GOOD, DTYPE, {}).save_from(chunks())
-        assert everything(store, GOOD).tobytes() == np.concatenate(
-            [c.data for c in chunks()]
-        ).tobytes()
+        assert (
+            everything(store, GOOD).tobytes()
+            == np.concatenate([c.data for c in chunks()]).tobytes()
+        )
     finally:
         shutil.rmtree(top)

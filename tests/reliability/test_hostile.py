@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import snapshot
+from rel_helpers import snapshot
 
 import strax_decl as sd
 from storage import (
@@ -20,7 +20,6 @@ from storage import (
     DataNotFound,
     StorageError,
     UnsafePath,
-    open_store,
 )
 from strax_decl.testing import TOY_PLUGINS, Peak, Peaks, Record
 
@@ -53,8 +52,22 @@ def context(root: Path, plugins: list[type[sd.Plugin]] | None = None) -> sd.Cont
 
 @pytest.mark.parametrize(
     "run_id",
-    ["../escape", "a/b", "/abs", "..", ".", "x\x00y", "é", "r" * 65, "", "run 1", "run-1",
-     "C:\\x", "zarr.json", "__x"],
+    [
+        "../escape",
+        "a/b",
+        "/abs",
+        "..",
+        ".",
+        "x\x00y",
+        "é",
+        "r" * 65,
+        "",
+        "run 1",
+        "run-1",
+        "C:\\x",
+        "zarr.json",
+        "__x",
+    ],
 )
 def test_hostile_run_ids_are_rejected(world: tuple[Path, Path], run_id: str) -> None:
     root, _ = world
@@ -111,7 +124,7 @@ def stored_records(root: Path) -> tuple[sd.Context, DataKey]:
 def test_a_data_set_that_is_a_link_out_of_the_store_is_refused(
     world: tuple[Path, Path],
 ) -> None:
-    root, outside = world
+    root, _outside = world
     ctx, key = stored_records(root)
     expected = ctx.get_array(RUN, "records")
     # move the real data set outside and leave a link in its place
@@ -150,7 +163,7 @@ def test_remove_unlinks_a_link_and_never_deletes_its_target(world: tuple[Path, P
 
 
 def test_a_run_directory_that_is_a_link_is_never_followed(world: tuple[Path, Path]) -> None:
-    root, outside = world
+    root, _outside = world
     ctx, key = stored_records(root)
     real = root.parent / "scratch" / "run_copy"
     os.rename(root / RUN, real)
@@ -169,7 +182,7 @@ def test_a_run_directory_that_is_a_link_is_never_followed(world: tuple[Path, Pat
 
 
 def test_a_chunk_file_that_is_a_link_is_corruption(world: tuple[Path, Path]) -> None:
-    root, outside = world
+    root, _outside = world
     ctx, key = stored_records(root)
     chunk = root / key.path / "time" / "c" / "0"
     copy = root.parent / "scratch" / "chunk"
@@ -286,8 +299,11 @@ def test_plugins_returning_bad_rows_get_a_clear_error_and_save_nothing(
     world: tuple[Path, Path], mode: str, error: type[Exception], message: str
 ) -> None:
     root, _ = world
-    plugins = [p for p in TOY_PLUGINS if p is not Peaks and p.__name__ != "PeakProperties"
-               and p.__name__ != "PeakRecordCount"] + [bad(mode)]
+    plugins = [
+        p
+        for p in TOY_PLUGINS
+        if p is not Peaks and p.__name__ != "PeakProperties" and p.__name__ != "PeakRecordCount"
+    ] + [bad(mode)]
     ctx = context(root, plugins)
     with pytest.raises(error, match=message):
         ctx.make(RUN, "peaks")

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Launcher, read_result
+from rel_helpers import Launcher, launched, read_result
 
 import strax_decl as sd
 from storage import open_store
 from strax_decl.testing import TOY_PLUGINS
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def launcher() -> Iterator[Launcher]:
+    """A pre-imported process forking the runs of this module (see ``rel_launcher.py``)."""
+    yield from launched()
+
 
 RUN = "run_1"
 TYPES = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras"]

@@ -166,7 +166,8 @@ def test_context_rejects_unknown_conflict_and_corruption_modes(tmp_path: Path) -
         sd.Context(storage=None, plugins=TOY_PLUGINS, on_conflict="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="on_corrupted"):
         sd.Context(storage=None, plugins=TOY_PLUGINS, on_corrupted="x")  # type: ignore[arg-type]
-    ctx = sd.Context(storage=None, plugins=TOY_PLUGINS, on_conflict="fail",
-                     on_corrupted="recompute")
+    ctx = sd.Context(
+        storage=None, plugins=TOY_PLUGINS, on_conflict="fail", on_corrupted="recompute"
+    )
     derived = ctx.new_context(config={"n_chunks": 2})
     assert (derived.on_conflict, derived.on_corrupted) == ("fail", "recompute")

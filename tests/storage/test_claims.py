@@ -378,7 +378,7 @@ def test_remove_deletes_a_killed_writers_leftovers(local: Store, root: Path) -> 
 def test_remove_leaves_a_live_writer_alone(local: Store) -> None:
     saver = local.saver(KEY, RECORDS, {})
     saver.send(make_chunks(RECORDS, [3])[0])
-    with pytest.raises(StorageError, match="is being written"):
+    with pytest.raises(DataNotFound, match="is being written by a live writer"):
         local.remove(KEY)
     saver.close()
     assert local.status(KEY) == "complete"
@@ -395,3 +395,20 @@ def test_mark_failed(store: Store) -> None:
     assert store.load_array(KEY).size == 4
     with pytest.raises(DataNotFound):
         store.mark_failed(DataKey("run_9", "records", "abc"), "x")
+
+
+def test_a_forked_child_never_releases_its_parents_claim(local: Store) -> None:
+    claim = local.claim(KEY)
+    assert claim is not None
+    pid = os.fork()
+    if pid == 0:  # the child exits normally: finalizers run, and must leave the claim alone
+        claim.release()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    import gc
+
+    gc.collect()
+    assert claim.held()
+    holder = local.claim_holder(KEY)
+    assert holder is not None and holder.ours
+    claim.release()

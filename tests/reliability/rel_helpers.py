@@ -1,7 +1,11 @@
-"""Fixtures for the reliability tests: a forking launcher, tree snapshots, reference data."""
+"""Helpers of the reliability tests: a forking launcher, tree snapshots, results.
+
+(A module of its own, not ``conftest``: other test directories do ``from conftest import``,
+which picks whichever ``conftest`` module was imported last.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,8 +14,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 HERE = Path(__file__).parent
 
@@ -55,22 +57,11 @@ class Launcher:
 
     def close(self) -> None:
         for pid in list(self.live):  # only children this launcher started
-            try:
+            with contextlib.suppress(ProcessLookupError, RuntimeError):
                 self.kill(pid)
-            except (ProcessLookupError, RuntimeError):
-                pass
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def launcher() -> Iterator[Launcher]:
-    launcher = Launcher()
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -94,3 +85,14 @@ def snapshot(top: Path, *skip: Path) -> dict[str, tuple[int, int, float]]:
             st = p.lstat()
             out[str(p)] = (st.st_mode, st.st_size, st.st_mtime)
     return out
+
+
+def launched() -> Iterator[Launcher]:
+    """Body of the ``launcher`` fixture of the modules that fork runs (this directory has no
+    ``conftest.py``: other test directories ``from conftest import`` names and would pick up
+    this one)."""
+    launcher = Launcher()
+    try:
+        yield launcher
+    finally:
+        launcher.close()
