@@ -636,10 +636,18 @@ class Claims:
             if self.table.create(key, raw):
                 return Claim(self.table, key, raw, limit)
             info = self.holder(key, limit)
-            if info is None:
-                continue  # released meanwhile: try again
-            if not info.stale:
+            if info is not None and not info.stale:
                 return None
-            log.info("breaking the stale claim on %s held by %s", key, info.describe())
-            self.table.delete_if(key, info.raw)
+            self._break(key, info)  # nothing if released meanwhile; then try again
         return None
+
+    def break_stale(self, key: DataKey) -> bool:
+        """Delete the claim on ``key`` if its holder is dead or silent; True if one was."""
+        info = self.holder(key)
+        return info is not None and info.stale and self._break(key, info)
+
+    def _break(self, key: DataKey, info: ClaimInfo | None) -> bool:
+        if info is None:
+            return False
+        log.info("breaking the stale claim on %s held by %s", key, info.describe())
+        return self.table.delete_if(key, info.raw)

@@ -6,6 +6,11 @@ resolver and the command line show these messages to users who must find the fil
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from storage.keys import DataKey
+
 __all__ = [
     "DataCorrupted",
     "DataExistsError",
@@ -26,8 +31,15 @@ class DataNotFound(StorageError, LookupError):
 class DataCorrupted(StorageError):
     """A stored data set disagrees with itself: missing or damaged chunk, lying row counts...
 
-    Raised instead of ever returning wrong rows.
+    Raised instead of ever returning wrong rows. ``key`` is the data set's DataKey and
+    ``where`` the file or directory at fault, so callers can act on them (mark the data set
+    failed, recompute it) without reading the message.
     """
+
+    def __init__(self, message: str, key: DataKey | None = None, where: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.where = where
 
 
 class DataExistsError(StorageError):

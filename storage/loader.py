@@ -118,7 +118,7 @@ class DataSetReader:
     # ---------------------------------------------------------------- verification
     def _corrupt(self, what: str, where: str | None = None) -> None:
         place = where or self._backend.where(self.path)
-        raise DataCorrupted(f"data set {self.key} is corrupted: {what} ({place})")
+        raise DataCorrupted(f"data set {self.key} is corrupted: {what} ({place})", self.key, place)
 
     def _attr_int(self, ours: dict[str, Any], name: str, minimum: int = 0) -> int:
         value = ours.get(name)

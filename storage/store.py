@@ -139,14 +139,17 @@ class Store:
         try:
             return zarr.open_group(self.backend.zarr_store, path=key.path, mode="r")
         except Exception as e:  # whatever Zarr makes of damaged metadata
+            where = self.backend.where(key.path)
             raise DataCorrupted(
-                f"data set {key} cannot be opened with Zarr: {type(e).__name__}: {e} "
-                f"({self.backend.where(key.path)})"
+                f"data set {key} cannot be opened with Zarr: {type(e).__name__}: {e} ({where})",
+                key,
+                where,
             ) from e
 
     # ---------------------------------------------------------------- changes
     def remove(self, key: DataKey) -> None:
-        """Delete the data set under ``key`` (any status) and leftovers of dead writers.
+        """Delete the data set under ``key`` (any status) and leftovers (and claims) of dead
+        writers.
 
         DataNotFound if there is nothing, or only a live writer's data set in progress (which is
         left alone).
@@ -154,7 +157,10 @@ class Store:
         """
         key = _check_key(key)
         self._check_writable(f"remove {key}")
-        catalog.remove(self.backend, key)
+        try:
+            catalog.remove(self.backend, key)
+        finally:
+            self.claims.break_stale(key)  # a dead writer's claim goes with its leftovers
 
     def mark_failed(self, key: DataKey, reason: str, *, created: str | None = None) -> bool:
         """Record that the data set under ``key`` must not be trusted (e.g. it is corrupted).
@@ -173,7 +179,9 @@ class Store:
         attrs = dict(info.attrs)
         ours = attrs.get(ATTRS_KEY)
         if not isinstance(ours, dict):
-            raise DataCorrupted(f"data set {key} in {self.url} has unreadable attributes")
+            raise DataCorrupted(
+                f"data set {key} in {self.url} has unreadable attributes", key, self.url
+            )
         attrs[ATTRS_KEY] = {**ours, "status": "failed", "complete": False, "exception": reason}
         self.backend.write_atomic(
             catalog.group_json_key(key.path), metadata_json(group_metadata(attrs))

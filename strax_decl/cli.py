@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import strax_decl as sd
-from storage import DataKey, DataNotFound, DataSetInfo, Store, open_store, validate_name
+from storage import DataNotFound, DataSetInfo, Store, open_store, validate_name
 from strax_decl.config import InvalidOption
 from strax_decl.plugin import Plugin, SaveWhen
 from strax_decl.registry import Registry
@@ -542,9 +542,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if args.data_type or args.hash:
             raise UsageError("rm --failed takes at most a run id")
         run_id = _check_run_id(args.run) if args.run else None
-        victims = [i.key for i in store.list(run_id=run_id) if i.status != "complete"]
+        # "writing" is a live writer at work: never touched (a dead one's shows as "failed")
+        victims = [i.key for i in store.list(run_id=run_id) if i.status == "failed"]
         if not victims:
-            print("no failed or incomplete data sets", file=sys.stderr)
+            print("no failed data sets", file=sys.stderr)
             return 0
     else:
         if not args.run or not args.data_type:
@@ -566,23 +567,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"would remove {key}")
             continue
-        _remove(store, key, leftovers=args.failed)
+        store.remove(key)  # also the leftovers of dead writers; a live writer's are kept
         print(f"removed {key}")
     return 0
-
-
-def _remove(store: Store, key: DataKey, *, leftovers: bool) -> None:
-    """Remove the data set under ``key``; with ``leftovers``, also unfinished writes of it."""
-    from storage import catalog
-
-    tmp = catalog.tmp_dirs(store.backend, key) if leftovers else []
-    try:
-        store.remove(key)
-    except DataNotFound:
-        if not tmp:
-            raise
-    for path in tmp:  # temporary directories of writers that did not finish
-        store.backend.delete_tree(path)
 
 
 # --------------------------------------------------------------------------- parser
@@ -731,7 +718,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--failed",
         action="store_true",
-        help="remove every failed or incomplete data set (of RUN, if given)",
+        help=(
+            "remove every failed data set and dead writers' leftovers (of RUN, if given); "
+            "data sets being written are left alone"
+        ),
     )
     p.add_argument(
         "--all",

@@ -484,7 +484,9 @@ class Context:
                 if yielded:
                     raise DataCorrupted(
                         f"{e}; it was marked failed and will be recomputed when iterated again "
-                        "(rows were already yielded from it)"
+                        "(rows were already yielded from it)",
+                        e.key,
+                        e.where,
                     ) from e
                 log.warning("%s; recomputing it (on_corrupted='recompute')", e)
             finally:

@@ -421,11 +421,8 @@ def claim_plan(
 
 def corrupted_key(plan: Plan, error: DataCorrupted) -> DataKey | None:
     """The key of the data set ``plan`` loads that ``error`` is about (None if none)."""
-    text = str(error)
-    for step in plan.steps.values():
-        if step.action == "load" and f"data set {step.key} " in text:
-            return step.key
-    return None
+    loaded = {step.key for step in plan.steps.values() if step.action == "load"}
+    return error.key if error.key in loaded else None
 
 
 def mark_corrupted(stores: Sequence[Store], key: DataKey, error: DataCorrupted) -> None:

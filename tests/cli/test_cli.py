@@ -398,18 +398,47 @@ def test_rm_failed(capsys, tmp_path):
     assert code == 0 and "no failed" in err
 
 
+_KILLED_WRITER = """
+import os, sys
+import strax_decl as sd
+import strax_decl.testing
+from storage import DataKey, open_store
+
+key = DataKey("r1", "hits", "abcdefgh")
+saver = open_store(sys.argv[1]).saver(key, sd.testing.Record.dtype, {})
+saver.send(sd.Chunk(0, 10, sd.testing.Record.zeros(0)))
+os._exit(9)  # killed mid-write: no close, no cleanup
+"""
+
+
 def test_rm_failed_removes_leftovers_of_killed_writers(capsys, tmp_path):
+    from storage import DataKey, open_store
+
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], check=False)
+    store = open_store(str(tmp_path))
+    key = DataKey("r1", "hits", "abcdefgh")
+    code, out, _ = run_cli(capsys, "ls", "-s", str(tmp_path))
+    assert out.splitlines()[1].split()[:4] == ["r1", "hits", "abcdefgh", "failed"]
+    code, out, _ = run_cli(capsys, "rm", "-s", str(tmp_path), "--failed", "r1")
+    assert code == 0 and out.strip() == "removed r1/hits-abcdefgh"
+    assert store.status(key) == "absent" and store.list() == []
+    assert sorted(p.name for p in (tmp_path / "r1").iterdir()) == ["zarr.json"]  # no claim
+
+
+def test_rm_failed_leaves_a_live_writer_alone(capsys, tmp_path):
     from storage import DataKey, open_store
 
     store = open_store(str(tmp_path))
     key = DataKey("r1", "hits", "abcdefgh")
-    saver = store.saver(key, sd.testing.Record.dtype, {})  # never closed: a killed writer
+    saver = store.saver(key, sd.testing.Record.dtype, {})  # this process: alive, still writing
     saver.send(sd.Chunk(0, 10, sd.testing.Record.zeros(0)))
     code, out, _ = run_cli(capsys, "ls", "-s", str(tmp_path))
     assert "writing" in out
-    code, out, _ = run_cli(capsys, "rm", "-s", str(tmp_path), "--failed", "r1")
-    assert code == 0 and out.strip() == "removed r1/hits-abcdefgh"
-    assert store.status(key) == "absent" and store.list() == []
+    code, out, err = run_cli(capsys, "rm", "-s", str(tmp_path), "--failed")
+    assert code == 0 and out == "" and "no failed data sets" in err
+    saver.send(sd.Chunk(10, 20, sd.testing.Record.zeros(0)))
+    saver.close()
+    assert store.status(key) == "complete" and store.info(key).n_chunks == 2
 
 
 # --------------------------------------------------------------------------- bad arguments

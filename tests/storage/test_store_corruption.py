@@ -34,8 +34,10 @@ def test_deleted_chunk_file(saved: tuple[Store, Path]) -> None:
         match=rf"data set {NAME} is corrupted: a chunk file is missing \(.*area/c/1\)",
     ):
         load_everything(store)
-    with pytest.raises(DataCorrupted, match="area/c/1"):
+    with pytest.raises(DataCorrupted, match="area/c/1") as caught:
         store.load_array(KEY)
+    assert caught.value.key == KEY  # for callers that act on it (mark failed, recompute)
+    assert caught.value.where is not None and caught.value.where.endswith("area/c/1")
     # chunks before the damage still load; the damaged one does not
     chunks = store.load(KEY)
     assert len(next(chunks)) == 5
