@@ -179,18 +179,27 @@ class MailboxGroup:
             self.threads -= 1
             self._break_deadlock_locked()
 
-    def _break_deadlock_locked(self) -> None:
+    def _break_deadlock_locked(self) -> bool:
+        """Let every blocked sender overflow by one if all participants wait on nothing else.
+
+        Returns whether it did. The notifications reach only threads already inside
+        ``Condition.wait``; a caller that counts itself as waiting but has not started to wait
+        yet (:meth:`Mailbox._wait`) must re-check its own condition instead of waiting.
+        """
         if self.threads <= 0 or self.waiting < self.threads:
-            return
+            return False
         # A waiter that was notified but has not re-taken the lock yet still counts as
         # waiting: it is no deadlock while any waiter's condition already holds.
         if any(mb._has_ready_waiter_locked() for mb in self.mailboxes):
-            return
+            return False
+        broken = False
         for mb in self.mailboxes:
             if mb._senders_waiting and mb._reason is None:
                 mb._extra += 1
                 self.overflows += 1
                 mb._can_send.notify_all()
+                broken = True
+        return broken
 
 
 class Mailbox:
@@ -383,8 +392,13 @@ class Mailbox:
         group = self._group
         if group is not None and stuck:
             group.waiting += 1
-            group._break_deadlock_locked()
             try:
+                if group._break_deadlock_locked():
+                    # This thread completed the deadlock, so it may be a sender that was just
+                    # granted the overflow itself; the notify_all went out before it waited
+                    # and cannot wake it. Return as a spurious wake-up: the caller re-checks
+                    # its condition and, if it still cannot go on, waits again.
+                    return deadline
                 return self._wait_unmonitored(cond, deadline, what)
             finally:
                 group.waiting -= 1

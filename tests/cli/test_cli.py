@@ -271,25 +271,14 @@ def test_info_json_and_hash_prefix(capsys, store):
     assert attrs["metadata"]["lineage"] == ctx.lineage("events")
 
 
+def store_records_of_a_second_lineage(store: str) -> None:
+    """``own_store`` holds demo_000 records; store them again with another seed."""
+    argv = ["run", "-p", DEMO, "-s", store, *SMALL, "-c", "seed=1", "demo_000", "records", "-q"]
+    assert main(argv) == 0
+
+
 def test_info_ambiguous_needs_a_hash_prefix(capsys, own_store):
-    assert (
-        main(
-            [
-                "run",
-                "-p",
-                DEMO,
-                "-s",
-                own_store,
-                *SMALL,
-                "-c",
-                "seed=1",
-                "demo_000",
-                "records",
-                "-q",
-            ]
-        )
-        == 0
-    )
+    store_records_of_a_second_lineage(own_store)
     code, _, err = run_cli(capsys, "info", "-s", own_store, "demo_000", "records")
     assert code == 2
     assert_one_line_error(err, "2 data sets match", "give a hash prefix")
@@ -344,24 +333,7 @@ def test_rm_one_data_set(capsys, own_store):
 
 
 def test_rm_all_lineages(capsys, own_store):
-    assert (
-        main(
-            [
-                "run",
-                "-p",
-                DEMO,
-                "-s",
-                own_store,
-                *SMALL,
-                "-c",
-                "seed=1",
-                "demo_000",
-                "records",
-                "-q",
-            ]
-        )
-        == 0
-    )
+    store_records_of_a_second_lineage(own_store)
     code, out, _ = run_cli(capsys, "rm", "-s", own_store, "demo_000", "records", "--all")
     assert code == 0 and out.count("removed demo_000/records-") == 2
 

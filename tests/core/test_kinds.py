@@ -7,6 +7,7 @@ Two tiny sources whose rows and chunk boundaries are options, so each test state
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -611,6 +612,26 @@ def test_overlap_window_diamond_with_small_mailboxes():
     threaded = ctx.get_array("run_1", ["hits", "nearby"])
     serial = ctx.new_context(processor="serial").get_array("run_1", ["hits", "nearby"])
     np.testing.assert_array_equal(threaded, serial)
+
+
+@pytest.mark.timeout(180)
+def test_overlap_window_diamond_survives_any_thread_interleaving():
+    """Thread switches after every few bytecodes shuffle which thread blocks last; it used to
+    hang (about one run in three) when that was the sender the group let overflow. A hang
+    surfaces as the mailboxes' last-resort MailboxTimeout instead of a stuck test."""
+    serial = sd.Context(
+        storage=None, plugins=[Hits, WideNearby], config=DIAMOND, processor="serial"
+    )
+    expected = serial.get_array("run_1", ["hits", "nearby"])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for max_messages in [1, 2, 3, 4] * 10:
+            ctx = serial.new_context(processor="threaded", max_messages=max_messages, timeout=20)
+            got = ctx.get_array("run_1", ["hits", "nearby"])
+            np.testing.assert_array_equal(got, expected)
+    finally:
+        sys.setswitchinterval(interval)
 
 
 class TwoWays(sd.OverlapWindowPlugin):

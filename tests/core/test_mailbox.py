@@ -861,3 +861,47 @@ def test_group_breaks_a_deadlock_caused_only_by_bounds():
     assert got == [(i, i) for i in range(50)]
     assert group.overflows > 0
     assert x.peak <= 2 + 6  # the bound plus what the hold-back really needs
+
+
+@pytest.mark.timeout(30)
+def test_group_sender_that_completes_the_deadlock_gets_its_own_overflow():
+    """The last participant to block is a sender on a full mailbox: it is the one that sees
+    everybody waiting and grants the overflow, to its own mailbox. It must use it, not wait
+    for a notification it sent before it was waiting (a lost wake-up: it then waits forever,
+    and the group, seeing a waiter whose condition holds, never acts again)."""
+    from strax_decl.mailbox import MailboxGroup
+
+    group = MailboxGroup()
+    x = Mailbox("x", max_messages=1, group=group)
+    y = Mailbox("y", max_messages=1, group=group)
+    never_read = x.subscribe()  # holds x back: only an overflow lets its sender go on
+    y_sub = y.subscribe()
+    group.add_threads(2)
+    got: list[Any] = []
+
+    def reader() -> None:  # blocks first, on y, which is only sent to once x is sent
+        try:
+            got.extend(y_sub)
+        finally:
+            group.thread_done()
+
+    def send_x_then_y() -> None:  # blocks last, on x's bound
+        try:
+            for i in range(3):
+                x.send(i)
+            y.send_from(["done"])
+        finally:
+            group.thread_done()
+
+    threads = [threading.Thread(target=reader, daemon=True)]
+    threads[0].start()
+    wait_until(lambda: y.readers_waiting == 1)
+    threads.append(threading.Thread(target=send_x_then_y, daemon=True))
+    threads[1].start()
+    try:
+        join_all(*threads)
+    finally:
+        kill_all([x, y], Boom("test over"))  # ends a hung thread either way
+    assert got == ["done"]
+    assert x.peak == 3 and group.overflows == 2  # one overflow per message over the bound
+    assert never_read.position == 0

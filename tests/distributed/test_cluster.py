@@ -91,6 +91,24 @@ def test_six_runs_on_the_cluster_store_what_serial_processing_stores(
     )
 
 
+def test_runs_on_the_cluster_write_through_an_fsspec_url(client: Any, tmp_path: Path) -> None:
+    """An object store stand-in: workers open the store by URL (fsspec), as they would s3://."""
+    config = {"n_chunks": 3, "rows_per_chunk": 200}
+    url = f"file://{tmp_path}/object_store"
+    result = _ctx(url, **config).make(RUNS[:3], TARGETS, client=client)
+
+    assert result.ok, str(result)
+    serial = _ctx(tmp_path / "serial", **config)
+    here = _ctx(url, **config)  # a fresh context reading what the workers wrote
+    for run in RUNS[:3]:
+        serial.make(run, TARGETS, processor="serial")
+        for target in TARGETS:
+            assert here.plan(run, target).steps[target].action == "load"
+            np.testing.assert_array_equal(
+                here.get_array(run, target), serial.get_array(run, target)
+            )
+
+
 def test_a_failing_run_is_reported_and_the_other_five_complete(client: Any, tmp_path: Path) -> None:
     plugins = [dp.RunCrashRecords, *TOY_PLUGINS[1:]]
     ctx = _ctx(tmp_path, plugins, n_chunks=4, crash_at_chunk=2, crash_run="run_4")
