@@ -7,7 +7,9 @@ wait on other tasks of the pool, so sharing it cannot deadlock.
 ``STORAGE_THREADS`` (environment) sets the size; default 2 (DESIGN.md: more threads than cores
 only adds contention, fewer leaves compression serial). ``STORAGE_THREADS=0`` runs every task
 in the thread that submits it: one process then uses one core, which is what you want when
-every core already runs its own process (one Dask worker per core, one run each).
+every core already runs its own process (one Dask worker per core, one run each). Code that
+knows better than the default (a one-thread Dask worker) says so with
+:func:`set_default_threads`; the environment variable still wins.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["InlineExecutor", "n_threads", "pool"]
+__all__ = ["DEFAULT_THREADS", "InlineExecutor", "n_threads", "pool", "set_default_threads"]
 
 T = TypeVar("T")
 
+DEFAULT_THREADS = 2
+
 _lock = threading.Lock()
 _pool: Executor | None = None
+_pool_threads: int | None = None
 _pid: int | None = None
+_default_threads = DEFAULT_THREADS
 
 
 class InlineExecutor(Executor):
@@ -44,23 +50,36 @@ class InlineExecutor(Executor):
 
 
 def n_threads() -> int:
-    """Worker count: ``$STORAGE_THREADS`` (0: no threads, work inline) or 2."""
+    """Worker count: ``$STORAGE_THREADS`` (0: no threads, work inline), else the default."""
     try:
-        return max(0, int(os.environ.get("STORAGE_THREADS", "2")))
+        return max(0, int(os.environ.get("STORAGE_THREADS", str(_default_threads))))
     except ValueError:
-        return 2
+        return _default_threads
+
+
+def set_default_threads(n: int) -> None:
+    """The worker count to use when ``$STORAGE_THREADS`` is not set (from the next task on)."""
+    global _default_threads
+    if n < 0:
+        raise ValueError(f"storage threads must be >= 0, got {n}")
+    _default_threads = n
 
 
 def pool() -> Executor:
-    """The process-wide pool, created on first use (and again after a fork)."""
-    global _pool, _pid
+    """The process-wide pool, created on first use (again after a fork or a new size).
+
+    A pool replaced by one of another size finishes the tasks it was given.
+    """
+    global _pool, _pool_threads, _pid
     with _lock:
-        if _pool is None or _pid != os.getpid():
-            n = n_threads()
+        n = n_threads()
+        if _pool is None or _pid != os.getpid() or _pool_threads != n:
+            if _pool is not None and _pid == os.getpid():
+                _pool.shutdown(wait=False)
             _pool = (
                 ThreadPoolExecutor(max_workers=n, thread_name_prefix="storage")
                 if n
                 else InlineExecutor()
             )
-            _pid = os.getpid()
+            _pool_threads, _pid = n, os.getpid()
         return _pool

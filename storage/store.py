@@ -157,10 +157,8 @@ class Store:
         """
         key = _check_key(key)
         self._check_writable(f"remove {key}")
-        try:
-            catalog.remove(self.backend, key)
-        finally:
-            self.claims.break_stale(key)  # a dead writer's claim goes with its leftovers
+        catalog.remove(self.backend, key)
+        self.claims.break_stale(key)  # a dead writer's claim goes with its leftovers
 
     def mark_failed(self, key: DataKey, reason: str, *, created: str | None = None) -> bool:
         """Record that the data set under ``key`` must not be trusted (e.g. it is corrupted).

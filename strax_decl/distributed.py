@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+import storage.pool
 from storage import DataKey, DataNotFound, Store, open_store, validate_name
 from strax_decl.plugin import Plugin, Submit
 
@@ -464,9 +465,15 @@ def _run_task(
     from distributed import get_client, get_worker, rejoin, secede
 
     try:
-        where = str(get_worker().address)
+        worker = get_worker()
     except ValueError:  # pragma: no cover - not on a worker (e.g. a synchronous scheduler)
         where = "unknown worker"
+    else:
+        where = str(worker.address)
+        if worker.state.nthreads == 1:
+            # One thread: the deployment gave this worker one core (as Dask sets
+            # OMP_NUM_THREADS=1), so compress and write in the run's thread, not in 2 more.
+            storage.pool.set_default_threads(0)
     t0 = time.perf_counter()
     try:
         ctx = spec.build()

@@ -33,3 +33,10 @@ def assert_same_store(a: Store, b: Store) -> None:
 
 def field_equal(x: np.ndarray, y: np.ndarray) -> bool:
     return x.shape == y.shape and bool(np.array_equal(x, y))
+
+
+def storage_pool_kind() -> str:
+    """On a worker: the kind of executor its saves compress and write with."""
+    import storage.pool
+
+    return type(storage.pool.pool()).__name__

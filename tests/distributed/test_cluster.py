@@ -17,7 +17,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 import sd_dist_plugins as dp  # noqa: E402  (after the importorskip)
-from sd_dist_helpers import assert_same_store  # noqa: E402
+from sd_dist_helpers import assert_same_store, storage_pool_kind  # noqa: E402
 
 import strax_decl as sd  # noqa: E402
 from storage import Store, open_store  # noqa: E402
@@ -89,6 +89,16 @@ def test_six_runs_on_the_cluster_store_what_serial_processing_stores(
     np.testing.assert_array_equal(
         parallel.get_array("run_3", "peak_basics"), serial.get_array("run_3", "peak_basics")
     )
+
+
+def test_one_thread_workers_compress_and_write_in_the_run_thread(
+    client: Any, tmp_path: Path
+) -> None:
+    """One thread per worker means one core: no storage threads on top (unless
+    $STORAGE_THREADS says otherwise), so N workers on N cores do not oversubscribe them."""
+    result = _ctx(tmp_path, n_chunks=2, rows_per_chunk=200).make(RUNS[:2], TARGETS, client=client)
+    assert result.ok, str(result)
+    assert set(client.run(storage_pool_kind).values()) == {"InlineExecutor"}
 
 
 def test_runs_on_the_cluster_write_through_an_fsspec_url(client: Any, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from storage import open_store
 def fresh_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """The pool is process-wide and sized on first use: start from none, restore after."""
     monkeypatch.setattr(storage.pool, "_pool", None)
+    monkeypatch.setattr(storage.pool, "_pool_threads", None)
+    monkeypatch.setattr(storage.pool, "_default_threads", storage.pool.DEFAULT_THREADS)
     yield monkeypatch
 
 
@@ -70,3 +73,23 @@ def test_thread_count_from_environment(
 ) -> None:
     monkeypatch.setenv("STORAGE_THREADS", value)
     assert storage.pool.n_threads() == expected
+
+
+def test_a_lower_default_applies_unless_the_environment_says_otherwise(
+    fresh_pool: pytest.MonkeyPatch,
+) -> None:
+    fresh_pool.delenv("STORAGE_THREADS", raising=False)
+    threaded = storage.pool.pool()
+    assert isinstance(threaded, ThreadPoolExecutor) and threaded._max_workers == 2
+    running = threaded.submit(threading.Event().wait, 0.2)
+
+    storage.pool.set_default_threads(0)  # what a one-thread Dask worker does
+    assert isinstance(storage.pool.pool(), storage.pool.InlineExecutor)
+    assert running.result() is False, "the replaced pool finished the task it was given"
+
+    fresh_pool.setenv("STORAGE_THREADS", "1")  # the environment wins
+    again = storage.pool.pool()
+    assert isinstance(again, ThreadPoolExecutor) and again._max_workers == 1
+    assert storage.pool.pool() is again  # kept while the size stays the same
+    with pytest.raises(ValueError, match="must be >= 0"):
+        storage.pool.set_default_threads(-1)
