@@ -1,13 +1,14 @@
 """Many runs on a Dask cluster vs one after another: W1 scaled down, 8 runs, stored.
 
     python bench/scale_bench.py [--runs 8] [--chunks 8] [--rows 50000] [--workers 2]
-                                [--repeat 3] [--storage-threads 0,2]
+                                [--repeat 3] [--storage-threads 0,default]
 
 W1 (``shared/bench/workloads.md``: records -> peaks -> peak_basics -> events, the plugins of
 ``decl_impl.py``), scaled down to 8 chunks of 50,000 records (96 MB of records) per run, every
-data type stored. For each storage pool size in ``--storage-threads`` (``$STORAGE_THREADS``:
-threads compressing and writing chunks in each process; 0 = inline, in the thread that saves;
-2 is the default) a fresh process measures, best of ``--repeat``, one JSON line per figure:
+data type stored. For each storage setting in ``--storage-threads`` a fresh process measures,
+in ``--repeat`` rounds, one JSON line per figure. The setting is ``$STORAGE_THREADS``, the
+threads compressing and writing chunks in each process: 0 = inline, in the thread that saves;
+``default`` = unset, which is 2 threads in one process and inline on one-thread Dask workers.
 
 - ``serial``: the runs one after another in one process, ``processor="serial"``;
 - ``serial_threaded``: the same with the default threaded processor (``max_workers=2``), i.e.
@@ -23,13 +24,14 @@ threads compressing and writing chunks in each process; 0 = inline, in the threa
 
 The target (>= 1.6 on 2 cores) is judged with ``STORAGE_THREADS=0``: there ``serial`` really is
 one core doing one run after another and each worker is that same one-core process, so the
-figure measures how the runs scale over workers. With the default 2 storage threads a single
-process already keeps ~1.2-1.7 of the 2 cores busy (compression overlaps compute), so no
-2-core scheme can be 1.6x faster than it; those lines are printed for the record, without a
-target. ``cores_busy`` (CPU seconds / wall seconds, all threads; for the cluster, of the worker
-processes) shows how much of the machine a figure used. JIT compilation is excluded everywhere
-(every process first makes a tiny run), and the stores of all figures are checked to hold
-identical events.
+figure measures how the runs scale over workers. With the ``default`` setting a single process
+already keeps ~1.2-1.7 of the 2 cores busy (compression overlaps compute) while the workers
+compress inline: that is what a user gains going from one process to the cluster, printed for
+the record without a target (no 2-core scheme can be 1.6x faster than a process that already
+uses most of both cores). ``cores_busy`` (CPU seconds / wall seconds, all threads; for the
+cluster, of the worker processes) shows how much of the machine a figure used. JIT compilation
+is excluded everywhere (every process first makes a tiny run), and the stores of all figures
+are checked to hold identical events.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ class InProcess(Way):
         return time.perf_counter() - t0, time.process_time() - c0
 
 
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def _plain_init(warm_store: str) -> None:
     warm_up(Path(warm_store))
 
@@ -165,7 +172,11 @@ class PlainProcesses(Way):
             initializer=scale_bench._plain_init,
             initargs=(str(self.workdir / "warmup-plain"),),
         )
-        list(self.pool.map(time.sleep, [0.2] * n))  # every process started and warmed up
+        # every process started and warmed up: tasks answered by n different processes
+        # (a process answers only once its initializer, the warm-up, has finished)
+        pids: set[int] = set()
+        while len(pids) < n:
+            pids |= set(self.pool.map(_pid_after, [0.2] * n))
 
     def make_all(self, store: Path) -> tuple[float, float]:
         import scale_bench
@@ -319,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (every way once each)")
     parser.add_argument(
         "--storage-threads",
-        default="0,2",
-        help="storage pool sizes ($STORAGE_THREADS) to measure, each in a fresh process",
+        default="0,default",
+        help="storage pool sizes ($STORAGE_THREADS) to measure, each in a fresh process; "
+        "'default' leaves it unset (2 threads in one process, inline on one-thread workers)",
     )
     parser.add_argument(
         "--dask-profile",
@@ -331,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.child:
         return _each_storage_setting(args, list(sys.argv[1:] if argv is None else argv))
-    EXTRA["storage_threads"] = int(os.environ.get("STORAGE_THREADS", "2"))
+    setting = os.environ.get("STORAGE_THREADS")
+    EXTRA["storage_threads"] = "default" if setting is None else int(setting)
 
     runs = [f"run_{i:03d}" for i in range(args.runs)]
     workdir = Path(tempfile.mkdtemp(prefix="sd_scale_bench_"))
@@ -393,7 +406,10 @@ def _each_storage_setting(args: argparse.Namespace, argv: list[str]) -> int:
     process-wide and sized when first used; the cluster's workers inherit the setting)."""
     status = 0
     for n in args.storage_threads.split(","):
-        env = {**os.environ, "STORAGE_THREADS": n.strip()}
+        env = dict(os.environ)
+        env.pop("STORAGE_THREADS", None)
+        if n.strip() != "default":
+            env["STORAGE_THREADS"] = n.strip()
         proc = subprocess.run(
             [sys.executable, __file__, *argv, "--child"], env=env, stdout=subprocess.PIPE
         )

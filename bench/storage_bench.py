@@ -197,7 +197,7 @@ def run_config(
     key = DataKey("bench_run", "records", "bench")
     res = Result()
     for r in range(repeats):
-        raw = RawZstd(base / f"raw{r}", level, n_threads())
+        raw = RawZstd(base / f"raw{r}", level, max(1, n_threads()))
         clock = timed(partial(raw.write, chunks))
         res.raw_write.append(nbytes / clock.wall / MB)
         res.raw_write_cpu.append(nbytes / clock.cpu / MB)

@@ -641,11 +641,6 @@ class Claims:
             self._break(key, info)  # nothing if released meanwhile; then try again
         return None
 
-    def break_stale(self, key: DataKey) -> bool:
-        """Delete the claim on ``key`` if its holder is dead or silent; True if one was."""
-        info = self.holder(key)
-        return info is not None and info.stale and self._break(key, info)
-
     def _break(self, key: DataKey, info: ClaimInfo | None) -> bool:
         if info is None:
             return False

@@ -52,9 +52,10 @@ class InlineExecutor(Executor):
 def n_threads() -> int:
     """Worker count: ``$STORAGE_THREADS`` (0: no threads, work inline), else the default."""
     try:
-        return max(0, int(os.environ.get("STORAGE_THREADS", str(_default_threads))))
+        n = int(os.environ.get("STORAGE_THREADS", str(_default_threads)))
     except ValueError:
         return _default_threads
+    return n if n >= 0 else _default_threads
 
 
 def set_default_threads(n: int) -> None:
@@ -68,14 +69,15 @@ def set_default_threads(n: int) -> None:
 def pool() -> Executor:
     """The process-wide pool, created on first use (again after a fork or a new size).
 
-    A pool replaced by one of another size finishes the tasks it was given.
+    A pool replaced by one of another size finishes the tasks it was given and takes new ones
+    from whoever still holds it.
     """
     global _pool, _pool_threads, _pid
     with _lock:
         n = n_threads()
         if _pool is None or _pid != os.getpid() or _pool_threads != n:
-            if _pool is not None and _pid == os.getpid():
-                _pool.shutdown(wait=False)
+            # The replaced pool is not shut down: a saver or loader may still hold its
+            # ``submit`` for the loop it is in. Unreferenced, its threads end when idle.
             _pool = (
                 ThreadPoolExecutor(max_workers=n, thread_name_prefix="storage")
                 if n

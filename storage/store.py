@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from storage.chunk import Chunk
 from storage.claims import (
     DEFAULT_STALE_AFTER,
     Claim,
+    ClaimHeld,
     ClaimInfo,
     Claims,
     ClaimTimeout,
@@ -104,11 +106,13 @@ class Store:
         return info if info is not None and info.status == "complete" else None
 
     def status(self, key: DataKey) -> Status:
-        """``absent``, ``writing`` (incl. a killed writer's leftovers), ``failed``, ``complete``."""
+        """``absent``, ``writing`` (a live writer at work), ``failed`` (incl. a dead writer's
+        leftovers), ``complete``."""
         return catalog.status(self.backend, _check_key(key))
 
     def list(self, run_id: str | None = None, data_type: str | None = None) -> list[DataSetInfo]:
-        """Every data set, any status (local leftovers of writers show as ``writing``)."""
+        """Every data set, any status (a live writer's work shows as ``writing``, a dead one's
+        leftovers as ``failed``)."""
         return catalog.list_infos(self.backend, run_id, data_type)
 
     def info(self, key: DataKey) -> DataSetInfo:
@@ -148,17 +152,54 @@ class Store:
 
     # ---------------------------------------------------------------- changes
     def remove(self, key: DataKey) -> None:
-        """Delete the data set under ``key`` (any status) and leftovers (and claims) of dead
-        writers.
+        """Delete the data set under ``key`` (any status) and the leftovers of dead writers.
 
-        DataNotFound if there is nothing, or only a live writer's data set in progress (which is
-        left alone).
-        Never follows a symbolic link: a link in place of a data set is removed, not its target.
+        Done while holding the key's claim, so nothing is deleted under a live writer:
+        ClaimHeld if one (in any process) is writing ``key``; DataNotFound if there is
+        nothing to remove. Never follows a symbolic link: a link in place of a data set is
+        removed, not its target.
         """
         key = _check_key(key)
         self._check_writable(f"remove {key}")
-        catalog.remove(self.backend, key)
-        self.claims.break_stale(key)  # a dead writer's claim goes with its leftovers
+        with self._removal_claim(key) as cleaned:
+            try:
+                catalog.remove(self.backend, key)
+            except DataNotFound:
+                if not cleaned:
+                    raise
+
+    def remove_failed(self, key: DataKey) -> bool:
+        """Delete what failed under ``key``: a failed data set and dead writers' leftovers.
+
+        A complete data set is kept, and so is everything while a live writer holds the key's
+        claim (then returns False).
+        """
+        key = _check_key(key)
+        self._check_writable(f"remove {key}")
+        try:
+            with self._removal_claim(key):
+                info = catalog.final_info(self.backend, key)
+                if info is not None and info.status == "failed":
+                    catalog.remove(self.backend, key)
+        except ClaimHeld:
+            return False
+        return True
+
+    @contextmanager
+    def _removal_claim(self, key: DataKey) -> Iterator[list[str]]:
+        """Hold ``key``'s claim while removing; yields the leftovers of dead writers deleted
+        on the way. ClaimHeld if a live writer (of any process, this one too) holds it."""
+        claim = self.claims.claim(key)  # breaks the claim of a dead writer
+        if claim is None:
+            holder = self.claims.holder(key)
+            who = holder.describe() if holder is not None else "another writer"
+            raise ClaimHeld(
+                f"data set {key} in {self.url} is being written by {who}; not removed",
+                key,
+                holder,
+            )
+        with claim:
+            yield catalog.cleanup_leftovers(self.backend, key, claimed=True)
 
     def mark_failed(self, key: DataKey, reason: str, *, created: str | None = None) -> bool:
         """Record that the data set under ``key`` must not be trusted (e.g. it is corrupted).
@@ -177,9 +218,8 @@ class Store:
         attrs = dict(info.attrs)
         ours = attrs.get(ATTRS_KEY)
         if not isinstance(ours, dict):
-            raise DataCorrupted(
-                f"data set {key} in {self.url} has unreadable attributes", key, self.url
-            )
+            where = self.backend.where(catalog.group_json_key(key.path))
+            raise DataCorrupted(f"data set {key} has unreadable attributes ({where})", key, where)
         attrs[ATTRS_KEY] = {**ours, "status": "failed", "complete": False, "exception": reason}
         self.backend.write_atomic(
             catalog.group_json_key(key.path), metadata_json(group_metadata(attrs))

@@ -542,7 +542,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if args.data_type or args.hash:
             raise UsageError("rm --failed takes at most a run id")
         run_id = _check_run_id(args.run) if args.run else None
-        # "writing" is a live writer at work: never touched (a dead one's shows as "failed")
+        # "writing" is a live writer at work (a dead one's shows as "failed")
         victims = [i.key for i in store.list(run_id=run_id) if i.status == "failed"]
         if not victims:
             print("no failed data sets", file=sys.stderr)
@@ -567,7 +567,11 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"would remove {key}")
             continue
-        store.remove(key)  # also the leftovers of dead writers; a live writer's are kept
+        if not args.failed:
+            store.remove(key)  # ClaimHeld (an error naming the writer) if it is being written
+        elif not store.remove_failed(key):  # keeps complete data sets and live writers' work
+            print(f"skipped {key}: a live writer took it meanwhile", file=sys.stderr)
+            continue
         print(f"removed {key}")
     return 0
 

@@ -470,9 +470,10 @@ def _run_task(
         where = "unknown worker"
     else:
         where = str(worker.address)
-        if worker.state.nthreads == 1:
-            # One thread: the deployment gave this worker one core (as Dask sets
-            # OMP_NUM_THREADS=1), so compress and write in the run's thread, not in 2 more.
+        if worker.state.nthreads == 1 and worker.nanny is not None:
+            # A one-thread worker in a process of its own (started by a nanny, never the
+            # client's process): the deployment gave it one core, so compress and write in
+            # the run's thread rather than in 2 more ($STORAGE_THREADS still wins).
             storage.pool.set_default_threads(0)
     t0 = time.perf_counter()
     try:

@@ -386,7 +386,8 @@ os._exit(9)  # killed mid-write: no close, no cleanup
 def test_rm_failed_removes_leftovers_of_killed_writers(capsys, tmp_path):
     from storage import DataKey, open_store
 
-    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], check=False)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], check=False)
+    assert killed.returncode == 9
     store = open_store(str(tmp_path))
     key = DataKey("r1", "hits", "abcdefgh")
     code, out, _ = run_cli(capsys, "ls", "-s", str(tmp_path))

@@ -626,7 +626,7 @@ def test_overlap_window_diamond_survives_any_thread_interleaving():
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        for max_messages in [1, 2, 3, 4] * 10:
+        for max_messages in [1, 2, 3, 4] * 5:
             ctx = serial.new_context(processor="threaded", max_messages=max_messages, timeout=20)
             got = ctx.get_array("run_1", ["hits", "nearby"])
             np.testing.assert_array_equal(got, expected)

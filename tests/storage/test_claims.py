@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -375,13 +376,49 @@ def test_remove_deletes_a_killed_writers_leftovers(local: Store, root: Path) -> 
         local.remove(KEY)
 
 
-def test_remove_leaves_a_live_writer_alone(local: Store) -> None:
-    saver = local.saver(KEY, RECORDS, {})
+def test_remove_leaves_a_live_writer_alone(store: Store) -> None:
+    """Locally the writer works under a temporary name, in memory in place: both are kept."""
+    saver = store.saver(KEY, RECORDS, {})
     saver.send(make_chunks(RECORDS, [3])[0])
-    with pytest.raises(DataNotFound, match="is being written by a live writer"):
-        local.remove(KEY)
+    with pytest.raises(ClaimHeld, match=rf"being written by pid {os.getpid()} .*not removed"):
+        store.remove(KEY)
+    assert store.remove_failed(KEY) is False
     saver.close()
-    assert local.status(KEY) == "complete"
+    assert store.status(KEY) == "complete" and store.load_array(KEY).size == 3
+    store.remove(KEY)
+    assert store.status(KEY) == "absent"
+
+
+_KILLED_OVERWRITE = """
+import os, sys
+import numpy as np
+from storage import Chunk, DataKey, open_store
+
+store = open_store(sys.argv[1], rows_per_chunk=int(sys.argv[2]))
+dtype = np.dtype(eval(sys.argv[3]))
+saver = store.saver(DataKey(*sys.argv[4:7]), dtype, {}, overwrite=True)
+saver.send(Chunk(0, 10, np.zeros(0, dtype)))
+os._exit(9)  # killed mid-write
+"""
+
+
+KEY_PARTS = [KEY.run_id, KEY.data_type, KEY.lineage_hash]
+
+
+def test_remove_failed_keeps_the_complete_data_set_a_killed_overwrite_left(
+    local: Store, root: Path
+) -> None:
+    chunks = make_chunks(RECORDS, [3, 4])
+    save(local, chunks)
+    argv = [str(root), str(ROWS_PER_CHUNK), repr(RECORDS.descr), *KEY_PARTS]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_OVERWRITE, *argv], check=False)
+    assert killed.returncode == 9
+    assert sorted(i.status for i in local.list()) == ["complete", "failed"]
+
+    assert local.remove_failed(KEY) is True
+    assert [i.status for i in local.list()] == ["complete"]
+    np.testing.assert_array_equal(local.load_array(KEY), concat(chunks, RECORDS))
+    assert sorted(p.name for p in (root / KEY.run_id).iterdir()) == [KEY.dirname, "zarr.json"]
 
 
 def test_mark_failed(store: Store) -> None:

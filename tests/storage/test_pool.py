@@ -22,6 +22,9 @@ def fresh_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setattr(storage.pool, "_pool_threads", None)
     monkeypatch.setattr(storage.pool, "_default_threads", storage.pool.DEFAULT_THREADS)
     yield monkeypatch
+    created = storage.pool._pool
+    if created is not None:
+        created.shutdown(wait=True)
 
 
 def _storage_threads() -> set[int]:
@@ -67,7 +70,7 @@ def test_inline_executor_delivers_errors_through_the_future() -> None:
     assert storage.pool.InlineExecutor().submit(int, "7").result() == 7
 
 
-@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("3", 3), ("-1", 0), ("two", 2)])
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("3", 3), ("-1", 2), ("two", 2)])
 def test_thread_count_from_environment(
     monkeypatch: pytest.MonkeyPatch, value: str, expected: int
 ) -> None:
@@ -86,6 +89,7 @@ def test_a_lower_default_applies_unless_the_environment_says_otherwise(
     storage.pool.set_default_threads(0)  # what a one-thread Dask worker does
     assert isinstance(storage.pool.pool(), storage.pool.InlineExecutor)
     assert running.result() is False, "the replaced pool finished the task it was given"
+    assert threaded.submit(int, "3").result() == 3, "and still serves whoever holds it"
 
     fresh_pool.setenv("STORAGE_THREADS", "1")  # the environment wins
     again = storage.pool.pool()
