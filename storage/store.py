@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -186,7 +186,7 @@ class Store:
         return True
 
     @contextmanager
-    def _removal_claim(self, key: DataKey) -> Iterator[list[str]]:
+    def _removal_claim(self, key: DataKey) -> Iterator[Sequence[str]]:
         """Hold ``key``'s claim while removing; yields the leftovers of dead writers deleted
         on the way. ClaimHeld if a live writer (of any process, this one too) holds it."""
         claim = self.claims.claim(key)  # breaks the claim of a dead writer
