@@ -175,20 +175,8 @@ class LocalBackend(Backend):
                 )
         return path
 
-    def path(self, key: str) -> Path:
-        return self.safe_path(key)
-
     def where(self, key: str) -> str:
         return str(self.root / key)
-
-    def is_link(self, key: str) -> bool:
-        """Whether ``key`` itself is a symbolic link (never followed)."""
-        try:
-            return stat.S_ISLNK(os.lstat(self.safe_path(key, final_may_be_link=True)).st_mode)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as e:
-            raise io_error(e, "inspect", self.root / key) from e
 
     # ------------------------------------------------------------------ objects
     def read(self, key: str) -> bytes | None:
@@ -305,12 +293,6 @@ class LocalBackend(Backend):
             return []
         except OSError as e:
             raise io_error(e, "list", path) from e
-
-    def is_dir(self, key: str) -> bool:
-        try:
-            return stat.S_ISDIR(os.lstat(self.safe_path(key)).st_mode)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
 
     def delete_tree(self, prefix: str) -> None:
         """Delete ``prefix``; a symbolic link is unlinked, never followed (nor anything in it)."""

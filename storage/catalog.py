@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from storage.backend import Backend, LocalBackend, UnsafePath
-from storage.claims import UNREADABLE_GRACE, Claims, identity_alive, is_this_process
+from storage.claims import UNREADABLE_GRACE, Claim, Claims, identity_alive, is_this_process
 from storage.errors import DataNotFound, StorageError
 from storage.info import DataSetInfo, Status, info_from_group_json
 from storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
@@ -258,6 +258,22 @@ def cleanup_leftovers(backend: Backend, key: DataKey, *, claimed: bool) -> list[
     if done:
         log.info("deleted leftovers of %s: %s", key, ", ".join(done))
     return done
+
+
+def claim_and_clean(
+    claims: Claims, key: DataKey, stale_after: float | None = None
+) -> tuple[Claim, list[str]] | None:
+    """Claim ``key`` and delete the leftovers of its dead writers (the claim makes them
+    nobody's); None if a live writer holds it. Returns the claim and the paths deleted; if
+    the cleanup fails, the claim is released before the error propagates."""
+    claim = claims.claim(key, stale_after)
+    if claim is None:
+        return None
+    try:
+        return claim, cleanup_leftovers(claims.backend, key, claimed=True)
+    except BaseException:
+        claim.release()
+        raise
 
 
 def remove(backend: Backend, key: DataKey) -> None:

@@ -636,13 +636,10 @@ class Claims:
             if self.table.create(key, raw):
                 return Claim(self.table, key, raw, limit)
             info = self.holder(key, limit)
-            if info is not None and not info.stale:
+            if info is None:
+                continue  # released meanwhile: try again
+            if not info.stale:
                 return None
-            self._break(key, info)  # nothing if released meanwhile; then try again
+            log.info("breaking the stale claim on %s held by %s", key, info.describe())
+            self.table.delete_if(key, info.raw)
         return None
-
-    def _break(self, key: DataKey, info: ClaimInfo | None) -> bool:
-        if info is None:
-            return False
-        log.info("breaking the stale claim on %s held by %s", key, info.describe())
-        return self.table.delete_if(key, info.raw)

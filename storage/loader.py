@@ -212,12 +212,16 @@ class DataSetReader:
     def _decode_into(
         self, spec: FieldSpec, z: int, out: np.ndarray, dst: slice, src: slice, keep: bool
     ) -> np.ndarray | None:
+        decoded = self._decoded(spec, z)
+        out[spec.name][dst] = decoded[src]
+        return decoded if keep else None
+
+    def _decoded(self, spec: FieldSpec, z: int) -> np.ndarray:
+        """Zarr chunk ``z`` of one field, decoded (a read-only view of the decoded bytes)."""
         n = self.rows_per_chunk
         key = chunk_key(f"{self.path}/{spec.name}", 1 + len(spec.shape), z)
         raw = self._fetch(key, n * spec.row_nbytes)
-        decoded = np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape))
-        out[spec.name][dst] = decoded[src]
-        return decoded if keep else None
+        return np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape))
 
     def _read_into(
         self,
@@ -381,12 +385,7 @@ class DataSetReader:
         All fields of one Zarr chunk in one task, copied block by block, so each block of
         output rows is written while it is in cache (~15% faster than field after field).
         """
-        n = self.rows_per_chunk
-        decoded = []
-        for spec in self.specs:
-            key = chunk_key(f"{self.path}/{spec.name}", 1 + len(spec.shape), z)
-            raw = self._fetch(key, n * spec.row_nbytes)
-            decoded.append(np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape)))
+        decoded = [self._decoded(spec, z) for spec in self.specs]
         for out, dst, src in targets:
             pairs = [(out[spec.name], d) for spec, d in zip(self.specs, decoded, strict=True)]
             for b in range(0, src.stop - src.start, _COPY_BLOCK_ROWS):

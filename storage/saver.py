@@ -318,7 +318,7 @@ class Saver:
     ) -> None:
         if exc is not None:
             self.fail(exc)
-        elif self._state == "open":
+        elif not self.closed:
             self.close()
 
     def __repr__(self) -> str:
@@ -468,8 +468,7 @@ def _claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:
                 key,
                 holder,
             )
-        claim = claims.claim(key)
-        if claim is not None:
-            catalog.cleanup_leftovers(claims.backend, key, claimed=True)
-            return claim
+        claimed = catalog.claim_and_clean(claims, key)
+        if claimed is not None:
+            return claimed[0]
     raise ClaimHeld(f"cannot write data set {key}: its claim keeps changing hands", key, None)

@@ -189,8 +189,8 @@ class Store:
     def _removal_claim(self, key: DataKey) -> Iterator[Sequence[str]]:
         """Hold ``key``'s claim while removing; yields the leftovers of dead writers deleted
         on the way. ClaimHeld if a live writer (of any process, this one too) holds it."""
-        claim = self.claims.claim(key)  # breaks the claim of a dead writer
-        if claim is None:
+        claimed = catalog.claim_and_clean(self.claims, key)  # breaks a dead writer's claim
+        if claimed is None:
             holder = self.claims.holder(key)
             who = holder.describe() if holder is not None else "another writer"
             raise ClaimHeld(
@@ -198,8 +198,9 @@ class Store:
                 key,
                 holder,
             )
+        claim, cleaned = claimed
         with claim:
-            yield catalog.cleanup_leftovers(self.backend, key, claimed=True)
+            yield cleaned
 
     def mark_failed(self, key: DataKey, reason: str, *, created: str | None = None) -> bool:
         """Record that the data set under ``key`` must not be trusted (e.g. it is corrupted).
@@ -239,14 +240,8 @@ class Store:
         """
         key = _check_key(key)
         self._check_writable(f"claim {key}")
-        claim = self.claims.claim(key, stale_after)
-        if claim is not None:
-            try:
-                catalog.cleanup_leftovers(self.backend, key, claimed=True)
-            except BaseException:
-                claim.release()
-                raise
-        return claim
+        claimed = catalog.claim_and_clean(self.claims, key, stale_after)
+        return None if claimed is None else claimed[0]
 
     def claim_holder(self, key: DataKey) -> ClaimInfo | None:
         """Who holds the claim on ``key`` (``.stale`` says if it may be broken), or None."""

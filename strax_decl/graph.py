@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -214,26 +213,6 @@ class RechunkingSaver(Saver):
 
     def fail(self, exc: BaseException) -> None:
         self.inner.fail(exc)
-
-    def save_from(self, chunks: Iterable[Chunk]) -> DataSetInfo:
-        try:
-            for chunk in chunks:
-                self.send(chunk)
-        except BaseException as e:
-            self.inner.fail(e)
-            raise
-        return self.close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self.fail(exc)
-        elif not self.closed:
-            self.close()
 
     def __repr__(self) -> str:
         return f"<RechunkingSaver to {self._rechunker.target_bytes / 1e6:g} MB of {self.inner!r}>"
