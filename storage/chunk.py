@@ -29,6 +29,7 @@ __all__ = [
     "Chunk",
     "ChunkLawViolation",
     "check_chunk",
+    "check_touches",
     "common_split_point",
     "concatenate",
     "endtimes",
@@ -158,6 +159,18 @@ def check_chunk(
         end_i = int(endtimes(data[late : late + 1])[0])
         raise ChunkLawViolation(
             f"{where}: row {late} ends at {end_i}, after the chunk end {chunk.end}"
+        )
+
+
+def check_touches(where: str, chunk: Chunk, previous_end: int | None) -> None:
+    """Chunk law: a stream's chunks follow each other without gap or overlap.
+
+    ``where`` names the stream (plugin and output, saver, input) in the message.
+    """
+    if previous_end is not None and chunk.start != previous_end:
+        raise ChunkLawViolation(
+            f"{where}: chunk {chunk!r} does not touch the previous chunk, which ended at "
+            f"{previous_end}"
         )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from storage.chunk import Chunk, ChunkLawViolation, concatenate, endtimes
+from storage.chunk import Chunk, check_touches, concatenate, endtimes
 
 __all__ = ["Rechunker", "rechunk", "split_times"]
 
@@ -81,11 +81,7 @@ class Rechunker:
 
     def receive(self, chunk: Chunk) -> list[Chunk]:
         """Take the next chunk; return the chunks that are ready (possibly none)."""
-        if self._end is not None and chunk.start != self._end:
-            raise ChunkLawViolation(
-                f"{self.where}: chunk {chunk!r} does not touch the previous chunk, which ended "
-                f"at {self._end}"
-            )
+        check_touches(self.where, chunk, self._end)
         self._end = chunk.end
         if not self.combine or (not self._buffer and chunk.nbytes >= self.target_bytes):
             return self._split(chunk)  # no copy: already big enough on its own

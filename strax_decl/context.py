@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -137,21 +138,25 @@ class Context:
                     del merged_plugins[old.name]
             merged_plugins[p.name] = p
         new_config = dict(config or {}) if replace_config else {**self.config, **(config or {})}
-        kwargs: dict[str, Any] = {
-            "processor": self.processor,
-            "max_workers": self.max_workers,
-            "max_messages": self.max_messages,
-            "timeout": self.timeout,
-            "on_conflict": self.on_conflict,
-            "on_corrupted": self.on_corrupted,
-            **settings,
-        }
         return Context(
             storage=self.stores if storage is None else storage,
             plugins=list(merged_plugins.values()),
             config=new_config,
-            **kwargs,
+            **{**self.settings(), **settings},
         )
+
+    def settings(self) -> dict[str, Any]:
+        """The keyword-only settings (processor, max_workers, on_conflict, ...) as a dict.
+
+        Read from ``__init__``'s signature, so a setting added there is carried by
+        ``new_context`` and to other processes too; each is kept as an attribute of its name.
+        """
+        names = [
+            p.name
+            for p in inspect.signature(Context.__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        return {n: getattr(self, n) for n in names}
 
     # ------------------------------------------------------------------ other processes
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-import inspect
 import itertools
 import os
 import pickle
@@ -50,6 +49,7 @@ import zarr
 import storage.pool
 from storage import DataKey, DataNotFound, Store, open_store, validate_name
 from strax_decl.plugin import Plugin, Submit
+from strax_decl.progress import enabled as progress_enabled
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import dask.array as da
@@ -316,7 +316,7 @@ class ContextSpec:
             plugins=tuple(PluginRef.of(p) for p in ctx.plugins),
             storage=tuple(StoreSpec.of(s) for s in ctx.stores),
             config=dict(ctx.config),
-            settings=_settings(ctx),
+            settings=ctx.settings(),
             lineage_hashes=hashes,
         )
 
@@ -341,25 +341,6 @@ class ContextSpec:
                     "every worker"
                 )
         return ctx
-
-
-def _settings(ctx: Context) -> dict[str, Any]:
-    """The context's keyword-only settings (processor, max_workers, on_conflict, ...).
-
-    Read from ``Context.__init__``'s signature, so a setting added there travels too; each
-    must be kept as an attribute of the same name.
-    """
-    from strax_decl.context import Context
-
-    names = [
-        p.name
-        for p in inspect.signature(Context.__init__).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    missing = [n for n in names if not hasattr(ctx, n)]
-    if missing:  # pragma: no cover - a Context setting not kept under its own name
-        raise SpecError(f"cannot describe the context: no attribute for setting(s) {missing}")
-    return {n: getattr(ctx, n) for n in names}
 
 
 # ============================================================================ many runs
@@ -492,10 +473,6 @@ def _run_task(
         rejoin()
 
 
-def _show(progress: bool | None) -> bool:
-    return bool(progress) if progress is not None else sys.stderr.isatty()
-
-
 def _report(shown: bool, done: int, total: int, outcome: RunOutcome) -> None:
     if shown:
         print(f"[{done}/{total}] {outcome}", file=sys.stderr, flush=True)
@@ -525,7 +502,7 @@ def make_runs(
     for r in runs:
         validate_name("run_id", r)
     t0 = time.perf_counter()
-    shown = _show(progress)
+    shown = progress_enabled(progress)
     outcomes: dict[str, RunOutcome] = {}
     if client is None:
         if parallel_on_client:

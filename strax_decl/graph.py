@@ -69,9 +69,7 @@ class Graph:
         return [p for p in self.producers if data_type in p.inputs]
 
 
-def saver_metadata(
-    plan: Plan, registry: Registry, data_type: str, options: Mapping[str, Options]
-) -> dict[str, Any]:
+def saver_metadata(plan: Plan, registry: Registry, data_type: str) -> dict[str, Any]:
     plugin = registry.provider(data_type)
     spec = plugin.outputs[data_type]
     return {
@@ -119,7 +117,7 @@ def build_graph(
             producers.append(_loader(data_type, store, step.key, load_range, stats, split_mb))
             continue
         if step.save:
-            meta = saver_metadata(plan, registry, data_type, options)
+            meta = saver_metadata(plan, registry, data_type)
             spec = registry.output_spec(data_type)
             target_mb = spec.chunk_target_mb if spec.rechunk else None
             savers[data_type] = [

@@ -39,7 +39,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from typing import Any
 
 from storage import Saver
-from strax_decl.chunk import Chunk, ChunkLawViolation
+from strax_decl.chunk import Chunk, check_touches
 from strax_decl.graph import Graph, Producer
 from strax_decl.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
 from strax_decl.plugin import Submit
@@ -343,12 +343,7 @@ def _produce(
                 mb = live.get(o)
                 if mb is None:
                     continue
-                prev = previous_end.get(o)
-                if prev is not None and chunk.start != prev:
-                    raise ChunkLawViolation(
-                        f"{producer.name}, output {o!r}: chunk {chunk!r} does not "
-                        f"touch the previous chunk, which ended at {prev}"
-                    )
+                check_touches(f"{producer.name}, output {o!r}", chunk, previous_end.get(o))
                 previous_end[o] = chunk.end
                 mb.send(chunk)
         for mb in outputs.values():

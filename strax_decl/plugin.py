@@ -39,7 +39,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
 
-from strax_decl.chunk import Chunk, ChunkLawViolation, check_chunk, empty_chunk, merge
+from strax_decl.chunk import (
+    Chunk,
+    ChunkLawViolation,
+    check_chunk,
+    check_touches,
+    empty_chunk,
+    merge,
+)
 from strax_decl.schema import Schema
 from strax_decl.stats import RunStats
 from strax_decl.sync import aligned
@@ -312,7 +319,7 @@ class Plugin:
                 f"plugin {name}: a plugin without inputs is a source and must define "
                 "source(self, run_id) yielding chunks"
             )
-        if not cls.is_source and cls.compute is Plugin.compute and cls._needs_compute():
+        if not cls.is_source and cls.compute is Plugin.compute:
             raise PluginDeclarationError(f"plugin {name}: define compute(self, ...)")
         params = inspect.signature(cls.compute).parameters
         cls.compute_takes_start_end = "start" in params and "end" in params
@@ -326,11 +333,6 @@ class Plugin:
         if cls.version == "auto":
             cls.version = "auto-" + cls.code_hash[:12]
         cls._check_declaration()
-
-    @classmethod
-    def _needs_compute(cls) -> bool:
-        """Plugin kinds that provide their own compute override this."""
-        return True
 
     @classmethod
     def _check_declaration(cls) -> None:
@@ -536,12 +538,7 @@ class Plugin:
         previous: dict[str, int] = {}
         for out in items:
             for name, chunk in out.items():
-                prev = previous.get(name)
-                if prev is not None and chunk.start != prev:
-                    raise ChunkLawViolation(
-                        f"plugin {self.name}, output {name!r}: chunk {chunk!r} does not touch "
-                        f"the previous chunk, which ended at {prev}"
-                    )
+                check_touches(f"plugin {self.name}, output {name!r}", chunk, previous.get(name))
                 previous[name] = chunk.end
             yield out
 

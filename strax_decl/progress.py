@@ -88,7 +88,6 @@ class ProgressBar:
         self.frontier: int | None = None  # end time of the latest chunk read
         self.first_start: int | None = None
         self._last_draw = -1e9
-        self._drawn = False
         self._closed = False
         self._lock = threading.Lock()
 
@@ -179,7 +178,6 @@ class ProgressBar:
             self.stream.write(line + "\n")
         self.stream.flush()
         self._last_draw = now
-        self._drawn = True
 
 
 def _bar(frac: float, width: int) -> str:

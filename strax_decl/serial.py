@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from storage import Saver
-from strax_decl.chunk import Chunk, ChunkLawViolation
+from strax_decl.chunk import Chunk, check_touches
 from strax_decl.graph import Graph, Producer
 from strax_decl.pipeline import ProcessingStopped
 from strax_decl.stats import RunStats
@@ -78,12 +78,9 @@ class _Node:
         if not isinstance(item, dict):
             raise TypeError(f"{self.producer.name} yielded {type(item).__name__}, not outputs")
         for name, chunk in item.items():
-            previous = self.previous_end.get(name)
-            if previous is not None and chunk.start != previous:
-                raise ChunkLawViolation(
-                    f"{self.producer.name}, output {name!r}: chunk {chunk!r} does not touch the "
-                    f"previous chunk, which ended at {previous}"
-                )
+            check_touches(
+                f"{self.producer.name}, output {name!r}", chunk, self.previous_end.get(name)
+            )
             self.previous_end[name] = chunk.end
             self.topics[name].push(chunk)
             for saver in self.savers.get(name, ()):

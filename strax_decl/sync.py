@@ -13,7 +13,14 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from strax_decl.chunk import Chunk, ChunkLawViolation, common_split_point, concatenate, split
+from strax_decl.chunk import (
+    Chunk,
+    ChunkLawViolation,
+    check_touches,
+    common_split_point,
+    concatenate,
+    split,
+)
 
 __all__ = ["aligned"]
 
@@ -38,12 +45,8 @@ class _Input:
             return False
         if self.buffer is None:
             self.buffer = chunk
-        elif self.buffer.end != chunk.start:
-            raise ChunkLawViolation(
-                f"input {self.name!r}: chunk {chunk!r} does not touch the previous chunk, "
-                f"which ended at {self.buffer.end}"
-            )
         else:
+            check_touches(f"input {self.name!r}", chunk, self.buffer.end)
             self.buffer = (
                 concatenate([self.buffer, chunk])
                 if len(self.buffer)
