@@ -19,6 +19,7 @@ from storage import DataKey, DataSetInfo, Saver, Store
 from storage.rechunk import Rechunker, rechunk
 from strax_decl import __version__
 from strax_decl.chunk import Chunk, merge
+from strax_decl.futures import then
 from strax_decl.mailbox import Mailbox
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
@@ -283,30 +284,13 @@ def _call_timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 def _timed_submit(submit: Submit, stats: RunStats, name: str) -> Submit:
     """``submit`` that records each call's compute time (measured in the worker) in ``stats``."""
 
+    def record(timed_result: tuple[Any, float]) -> Any:
+        result, seconds = timed_result
+        stats.add(name, seconds, list(result.values()) if isinstance(result, Mapping) else [])
+        return result
+
     def timed(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        inner = submit(_call_timed, fn, *args)
-        outer: Future[Any] = Future()
-
-        def done(f: Future[tuple[Any, float]]) -> None:
-            if f.cancelled():
-                outer.cancel()
-                return
-            exc = f.exception()
-            if exc is not None:
-                outer.set_exception(exc)
-                return
-            try:
-                result, seconds = f.result()
-                stats.add(
-                    name, seconds, list(result.values()) if isinstance(result, Mapping) else []
-                )
-            except BaseException as e:  # the future must complete regardless
-                outer.set_exception(e)
-                return
-            outer.set_result(result)
-
-        inner.add_done_callback(done)
-        return outer
+        return then(submit(_call_timed, fn, *args), record)
 
     return timed
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from storage import Saver
 from strax_decl.chunk import Chunk, check_touches
+from strax_decl.futures import then
 from strax_decl.graph import Graph, Producer
 from strax_decl.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
 from strax_decl.plugin import Submit
@@ -387,23 +388,7 @@ def _timed(
 def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
     """A future of one output of a multi-output future; always completes when ``future`` does
     (also if it is cancelled), so no reader can wait for it forever."""
-    child: Future[Chunk] = Future()
-
-    def done(f: Future[dict[str, Chunk]]) -> None:
-        if f.cancelled():
-            child.cancel()
-            return
-        exc = f.exception()
-        if exc is not None:
-            child.set_exception(exc)
-            return
-        try:
-            child.set_result(f.result()[output])
-        except BaseException as e:  # e.g. a result without this output
-            child.set_exception(e)
-
-    future.add_done_callback(done)
-    return child
+    return then(future, lambda outputs: outputs[output])  # KeyError if it lacks this output
 
 
 def run_threaded(
