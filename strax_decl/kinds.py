@@ -67,6 +67,16 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
+def _require_own_hook(cls: type[Plugin], kind: type[Plugin], hook: str, usage: str) -> None:
+    """A plugin kind that supplies ``compute`` itself: the plugin defines ``hook`` instead."""
+    if cls.compute is not kind.compute:
+        raise PluginDeclarationError(
+            f"plugin {cls.name}: a {kind.__name__} defines {hook}, not compute"
+        )
+    if getattr(cls, hook) is getattr(kind, hook):
+        raise PluginDeclarationError(f"plugin {cls.name}: define {hook}{usage}")
+
+
 def _kinds_of(plugin: type[Plugin], input_kinds: Mapping[str, str]) -> list[str]:
     """The kinds of ``plugin``'s inputs, in declaration order (as ``Plugin.kinds``)."""
     return list(dict.fromkeys(input_kinds.get(d, d) for d in plugin.inputs))
@@ -216,14 +226,7 @@ class LoopPlugin(Plugin):
 
     @classmethod
     def _check_declaration(cls) -> None:
-        if cls.compute is not LoopPlugin.compute:
-            raise PluginDeclarationError(
-                f"plugin {cls.name}: a LoopPlugin defines compute_loop, not compute"
-            )
-        if cls.compute_loop is LoopPlugin.compute_loop:
-            raise PluginDeclarationError(
-                f"plugin {cls.name}: define compute_loop(self, <base row>, <other kind>=rows)"
-            )
+        _require_own_hook(cls, LoopPlugin, "compute_loop", "(self, <base row>, <other kind>=rows)")
 
     @classmethod
     def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
@@ -485,14 +488,7 @@ class CutPlugin(_DerivedOutput):
 
     @classmethod
     def _check_declaration(cls) -> None:
-        if cls.compute is not CutPlugin.compute:
-            raise PluginDeclarationError(
-                f"plugin {cls.name}: a CutPlugin defines cut_by, not compute"
-            )
-        if cls.cut_by is CutPlugin.cut_by:
-            raise PluginDeclarationError(
-                f"plugin {cls.name}: define cut_by(self, <kind>=rows) returning a bool array"
-            )
+        _require_own_hook(cls, CutPlugin, "cut_by", "(self, <kind>=rows) returning a bool array")
 
     @classmethod
     def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
