@@ -202,12 +202,12 @@ def resolve(
 
     def stored_status(data_type: str) -> tuple[bool, str]:
         k = key(data_type)
-        statuses = [s.status(k) for s in stores]
-        if "complete" in statuses:
-            store = stores[statuses.index("complete")]
+        for store in stores:
+            info = store.find(k)  # one read gives "complete?" and the info
+            if info is None:
+                continue
             if k in distrust:
                 return False, f"stored data in {store.url} is corrupted"
-            info = store.info(k)
             declared = registry.dtype(data_type)
             if info.dtype != declared:
                 return False, (
@@ -216,6 +216,7 @@ def resolve(
                 )
             _warn_if_code_changed(registry, k, info.metadata)
             return True, f"stored in {store.url}"
+        statuses = [s.status(k) for s in stores]
         if "failed" in statuses:
             store = stores[statuses.index("failed")]
             problem = _failure_summary(store, k)
