@@ -32,7 +32,7 @@ from storage.claims import UNREADABLE_GRACE, Claim, Claims, identity_alive, is_t
 from storage.errors import DataNotFound, StorageError
 from storage.info import DataSetInfo, Status, info_from_group_json
 from storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
-from storage.layout import ATTRS_KEY
+from storage.layout import ATTRS_KEY, metadata_key
 from storage.names import validate_name
 
 __all__ = [
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def group_json_key(path: str) -> str:
-    return f"{path}/zarr.json"
 
 
 def _ours(info: DataSetInfo) -> dict[str, Any]:
@@ -113,7 +109,7 @@ def _checked(
 def info_at(backend: Backend, key: DataKey, path: str, *, writing: bool = False) -> DataSetInfo:
     where = backend.where(path)
     try:
-        raw = backend.read(group_json_key(path))
+        raw = backend.read(metadata_key(path))
     except UnsafePath as e:
         return DataSetInfo(key, "failed", exception=str(e), location=where)
     info = info_from_group_json(key, raw, where, writing=writing)
@@ -123,7 +119,7 @@ def info_at(backend: Backend, key: DataKey, path: str, *, writing: bool = False)
 def final_info(backend: Backend, key: DataKey) -> DataSetInfo | None:
     """Info of the data set at the key's final path, or None if nothing is there."""
     try:
-        raw = backend.read(group_json_key(key.path))
+        raw = backend.read(metadata_key(key.path))
     except UnsafePath as e:
         return DataSetInfo(key, "failed", exception=str(e), location=backend.where(key.path))
     if raw is None and not backend.exists_tree(key.path):

@@ -28,8 +28,10 @@ Where the claim lives, per kind of store:
 A claim is *stale*, and is broken by the next claimant, if its holder is a process on this host
 that no longer runs (pid gone, a zombie, or the pid now belongs to a process started later), or
 if its heartbeat is older than ``stale_after`` seconds (a holder on another host, or a stopped
-one). A claim file that cannot be read (its creator died between creating and writing it, or
-someone edited it) is stale after ``UNREADABLE_GRACE`` seconds. Breaking is serialised by a
+one). The claim records its holder's ``stale_after`` and that is the limit everyone applies to
+it, so stores opened with different limits never break each other's live claims. A claim
+file that cannot be read (its creator died between creating and writing it, or someone edited
+it) is stale after ``UNREADABLE_GRACE`` seconds. Breaking is serialised by a
 second exclusive file (``.claim-...break``) and only removes the exact claim judged stale.
 
 Clocks: heartbeats are compared with this host's clock; hosts sharing a store need roughly
@@ -234,7 +236,7 @@ class ClaimInfo:
         return who
 
 
-def _record(key: DataKey) -> dict[str, Any]:
+def _record(key: DataKey, stale_after: float) -> dict[str, Any]:
     now = time.time()
     return {
         "format": CLAIM_FORMAT,
@@ -244,6 +246,7 @@ def _record(key: DataKey) -> dict[str, Any]:
         "created": now,
         "created_utc": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
         "heartbeat": now,
+        "stale_after": stale_after,  # the holder's promise: a heartbeat every stale_after / 5
     }
 
 
@@ -274,7 +277,11 @@ def judge(
     stale_after: float,
     now: float | None = None,
 ) -> ClaimInfo:
-    """Parse a claim's bytes and decide whether it is stale."""
+    """Parse a claim's bytes and decide whether it is stale.
+
+    The limit is the holder's own ``stale_after`` when the claim records it (it beats every
+    fifth of that, whatever limit the one asking uses), else ``stale_after``.
+    """
     now = time.time() if now is None else now
     try:
         doc = json.loads(raw)
@@ -308,8 +315,10 @@ def judge(
     else:
         beat = info.heartbeat if info.heartbeat is not None else info.created
         age = now - beat if beat is not None else float("inf")
-        if age > stale_after:
-            why = f"no heartbeat for {age:.0f} s (limit {stale_after:g} s)"
+        promised = _float(doc.get("stale_after"))
+        limit = promised if promised is not None and promised > 0 else stale_after
+        if age > limit:
+            why = f"no heartbeat for {age:.0f} s (limit {limit:g} s)"
     return replace(info, stale=True, why_stale=why) if why else info
 
 
@@ -632,7 +641,7 @@ class Claims:
         """Take the claim on ``key``; None if someone else (alive) holds it."""
         limit = float(stale_after or self.stale_after)
         for _ in range(5):
-            raw = _encode(_record(key))
+            raw = _encode(_record(key, limit))
             if self.table.create(key, raw):
                 return Claim(self.table, key, raw, limit)
             info = self.holder(key, limit)

@@ -50,6 +50,7 @@ __all__ = [
     "index_layout",
     "index_metadata",
     "metadata_json",
+    "metadata_key",
 ]
 
 ATTRS_KEY: Final = "strax_decl"
@@ -59,6 +60,11 @@ FORMAT_VERSION: Final = 1
 """Bumped on any incompatible layout change; readers refuse versions they do not know."""
 INDEX_FIELDS: Final = ("start", "end", "first_row", "n_rows")
 METADATA_FILE: Final = "zarr.json"
+
+
+def metadata_key(path: str) -> str:
+    """The key of the Zarr metadata document of the group or array at ``path`` ("" = root)."""
+    return f"{path}/{METADATA_FILE}" if path else METADATA_FILE
 
 
 @functools.lru_cache(maxsize=256)

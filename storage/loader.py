@@ -46,6 +46,7 @@ from storage.layout import (
     field_layout,
     index_layout,
     index_path,
+    metadata_key,
 )
 from storage.pool import pool
 
@@ -128,8 +129,8 @@ class DataSetReader:
         return value
 
     def _check_array(self, array_path: str, expected: dict[str, Any]) -> None:
-        where = self._backend.where(f"{array_path}/zarr.json")
-        raw = self._read(f"{array_path}/zarr.json", where)
+        where = self._backend.where(metadata_key(array_path))
+        raw = self._read(metadata_key(array_path), where)
         if raw is None:
             self._corrupt("array metadata is missing", where)
         assert raw is not None

@@ -54,6 +54,7 @@ from storage.layout import (
     index_metadata,
     index_path,
     metadata_json,
+    metadata_key,
 )
 from storage.pool import n_threads, pool
 
@@ -138,7 +139,7 @@ class Saver:
         try:
             # the root and the run are plain (empty) Zarr groups, so the store is browsable
             for parent in ("", key.run_id):
-                doc = catalog.group_json_key(parent) if parent else "zarr.json"
+                doc = metadata_key(parent)
                 if backend.read(doc) is None:
                     backend.write_atomic(doc, metadata_json(group_metadata({})))
             self._write_group_attrs("writing")
@@ -442,16 +443,16 @@ class Saver:
                 self._level,
                 attributes=dict(doc) if isinstance(doc, dict) else None,
             )
-            write(f"{self._path}/{spec.name}/zarr.json", [metadata_json(meta)])
-        write(f"{self._path}/{INDEX_GROUP}/zarr.json", [metadata_json(group_metadata({}))])
+            write(metadata_key(f"{self._path}/{spec.name}"), [metadata_json(meta)])
+        write(metadata_key(f"{self._path}/{INDEX_GROUP}"), [metadata_json(group_metadata({}))])
         index_doc = metadata_json(index_metadata(len(self._starts), self._level))
         for name in INDEX_FIELDS:
-            write(f"{index_path(self._path, name)}/zarr.json", [index_doc])
+            write(metadata_key(index_path(self._path, name)), [index_doc])
 
     def _write_group_attrs(self, status: str, exception: str | None = None) -> None:
         """Replace the group's ``zarr.json`` atomically: readers see old or new, never half."""
         doc = metadata_json(group_metadata(self._attrs(status, exception)))
-        self._backend.write_atomic(catalog.group_json_key(self._path), doc)
+        self._backend.write_atomic(metadata_key(self._path), doc)
 
 
 def _claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:

@@ -39,7 +39,7 @@ from storage.dtypes import check_storable, rows_per_chunk_for
 from storage.errors import DataCorrupted, DataExistsError, DataNotFound, StorageError
 from storage.info import DataSetInfo, Status
 from storage.keys import DataKey
-from storage.layout import ATTRS_KEY, group_metadata, metadata_json
+from storage.layout import ATTRS_KEY, group_metadata, metadata_json, metadata_key
 from storage.loader import DataSetReader, check_time_range
 from storage.saver import Saver
 
@@ -219,12 +219,10 @@ class Store:
         attrs = dict(info.attrs)
         ours = attrs.get(ATTRS_KEY)
         if not isinstance(ours, dict):
-            where = self.backend.where(catalog.group_json_key(key.path))
+            where = self.backend.where(metadata_key(key.path))
             raise DataCorrupted(f"data set {key} has unreadable attributes ({where})", key, where)
         attrs[ATTRS_KEY] = {**ours, "status": "failed", "complete": False, "exception": reason}
-        self.backend.write_atomic(
-            catalog.group_json_key(key.path), metadata_json(group_metadata(attrs))
-        )
+        self.backend.write_atomic(metadata_key(key.path), metadata_json(group_metadata(attrs)))
         return True
 
     # ---------------------------------------------------------------- claims
@@ -233,7 +231,8 @@ class Store:
 
         Atomic on local paths (``O_CREAT | O_EXCL``) and in memory; best effort on fsspec
         URLs (see ``storage.claims``). A stale claim (its process died, or no heartbeat for
-        ``stale_after`` seconds, default the store's ``claim_stale_after``) is broken. Taking
+        its holder's ``stale_after``) is broken. Ours beats every fifth of ``stale_after``
+        (default the store's ``claim_stale_after``). Taking
         a claim deletes the leftovers of dead writers of ``key``. Release the claim with
         ``claim.release()`` or ``with claim: ...``; savers of a key this process has claimed
         do not claim it again.
@@ -399,8 +398,8 @@ def open_store(
       store of that name (so two ``open_store`` calls can share one);
     - any other URL (``file://``, ``s3://``, ...): Zarr's fsspec store, written in place.
 
-    ``claim_stale_after``: seconds without a heartbeat after which a writer's claim is broken
-    (see ``Store.claim``).
+    ``claim_stale_after``: seconds without a heartbeat after which the claims this store takes
+    may be broken by anyone (the limit is recorded in each claim; see ``Store.claim``).
     """
     if isinstance(location, Store):
         return location

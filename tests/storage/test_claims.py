@@ -449,3 +449,22 @@ def test_a_forked_child_never_releases_its_parents_claim(local: Store) -> None:
     holder = local.claim_holder(KEY)
     assert holder is not None and holder.ours
     claim.release()
+
+
+def test_a_claim_is_judged_by_its_holders_own_limit(root: Path) -> None:
+    # The holder beats every fifth of *its* limit; a store opened with a shorter one must
+    # not break it between beats, and a store with a longer one must not trust it forever.
+    patient = open_store(root, claim_stale_after=3600)
+    hasty = open_store(root, claim_stale_after=60)
+    write_claim(root, host="elsewhere", pid=1, age=700, stale_after=3600.0)
+    for store in (patient, hasty):
+        holder = store.claim_holder(KEY)
+        assert holder is not None and not holder.stale
+        assert store.claim(KEY) is None
+    write_claim(root, host="elsewhere", pid=1, age=120, stale_after=100.0)
+    holder = patient.claim_holder(KEY)
+    assert holder is not None and holder.stale and "limit 100 s" in holder.why_stale
+    claim = patient.claim(KEY)
+    assert claim is not None
+    assert json.loads(claim_path(root).read_text())["stale_after"] == 3600.0
+    claim.release()
