@@ -267,7 +267,7 @@ class Context:
 
     def get_array(
         self,
-        run_id: str,
+        run_id: str | RunIds,
         targets: Targets,
         *,
         save: Sequence[str] = (),
@@ -275,7 +275,21 @@ class Context:
         processor: Processor | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
-        """All rows of ``targets`` in ``run_id`` as one numpy structured array."""
+        """All rows of ``targets`` in ``run_id`` as one numpy structured array.
+
+        Several runs (a list or tuple of run ids): their rows one run after the other, in the
+        order given, with a ``run_id`` field added (as strax does). The runs are got one after
+        another; an error names the run it came from.
+        """
+        if not isinstance(run_id, str):
+            return self._get_runs(
+                run_list(run_id),
+                targets,
+                save=save,
+                time_range=time_range,
+                processor=processor,
+                progress=progress,
+            )
         parts = [
             c.data
             for c in self.iter_chunks(
@@ -294,7 +308,35 @@ class Context:
 
         return np.zeros(0, dtype=merged_dtype(tuple(self.registry.dtype(t) for t in target_list)))
 
-    def get_df(self, run_id: str, targets: Targets, **kwargs: Any) -> Any:
+    def _get_runs(self, runs: list[str], targets: Targets, **kwargs: Any) -> np.ndarray:
+        """``get_array`` of several runs, tagged with a ``run_id`` field."""
+        target_list = _as_list(targets)
+        from strax_decl.chunk import merged_dtype
+
+        dtype = merged_dtype(tuple(self.registry.dtype(t) for t in target_list))
+        if "run_id" in (dtype.names or ()):
+            raise ValueError(
+                f"{target_list} already have a field 'run_id', so the rows of several runs "
+                "cannot be tagged with one; get the runs one at a time"
+            )
+        assert dtype.fields is not None
+        fields = [(name, dtype.fields[name][0]) for name in dtype.names or ()]
+        tagged = np.dtype([*fields, ("run_id", f"U{max(map(len, runs))}")])
+        parts = []
+        for run in runs:
+            try:
+                rows = self.get_array(run, target_list, **kwargs)
+            except Exception as e:
+                e.add_note(f"(while getting {target_list} of run {run!r})")
+                raise
+            part = np.empty(len(rows), dtype=tagged)
+            for name in rows.dtype.names or ():
+                part[name] = rows[name]
+            part["run_id"] = run
+            parts.append(part)
+        return np.concatenate(parts)
+
+    def get_df(self, run_id: str | RunIds, targets: Targets, **kwargs: Any) -> Any:
         """``get_array`` as a pandas DataFrame (sub-array fields become lists per row)."""
         try:
             import pandas as pd
@@ -384,7 +426,7 @@ class Context:
                 raise ValueError("submit= applies to one run made here, not to several runs")
             from strax_decl.distributed import make_runs
 
-            runs = [run_id] if isinstance(run_id, str) else list(run_id)
+            runs = run_list(run_id)
             return make_runs(
                 self,
                 runs,
@@ -542,6 +584,16 @@ class Context:
             timeout=self.timeout,
             submit=submit,
         )
+
+
+def run_list(run_ids: str | Sequence[str]) -> list[str]:
+    """Run ids as a list (one string or a sequence): duplicates dropped, order kept, checked."""
+    runs = list(dict.fromkeys([run_ids] if isinstance(run_ids, str) else run_ids))
+    if not runs:
+        raise ValueError("no run ids given")
+    for run in runs:
+        validate_name("run_id", run)
+    return runs
 
 
 def _as_list(targets: Targets) -> list[str]:

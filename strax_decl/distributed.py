@@ -47,7 +47,8 @@ import numpy as np
 import zarr
 
 import storage.pool
-from storage import DataKey, DataNotFound, Store, open_store, validate_name
+from storage import DataKey, DataNotFound, Store, open_store
+from strax_decl.context import run_list
 from strax_decl.plugin import Plugin, Submit
 from strax_decl.progress import enabled as progress_enabled
 
@@ -496,11 +497,7 @@ def make_runs(
     cluster (from the run's worker) instead of a pool on that worker.
     ``progress``: one line per finished run on stderr (None: only if stderr is a terminal).
     """
-    runs = list(dict.fromkeys(run_ids))
-    if not runs:
-        raise ValueError("no run ids given")
-    for r in runs:
-        validate_name("run_id", r)
+    runs = run_list(run_ids)
     t0 = time.perf_counter()
     shown = progress_enabled(progress)
     outcomes: dict[str, RunOutcome] = {}
@@ -774,13 +771,6 @@ def _field_array(group: Any, name: str) -> zarr.Array:
     return array
 
 
-def _runs_list(run_ids: str | Sequence[str]) -> list[str]:
-    runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-    if not runs:
-        raise ValueError("no run ids given")
-    return runs
-
-
 def _fields(ctx: Context, data_type: str, fields: Sequence[str] | None) -> list[str]:
     names = list(ctx.registry.dtype(data_type).names or ())
     if fields is None:
@@ -806,7 +796,7 @@ def to_dask_arrays(
     be complete in one of the context's stores (``ctx.make`` them first).
     """
     dask_array = _require("dask.array")
-    runs = _runs_list(run_ids)
+    runs = run_list(run_ids)
     names = _fields(ctx, data_type, fields)
     per_field: dict[str, list[da.Array]] = {n: [] for n in names}
     for run_id in runs:
@@ -838,7 +828,7 @@ def to_dask_dataframe(
     unless asked for, which raises: use ``to_dask_arrays`` for them.
     """
     dask_dataframe = _require("dask.dataframe")
-    runs = _runs_list(run_ids)
+    runs = run_list(run_ids)
     dtype = ctx.registry.dtype(data_type)
     assert dtype.fields is not None
     if fields is None:

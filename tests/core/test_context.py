@@ -120,3 +120,32 @@ def test_unread_by_product_of_multi_output_plugin_does_not_block(ctx):
     unsaved = ctx.new_context(storage=[])
     basics = unsaved.get_array("run_1", "peak_basics")
     assert len(basics) == 80
+
+
+def test_several_runs_come_back_tagged_with_their_run_id(ctx):
+    runs = ["run_b", "run_a"]
+    both = ctx.get_array(runs, ["peaks", "peak_basics"])
+    assert both.dtype.names[-1] == "run_id"
+    assert list(dict.fromkeys(both["run_id"])) == runs  # in the order asked, not sorted
+    for run in runs:
+        alone = ctx.get_array(run, ["peaks", "peak_basics"])
+        mine = both[both["run_id"] == run]
+        for name in alone.dtype.names:
+            np.testing.assert_array_equal(mine[name], alone[name])
+    records = ctx.get_array(("run_a", "run_a"), "records")  # duplicates are dropped
+    assert records["data"].shape == (400, 8) and set(records["run_id"]) == {"run_a"}
+    df = ctx.get_df(runs, "peaks")
+    assert list(df.columns) == ["time", "endtime", "area", "n_records", "run_id"]
+    assert df.groupby("run_id").size().to_dict() == {"run_a": 80, "run_b": 80}
+
+
+def test_several_runs_name_the_run_that_failed(ctx):
+    ctx.make("run_ok", "peaks")
+    crashing = ctx.new_context(config={"crash_at_chunk": 1})  # untracked: run_ok still loads
+    with pytest.raises(RuntimeError, match="crashed on purpose") as failure:
+        crashing.get_array(["run_ok", "run_bad"], "peaks")
+    assert "of run 'run_bad'" in "".join(failure.value.__notes__)
+    with pytest.raises(ValueError, match="no run ids"):
+        ctx.get_array([], "peaks")
+    with pytest.raises(ValueError, match="run_id"):
+        ctx.get_array(["run_ok", "../x"], "peaks")
