@@ -35,6 +35,7 @@ from strax_decl.resolver import (
     release_claims,
     resolve,
 )
+from strax_decl.selection import Mask, Selection, make_mask, project
 from strax_decl.serial import run_serial
 from strax_decl.stats import RunStats
 
@@ -232,11 +233,20 @@ class Context:
         *,
         save: Sequence[str] = (),
         time_range: tuple[int, int] | None = None,
+        selection: Selection | None = None,
+        keep_columns: Sequence[str] | None = None,
+        drop_columns: Sequence[str] | None = None,
         processor: Processor | None = None,
         progress: bool | None = None,
     ) -> Iterator[Chunk]:
         """Stream the chunks of ``targets`` (same-kind targets are merged field-wise).
 
+        ``time_range``: ``(t0, t1)`` in ns; only rows fully inside it.
+        ``selection``: only the rows for which it holds: a string such as
+        ``"(area > 100) & (width < 500)"``, a list of strings (all must hold) or a callable
+        ``f(rows) -> boolean mask`` (see ``strax_decl.selection``).
+        ``keep_columns`` / ``drop_columns``: only these fields / all but these.
+        None of these changes what is computed or stored: whole data types are, as always.
         ``progress``: show a progress bar on stderr (None: only if stderr is a terminal).
 
         With ``on_corrupted="recompute"``, corruption found before the first chunk is
@@ -252,6 +262,10 @@ class Context:
                 "separately (rows of different kinds are different things)"
             )
         self.plan(run_id, target_list, save)  # errors in the request surface here, not later
+        what = f"{'+'.join(target_list)} of run {run_id!r}"
+        dtype = self._dtype(target_list)
+        mask = None if selection is None else make_mask(selection, dtype, what)
+        fields = project(dtype, keep_columns, drop_columns, what)
         chunks = self._run(
             run_id,
             target_list,
@@ -261,9 +275,11 @@ class Context:
             processor=processor,
             progress=progress,
         )
-        if time_range is None:
-            return chunks
-        return _trim(chunks, time_range)
+        if time_range is not None:
+            chunks = _trim(chunks, time_range)
+        if mask is not None or fields is not None:
+            chunks = _select(chunks, mask, fields)
+        return chunks
 
     def get_array(
         self,
@@ -272,56 +288,46 @@ class Context:
         *,
         save: Sequence[str] = (),
         time_range: tuple[int, int] | None = None,
+        selection: Selection | None = None,
+        keep_columns: Sequence[str] | None = None,
+        drop_columns: Sequence[str] | None = None,
         processor: Processor | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
         """All rows of ``targets`` in ``run_id`` as one numpy structured array.
 
-        Several runs (a list or tuple of run ids): their rows one run after the other, in the
-        order given, with a ``run_id`` field added (as strax does). The runs are got one after
-        another; an error names the run it came from.
+        The keywords are ``iter_chunks``'s. Several runs (a list or tuple of run ids): their
+        rows one run after the other, in the order given, with a ``run_id`` field added (as
+        strax does). The runs are got one after another; an error names the run it came from.
         """
+        options: dict[str, Any] = {
+            "save": save,
+            "time_range": time_range,
+            "selection": selection,
+            "keep_columns": keep_columns,
+            "drop_columns": drop_columns,
+            "processor": processor,
+            "progress": progress,
+        }
         if not isinstance(run_id, str):
-            return self._get_runs(
-                run_list(run_id),
-                targets,
-                save=save,
-                time_range=time_range,
-                processor=processor,
-                progress=progress,
-            )
-        parts = [
-            c.data
-            for c in self.iter_chunks(
-                run_id,
-                targets,
-                save=save,
-                time_range=time_range,
-                processor=processor,
-                progress=progress,
-            )
-        ]
+            return self._get_runs(run_list(run_id), targets, **options)
+        parts = [c.data for c in self.iter_chunks(run_id, targets, **options)]
         if parts:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
-        target_list = _as_list(targets)
-        from strax_decl.chunk import merged_dtype
-
-        return np.zeros(0, dtype=merged_dtype(tuple(self.registry.dtype(t) for t in target_list)))
+        dtype = self._dtype(_as_list(targets))
+        fields = project(dtype, keep_columns, drop_columns, f"{targets} of run {run_id!r}")
+        return np.zeros(0, dtype=dtype if fields is None else _sub_dtype(dtype, fields))
 
     def _get_runs(self, runs: list[str], targets: Targets, **kwargs: Any) -> np.ndarray:
         """``get_array`` of several runs, tagged with a ``run_id`` field."""
         target_list = _as_list(targets)
-        from strax_decl.chunk import merged_dtype
-
-        dtype = merged_dtype(tuple(self.registry.dtype(t) for t in target_list))
+        dtype = self._dtype(target_list)
         if "run_id" in (dtype.names or ()):
             raise ValueError(
                 f"{target_list} already have a field 'run_id', so the rows of several runs "
                 "cannot be tagged with one; get the runs one at a time"
             )
-        assert dtype.fields is not None
-        fields = [(name, dtype.fields[name][0]) for name in dtype.names or ()]
-        tagged = np.dtype([*fields, ("run_id", f"U{max(map(len, runs))}")])
+        run_field = ("run_id", f"U{max(map(len, runs))}")
         parts = []
         for run in runs:
             try:
@@ -329,12 +335,17 @@ class Context:
             except Exception as e:
                 e.add_note(f"(while getting {target_list} of run {run!r})")
                 raise
-            part = np.empty(len(rows), dtype=tagged)
-            for name in rows.dtype.names or ():
-                part[name] = rows[name]
+            tagged = _sub_dtype(rows.dtype, rows.dtype.names or (), run_field)
+            part = _copy_fields(rows, tagged)
             part["run_id"] = run
             parts.append(part)
         return np.concatenate(parts)
+
+    def _dtype(self, target_list: list[str]) -> np.dtype:
+        """The dtype of the rows of ``target_list`` (same-kind targets merged)."""
+        from strax_decl.chunk import merged_dtype
+
+        return merged_dtype(tuple(self.registry.dtype(t) for t in target_list))
 
     def get_df(self, run_id: str | RunIds, targets: Targets, **kwargs: Any) -> Any:
         """``get_array`` as a pandas DataFrame (sub-array fields become lists per row)."""
@@ -603,6 +614,35 @@ def _as_list(targets: Targets) -> list[str]:
     if not out:
         raise ValueError("no targets given")
     return out
+
+
+def _sub_dtype(dtype: np.dtype, fields: Sequence[str], *extra: tuple[str, str]) -> np.dtype:
+    """A packed dtype of only ``fields`` of ``dtype``, then the ``extra`` fields."""
+    assert dtype.fields is not None
+    return np.dtype([*((name, dtype.fields[name][0]) for name in fields), *extra])
+
+
+def _copy_fields(rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``rows`` copied into ``dtype``: shared fields copied, others left for the caller.
+
+    A copy, not a view: a view of some fields would keep every field's bytes alive.
+    """
+    out = np.empty(len(rows), dtype=dtype)
+    for name in dtype.names or ():
+        if name in (rows.dtype.names or ()):
+            out[name] = rows[name]
+    return out
+
+
+def _select(
+    chunks: Iterator[Chunk], mask: Mask | None, fields: list[str] | None
+) -> Iterator[Chunk]:
+    """The rows ``mask`` keeps, with only ``fields`` (None: all); chunk bounds unchanged."""
+    for c in chunks:
+        data = c.data if mask is None else c.data[mask(c.data)]
+        if fields is not None:
+            data = _copy_fields(data, _sub_dtype(data.dtype, fields))
+        yield Chunk(c.start, c.end, data)
 
 
 def _trim(chunks: Iterator[Chunk], time_range: tuple[int, int]) -> Iterator[Chunk]:
