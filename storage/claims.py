@@ -29,10 +29,11 @@ A claim is *stale*, and is broken by the next claimant, if its holder is a proce
 that no longer runs (pid gone, a zombie, or the pid now belongs to a process started later), or
 if its heartbeat is older than ``stale_after`` seconds (a holder on another host, or a stopped
 one). The claim records its holder's ``stale_after`` and that is the limit everyone applies to
-it, so stores opened with different limits never break each other's live claims. A claim
-file that cannot be read (its creator died between creating and writing it, or someone edited
-it) is stale after ``UNREADABLE_GRACE`` seconds. Breaking is serialised by a
-second exclusive file (``.claim-...break``) and only removes the exact claim judged stale.
+it (up to ``MAX_STALE_AFTER``, a day), so stores opened with different limits never break each
+other's live claims. A claim file that cannot be read (its creator died between creating and
+writing it, or someone edited it) is stale after ``UNREADABLE_GRACE`` seconds. Breaking is
+serialised by a second exclusive file (``.claim-...break``) and only removes the exact claim
+judged stale.
 
 Clocks: heartbeats are compared with this host's clock; hosts sharing a store need roughly
 synchronised clocks (well within ``stale_after``).
@@ -65,6 +66,7 @@ from storage.keys import DataKey
 __all__ = [
     "CLAIM_PREFIX",
     "DEFAULT_STALE_AFTER",
+    "MAX_STALE_AFTER",
     "Claim",
     "ClaimHeld",
     "ClaimInfo",
@@ -81,6 +83,9 @@ CLAIM_PREFIX: Final = ".claim-"
 """Prefix of a claim file next to the data set it claims (never parsed as a data set)."""
 CLAIM_FORMAT: Final = "strax_decl.claim"
 DEFAULT_STALE_AFTER: Final = 600.0
+MAX_STALE_AFTER: Final = 86_400.0
+"""The longest ``stale_after`` allowed, and believed from a claim record: a corrupt or
+hostile claim file cannot keep a dead writer's claim alive for longer than a day."""
 """Seconds without a heartbeat after which a claim is stale (the heartbeat runs every 1/5)."""
 UNREADABLE_GRACE: Final = 5.0
 """Seconds after which a claim file holding no readable claim is considered stale."""
@@ -236,6 +241,20 @@ class ClaimInfo:
         return who
 
 
+def _checked_limit(stale_after: object) -> float:
+    """``stale_after`` as float seconds, if it is in ``(0, MAX_STALE_AFTER]``."""
+    if (
+        isinstance(stale_after, bool)
+        or not isinstance(stale_after, int | float)
+        or not (0 < stale_after <= MAX_STALE_AFTER)
+    ):
+        raise ValueError(
+            "stale_after must be a number of seconds above 0 and at most "
+            f"{MAX_STALE_AFTER:g} (a day), not {stale_after!r}"
+        )
+    return float(stale_after)
+
+
 def _record(key: DataKey, stale_after: float) -> dict[str, Any]:
     now = time.time()
     return {
@@ -316,7 +335,9 @@ def judge(
         beat = info.heartbeat if info.heartbeat is not None else info.created
         age = now - beat if beat is not None else float("inf")
         promised = _float(doc.get("stale_after"))
-        limit = promised if promised is not None and promised > 0 else stale_after
+        limit = (
+            min(promised, MAX_STALE_AFTER) if promised is not None and promised > 0 else stale_after
+        )
         if age > limit:
             why = f"no heartbeat for {age:.0f} s (limit {limit:g} s)"
     return replace(info, stale=True, why_stale=why) if why else info
@@ -613,15 +634,7 @@ class Claims:
     """The claims of one store (built by ``Store``; use ``Store.claim`` and friends)."""
 
     def __init__(self, backend: Backend, stale_after: float = DEFAULT_STALE_AFTER) -> None:
-        if (
-            isinstance(stale_after, bool)
-            or not isinstance(stale_after, int | float)
-            or not (stale_after > 0)
-        ):
-            raise ValueError(
-                f"stale_after must be a positive number of seconds, not {stale_after!r}"
-            )
-        self.stale_after = float(stale_after)
+        self.stale_after = _checked_limit(stale_after)
         self.backend = backend
         self.table: _Table = (
             _MemoryTable(backend.url)
@@ -639,7 +652,7 @@ class Claims:
 
     def claim(self, key: DataKey, stale_after: float | None = None) -> Claim | None:
         """Take the claim on ``key``; None if someone else (alive) holds it."""
-        limit = float(stale_after or self.stale_after)
+        limit = self.stale_after if stale_after is None else _checked_limit(stale_after)
         for _ in range(5):
             raw = _encode(_record(key, limit))
             if self.table.create(key, raw):

@@ -327,17 +327,29 @@ class Context:
                 f"{target_list} already have a field 'run_id', so the rows of several runs "
                 "cannot be tagged with one; get the runs one at a time"
             )
-        run_field = ("run_id", f"U{max(map(len, runs))}")
+        # run_id is ours to add (unless dropped): take it out of the columns asked of each run
+        keep, drop = kwargs.pop("keep_columns", None), kwargs.pop("drop_columns", None)
+        keep = [keep] if isinstance(keep, str) else keep
+        drop = [drop] if isinstance(drop, str) else drop
+        tag = "run_id" not in (drop or ())
+        if keep is not None:
+            keep = [c for c in keep if c != "run_id"]
+        if drop is not None:
+            drop = [c for c in drop if c != "run_id"] or None
+        run_field = [("run_id", f"U{max(map(len, runs))}")] if tag else []
         parts = []
         for run in runs:
             try:
-                rows = self.get_array(run, target_list, **kwargs)
+                rows = self.get_array(
+                    run, target_list, keep_columns=keep or None, drop_columns=drop, **kwargs
+                )
             except Exception as e:
                 e.add_note(f"(while getting {target_list} of run {run!r})")
                 raise
-            tagged = _sub_dtype(rows.dtype, rows.dtype.names or (), run_field)
-            part = _copy_fields(rows, tagged)
-            part["run_id"] = run
+            fields = () if keep == [] else rows.dtype.names or ()  # [] when only run_id
+            part = _copy_fields(rows, _sub_dtype(rows.dtype, fields, *run_field))
+            if tag:
+                part["run_id"] = run
             parts.append(part)
         return np.concatenate(parts)
 
@@ -599,6 +611,8 @@ class Context:
 
 def run_list(run_ids: str | Sequence[str]) -> list[str]:
     """Run ids as a list (one string or a sequence): duplicates dropped, order kept, checked."""
+    if isinstance(run_ids, set | frozenset):
+        raise TypeError("give the run ids as a list or tuple: a set has no order")
     runs = list(dict.fromkeys([run_ids] if isinstance(run_ids, str) else run_ids))
     if not runs:
         raise ValueError("no run ids given")

@@ -3,17 +3,20 @@
 ``selection`` is what strax users write: a string such as ``"(s2_area > 100) & (width < 500)"``,
 a list of such strings (all must hold), or a callable ``f(rows) -> boolean mask``. Strings are
 parsed with :mod:`ast` and evaluated on the fields with numpy, never with ``eval``: only field
-names, numbers, arithmetic, comparisons, ``and``/``or``/``not`` (and ``&``/``|``/``~``), and a
-few numpy functions are allowed, and anything else is refused with a message saying what.
+names, numbers, arithmetic (``**`` only to a constant power up to 64), comparisons,
+``and``/``or``/``not`` (and ``&``/``|``/``^``/``~``), and a few numpy functions are allowed;
+anything else is refused with a message saying what.
 
 Python binds ``&`` tighter than ``>``, so ``a > 1 & b < 2`` means ``a > (1 & b) < 2``, a
-silent wrong answer in numexpr and numpy alike. Here an unparenthesised ``&``/``|`` next to a
-comparison is an error that says where to put the parentheses.
+silent wrong answer in numexpr and numpy alike. Here an unparenthesised ``&``/``|``/``^`` on
+the right of a comparison is an error that says where to put the parentheses (a bit test such
+as ``flags & 4 == 4``, the ``&`` on the left, means what it says and is allowed).
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,6 +48,8 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
 }
+_JOINS = ast.BitAnd | ast.BitOr | ast.BitXor
+_MAX_EXPONENT = 64
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     name: getattr(np, name)
     for name in ("abs", "sqrt", "log", "log10", "log2", "exp", "sin", "cos", "tan", "arctan2")
@@ -61,9 +66,15 @@ class _Evaluator:
     def _fail(self, message: str) -> ValueError:
         return ValueError(f"selection {self.text!r} on {self.what}: {message}")
 
+    def _offset(self, line: int, byte: int) -> int:
+        """The index in the text of ``ast``'s position (1-based line, UTF-8 byte column)."""
+        lines = io.StringIO(self.text, newline="").readlines()  # the parser's line breaks
+        return sum(map(len, lines[: line - 1])) + len(lines[line - 1].encode()[:byte].decode())
+
     def _parenthesised(self, node: ast.expr) -> bool:
-        before = self.text[: node.col_offset].rstrip()
-        after = self.text[node.end_col_offset :].lstrip()
+        assert node.end_lineno is not None and node.end_col_offset is not None
+        before = self.text[: self._offset(node.lineno, node.col_offset)].rstrip()
+        after = self.text[self._offset(node.end_lineno, node.end_col_offset) :].lstrip()
         return before.endswith("(") and after.startswith(")")
 
     def _check(self, node: ast.AST) -> None:
@@ -72,12 +83,12 @@ class _Evaluator:
             for op in node.ops:
                 if type(op) not in _COMPARE:
                     raise self._fail(f"comparison {type(op).__name__} is not allowed")
-            for side in (node.left, *node.comparators):
-                joins = isinstance(side, ast.BinOp) and isinstance(side.op, ast.BitAnd | ast.BitOr)
-                if joins and not self._parenthesised(side):
+            for right in node.comparators:  # `a > 1 & b < 2` is `a > (1 & b) < 2`
+                joins = isinstance(right, ast.BinOp) and isinstance(right.op, _JOINS)
+                if joins and not self._parenthesised(right):
                     raise self._fail(
-                        "'&' and '|' bind tighter than comparisons; put each condition in "
-                        "parentheses, e.g. '(a > 1) & (b < 2)', or use 'and'/'or'"
+                        "'&', '|' and '^' bind tighter than comparisons; put each condition "
+                        "in parentheses, e.g. '(a > 1) & (b < 2)', or use 'and'/'or'"
                     )
         elif isinstance(node, ast.Name):
             if node.id not in self.names:
@@ -95,6 +106,11 @@ class _Evaluator:
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY:
                 raise self._fail(f"operator {type(node.op).__name__} is not allowed")
+            if isinstance(node.op, ast.Pow) and not _small_number(node.right):
+                raise self._fail(  # 9**9**9 would compute for ever
+                    f"the exponent in {ast.unparse(node)!r} must be a number from "
+                    f"-{_MAX_EXPONENT} to {_MAX_EXPONENT}"
+                )
         elif not isinstance(
             node,
             ast.BoolOp
@@ -110,7 +126,10 @@ class _Evaluator:
             self._check(child)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._eval(self.tree.body, rows))
+        try:
+            return np.asarray(self._eval(self.tree.body, rows))
+        except (ArithmeticError, TypeError, ValueError) as e:
+            raise self._fail(f"{type(e).__name__}: {e}") from e
 
     def _eval(self, node: ast.expr, rows: np.ndarray) -> Any:
         if isinstance(node, ast.Name):
@@ -149,12 +168,24 @@ class _Evaluator:
         return _FUNCTIONS[node.func.id](*(self._eval(a, rows) for a in node.args))
 
 
+def _small_number(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and abs(node.value) <= _MAX_EXPONENT
+    )
+
+
 def _parse(text: str, names: Sequence[str], what: str) -> Mask:
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        return _Evaluator(text.strip(), tree, names, what)
     except SyntaxError as e:
         raise ValueError(f"selection {text!r} on {what} is not an expression: {e.msg}") from e
-    return _Evaluator(text.strip(), tree, names, what)
+    except RecursionError as e:
+        raise ValueError(f"selection {text[:80]!r}... on {what} is nested too deeply") from e
 
 
 def make_mask(selection: Selection, dtype: np.dtype, what: str) -> Mask:
@@ -180,6 +211,8 @@ def make_mask(selection: Selection, dtype: np.dtype, what: str) -> Mask:
         keep = np.ones(len(rows), dtype=bool)
         for label, part in parts:
             got = part(rows)
+            if got.dtype == bool and got.shape == ():  # a constant condition, e.g. "1 > 0"
+                got = np.broadcast_to(got, keep.shape)
             if got.dtype != bool or got.shape != keep.shape:
                 raise ValueError(
                     f"selection {label!r} on {what} gave {got.dtype} values of shape "
@@ -209,5 +242,7 @@ def project(
     if unknown:
         raise KeyError(f"{what} has no field(s) {unknown}; its fields: {names}")
     if keep_columns is not None:
+        if not asked:
+            raise ValueError(f"keep_columns is empty: no field of {what} would come back")
         return [n for n in names if n in asked]
     return [n for n in names if n not in dropped]

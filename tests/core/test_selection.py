@@ -35,6 +35,11 @@ def kept(selection):
         (["area > 10", "flags != 2"], [10, 30, 40]),
         ([], [0, 10, 20, 30, 40, 50]),
         (lambda rows: rows["flags"] % 2 == 0, [0, 20, 40]),
+        ("flags & 1 == 1", [10, 30, 50]),  # a bit test: (flags & 1) == 1, as Python reads it
+        ("(area > 100 and\n (flags ^ 1) == 2)", [30]),
+        ("(flags >\n (1 & flags) < 8)", [20, 30, 40, 50]),  # parenthesised on another line
+        ("1 > 0", [0, 10, 20, 30, 40, 50]),
+        ("time ** 2 > 1e3", [40, 50]),
     ],
 )
 def test_selections_keep_the_rows_numpy_would(selection, times):
@@ -45,6 +50,12 @@ def test_selections_keep_the_rows_numpy_would(selection, times):
     ("selection", "message"),
     [
         ("area > 1 & flags < 3", r"bind tighter than comparisons.*\(a > 1\) & \(b < 2\)"),
+        ("area > 1 ^ flags < 3", r"'&', '\|' and '\^' bind tighter"),
+        ("éé > abs(flags) & flags <(2)", r"bind tighter"),  # columns count characters
+        ("time < 9**9**9", r"the exponent in '9 \*\* 9 \*\* 9' must be a number from -64"),
+        ("-" * 5000 + "area", r"nested too deeply"),
+        ("~area > 0", r"TypeError: ufunc 'invert' not supported"),
+        ("time + 99999999999999999999 > 0", r"OverflowError: Python int too large"),
         ("arae > 1", r"no field 'arae'; the fields are \['area', 'data', 'flags', 'time'\]"),
         ("__import__('os').system('true')", r"only these functions are allowed"),
         ("area.real > 1", r"is not allowed \(Attribute\)"),
@@ -102,3 +113,19 @@ def test_selections_apply_per_run_and_fail_before_anything_runs(ctx):
     assert not ctx.is_stored("run_3", "records")  # refused before computing anything
     df = ctx.get_df("run_1", "peaks", selection="area > 2100", drop_columns=["endtime"])
     assert list(df.columns) == ["time", "area", "n_records"] and (df["area"] > 1000).all()
+
+
+def test_run_id_can_be_kept_or_dropped_like_any_field(ctx):
+    runs = ["run_1", "run_2"]
+    assert ctx.get_array(runs, "peaks", keep_columns=["run_id", "area"]).dtype.names == (
+        "area",
+        "run_id",
+    )
+    only = ctx.get_array(runs, "peaks", keep_columns="run_id")
+    assert only.dtype.names == ("run_id",) and len(only) == 160
+    dropped = ctx.get_array(runs, "peaks", drop_columns=["run_id", "endtime"])
+    assert dropped.dtype.names == ("time", "area", "n_records")
+    with pytest.raises(TypeError, match="a set has no order"):
+        ctx.get_array({"run_1", "run_2"}, "peaks")
+    with pytest.raises(ValueError, match="keep_columns is empty"):
+        ctx.get_array("run_1", "peaks", keep_columns=[])

@@ -25,7 +25,7 @@ from storage import (
     WriterGone,
     open_store,
 )
-from storage.claims import process_identity
+from storage.claims import MAX_STALE_AFTER, process_identity
 
 
 def dead_pid() -> int:
@@ -468,3 +468,20 @@ def test_a_claim_is_judged_by_its_holders_own_limit(root: Path) -> None:
     assert claim is not None
     assert json.loads(claim_path(root).read_text())["stale_after"] == 3600.0
     claim.release()
+
+
+def test_a_recorded_limit_is_believed_only_up_to_a_day(root: Path) -> None:
+    # a corrupt or hostile claim file must not keep a dead writer's claim alive for ever
+    store = open_store(root)
+    write_claim(root, host="elsewhere", pid=1, age=MAX_STALE_AFTER + 10, stale_after=1e300)
+    holder = store.claim_holder(KEY)
+    assert holder is not None and holder.stale and "limit 86400 s" in holder.why_stale
+    for garbage in (-5, float("nan"), "600", True):
+        write_claim(root, host="elsewhere", pid=1, age=700, stale_after=garbage)
+        holder = store.claim_holder(KEY)  # falls back to this store's 600 s
+        assert holder is not None and holder.stale and "limit 600 s" in holder.why_stale
+    for bad in (0, -1, MAX_STALE_AFTER * 2, float("inf"), "60"):
+        with pytest.raises(ValueError, match="stale_after must be a number of seconds"):
+            open_store(root, claim_stale_after=bad)
+        with pytest.raises(ValueError, match="stale_after must be a number of seconds"):
+            store.claim(KEY, stale_after=bad)
