@@ -101,7 +101,7 @@ class _Evaluator:
                 self._check(arg)
             return
         elif isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+            if not isinstance(node.value, int | float):  # bool is an int
                 raise self._fail(f"{node.value!r}: only numbers are allowed as constants")
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY:

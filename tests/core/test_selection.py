@@ -39,6 +39,7 @@ def kept(selection):
         ("(area > 100 and\n (flags ^ 1) == 2)", [30]),
         ("(flags >\n (1 & flags) < 8)", [20, 30, 40, 50]),  # parenthesised on another line
         ("1 > 0", [0, 10, 20, 30, 40, 50]),
+        ("(flags > 3) == False", [0, 10, 20, 30]),
         ("time ** 2 > 1e3", [40, 50]),
     ],
 )
