@@ -298,7 +298,8 @@ class Context:
 
         The keywords are ``iter_chunks``'s. Several runs (a list or tuple of run ids): their
         rows one run after the other, in the order given, with a ``run_id`` field added (as
-        strax does). The runs are got one after another; an error names the run it came from.
+        strax does; ``drop_columns=["run_id"]`` leaves it out). The runs are got one after
+        another; an error gets a note naming the run it came from. Sets are refused (no order).
         """
         options: dict[str, Any] = {
             "save": save,
