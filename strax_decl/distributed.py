@@ -26,6 +26,7 @@ No scheduling of our own: Dask decides where tasks run; we only describe them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import itertools
@@ -37,8 +38,8 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,8 +50,10 @@ import zarr
 import storage.pool
 from storage import DataKey, DataNotFound, Store, open_store
 from strax_decl.context import run_list
+from strax_decl.futures import then
 from strax_decl.plugin import Plugin, Submit
 from strax_decl.progress import enabled as progress_enabled
+from strax_decl.stats import call_timed
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import dask.array as da
@@ -634,13 +637,6 @@ class _PluginMethod:
         return getattr(self.handle.instance(), self.method)(*args, **kwargs)
 
 
-def _timed_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Runs on a worker: ``(fn(*args, **kwargs), seconds it took)``."""
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0
-
-
 class ClientSubmit:
     """``submit(fn, *args)`` onto a Dask client, returning ``concurrent.futures.Future``.
 
@@ -699,40 +695,25 @@ class ClientSubmit:
         call = self._portable(fn)
         portable_args = tuple(self._portable(a) for a in args)
         key = f"{self.key_prefix}-{name}-{next(self._counter)}-{uuid.uuid4().hex[:8]}"
-        payload = _payload(_timed_call, call, portable_args, kwargs)
+        payload = _payload(functools.partial(call_timed, call, **kwargs), *portable_args)
         dask_future = self.client.submit(
             _run_call, payload, key=key, pure=False, priority=self.priority
         )
-        out: Future[Any] = Future()
         with self._lock:
             self._live.add(dask_future)
             self.submitted += 1
             self.peak_in_flight = max(self.peak_in_flight, len(self._live))
 
-        def finished(f: Any) -> None:  # in Dask's callback thread
-            try:
-                if out.cancelled():
-                    return
-                if f.status == "cancelled":
-                    out.cancel()
-                    return
-                exc = f.exception()
-                if exc is not None:
-                    out.set_exception(exc)
-                    return
-                result, seconds = f.result()
-                if stats is not None and isinstance(plugin, Plugin):
-                    chunks = list(result.values()) if isinstance(result, Mapping) else []
-                    stats.add(plugin.name, seconds, chunks)
-                out.set_result(result)
-            except InvalidStateError:  # cancelled meanwhile
-                pass
-            except BaseException as e:  # the future must complete whatever happens
-                with contextlib.suppress(InvalidStateError):
-                    out.set_exception(e)
-            finally:
-                with self._lock:
-                    self._live.discard(f)
+        def record(timed: tuple[Any, float]) -> Any:  # in Dask's callback thread
+            if stats is None or not isinstance(plugin, Plugin):
+                return timed[0]
+            return stats.add_timed(plugin.name, timed)
+
+        def forget() -> None:
+            with self._lock:
+                self._live.discard(dask_future)
+
+        out = then(dask_future, record, cleanup=forget)
 
         def cancel_task(o: Future[Any]) -> None:
             if o.cancelled():
@@ -740,7 +721,6 @@ class ClientSubmit:
                     dask_future.cancel()
 
         out.add_done_callback(cancel_task)
-        dask_future.add_done_callback(finished)
         return out
 
 

@@ -24,7 +24,7 @@ from strax_decl.mailbox import Mailbox
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan
-from strax_decl.stats import RunStats
+from strax_decl.stats import RunStats, call_timed
 from strax_decl.sync import aligned
 
 __all__ = ["SPLIT_GAP_NS", "Graph", "Producer", "RechunkingSaver", "build_graph"]
@@ -274,23 +274,11 @@ def _plugin_producer(
     )
 
 
-def _call_timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    """Runs in a worker process: ``fn(*args)`` and the seconds it took."""
-    t0 = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - t0
-
-
 def _timed_submit(submit: Submit, stats: RunStats, name: str) -> Submit:
     """``submit`` that records each call's compute time (measured in the worker) in ``stats``."""
 
-    def record(timed_result: tuple[Any, float]) -> Any:
-        result, seconds = timed_result
-        stats.add(name, seconds, list(result.values()) if isinstance(result, Mapping) else [])
-        return result
-
     def timed(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return then(submit(_call_timed, fn, *args), record)
+        return then(submit(call_timed, fn, *args), lambda t: stats.add_timed(name, t))
 
     return timed
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from storage.chunk import Chunk
 
-__all__ = ["ComponentStats", "RunStats"]
+__all__ = ["ComponentStats", "RunStats", "call_timed"]
+
+
+def call_timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and the seconds it took: submitted to run in a worker, so the
+    time measured is the computation's, not the queue's (see ``RunStats.add_timed``)."""
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - t0
 
 
 @dataclass
@@ -49,6 +58,13 @@ class RunStats:
         for listener in self.listeners:
             for chunk in chunks:
                 listener(name, chunk)
+
+    def add_timed(self, name: str, timed: tuple[Any, float]) -> Any:
+        """Record a ``call_timed`` result of ``name`` (chunks: a dict's values); return the
+        call's own result."""
+        result, seconds = timed
+        self.add(name, seconds, list(result.values()) if isinstance(result, Mapping) else [])
+        return result
 
     @property
     def wall_seconds(self) -> float:
