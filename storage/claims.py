@@ -83,10 +83,10 @@ CLAIM_PREFIX: Final = ".claim-"
 """Prefix of a claim file next to the data set it claims (never parsed as a data set)."""
 CLAIM_FORMAT: Final = "strax_decl.claim"
 DEFAULT_STALE_AFTER: Final = 600.0
+"""Seconds without a heartbeat after which a claim is stale (the heartbeat runs every 1/5)."""
 MAX_STALE_AFTER: Final = 86_400.0
 """The longest ``stale_after`` allowed, and believed from a claim record: a corrupt or
 hostile claim file cannot keep a dead writer's claim alive for longer than a day."""
-"""Seconds without a heartbeat after which a claim is stale (the heartbeat runs every 1/5)."""
 UNREADABLE_GRACE: Final = 5.0
 """Seconds after which a claim file holding no readable claim is considered stale."""
 BREAK_LOCK_STALE: Final = 10.0

@@ -232,10 +232,9 @@ class Store:
         Atomic on local paths (``O_CREAT | O_EXCL``) and in memory; best effort on fsspec
         URLs (see ``storage.claims``). A stale claim (its process died, or no heartbeat for
         its holder's ``stale_after``) is broken. Ours beats every fifth of ``stale_after``
-        (default the store's ``claim_stale_after``). Taking
-        a claim deletes the leftovers of dead writers of ``key``. Release the claim with
-        ``claim.release()`` or ``with claim: ...``; savers of a key this process has claimed
-        do not claim it again.
+        (default the store's ``claim_stale_after``). Taking a claim deletes the leftovers of
+        dead writers of ``key``. Release the claim with ``claim.release()`` or
+        ``with claim: ...``; savers of a key this process has claimed do not claim it again.
         """
         key = _check_key(key)
         self._check_writable(f"claim {key}")
