@@ -41,11 +41,11 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage import Chunk, DataKey, open_store
-from storage.codec import DEFAULT_LEVEL
-from storage.dtypes import rows_per_chunk_for
-from storage.pool import n_threads
-from storage.store import DEFAULT_CHUNK_BYTES
+from strax_storage import Chunk, DataKey, open_store
+from strax_storage.codec import DEFAULT_LEVEL
+from strax_storage.dtypes import rows_per_chunk_for
+from strax_storage.pool import n_threads
+from strax_storage.store import DEFAULT_CHUNK_BYTES
 
 RECORD_DTYPE = np.dtype(
     [

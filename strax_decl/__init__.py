@@ -1,13 +1,5 @@
 """strax_decl: declarative streaming plugins for chunked, time-ordered data, stored in Zarr."""
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
-try:
-    __version__ = _version("strax-decl")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.config import InvalidOption
 from strax_decl.context import Context
@@ -43,6 +35,7 @@ from strax_decl.schema import (
     u32,
     u64,
 )
+from strax_decl.version import __version__
 
 __all__ = [
     "Chunk",

@@ -1,7 +1,7 @@
 """Operations on chunks: split at a time, concatenate, merge same-kind chunks field-wise.
 
 The ``Chunk`` type, the chunk laws and the law-keeping operations (split, concatenate) live
-in :mod:`storage.chunk` (the lowest layer, so the store and its rechunker use the same code);
+in :mod:`strax_storage.chunk` (the lowest layer, so the store and its rechunker use the same code);
 this module re-exports them and adds what the framework needs to move chunks between plugins.
 """
 
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from storage.chunk import (
+from strax_storage.chunk import (
     CannotSplit,
     Chunk,
     ChunkLawViolation,

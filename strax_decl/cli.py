@@ -36,10 +36,10 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import strax_decl as sd
-from storage import DataNotFound, DataSetInfo, Store, open_store, validate_name
 from strax_decl.config import InvalidOption
 from strax_decl.plugin import Plugin, SaveWhen
 from strax_decl.registry import Registry
+from strax_storage import DataNotFound, DataSetInfo, Store, open_store, validate_name
 
 __all__ = ["UsageError", "default_targets", "load_plugins", "main", "parse_config"]
 
@@ -748,7 +748,7 @@ def _one_line(exc: BaseException) -> tuple[str, bool]:
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     text = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
     ours = isinstance(exc, _OURS)
-    ours = ours or type(exc).__module__.split(".")[0] in ("storage", "strax_decl")
+    ours = ours or type(exc).__module__.split(".")[0] in ("strax_storage", "strax_decl")
     if not text:
         return type(exc).__name__, ours
     return (text if ours else f"{type(exc).__name__}: {text}"), ours

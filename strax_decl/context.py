@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
-from storage import DataCorrupted, DataKey, Store, open_store, validate_name
 from strax_decl.chunk import Chunk, endtimes
 from strax_decl.config import validate_config
-from strax_decl.graph import build_graph
+from strax_decl.engine.graph import build_graph
+from strax_decl.engine.serial import run_serial
+from strax_decl.lineage import Lineages
 from strax_decl.plugin import Plugin, Submit
 from strax_decl.progress import progress_bar, track
 from strax_decl.registry import Registry
 from strax_decl.resolver import (
-    Lineages,
     OnConflict,
     OnCorrupted,
     Plan,
@@ -36,8 +36,8 @@ from strax_decl.resolver import (
     resolve,
 )
 from strax_decl.selection import Mask, Selection, make_mask, project
-from strax_decl.serial import run_serial
 from strax_decl.stats import RunStats
+from strax_storage import DataCorrupted, DataKey, Store, open_store, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; Dask is an optional extra
     import dask.array as da
@@ -599,7 +599,7 @@ class Context:
         mode = processor or self.processor
         if mode == "serial":
             return run_serial(graph)
-        from strax_decl.pipeline import run_threaded
+        from strax_decl.engine.threaded import run_threaded
 
         return run_threaded(
             graph,

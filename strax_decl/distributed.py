@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-import storage.pool
-from storage import DataKey, DataNotFound, Store, open_store
+import strax_storage.pool
 from strax_decl.context import run_list
-from strax_decl.futures import then
+from strax_decl.engine.futures import then
 from strax_decl.plugin import Plugin, Submit
 from strax_decl.progress import enabled as progress_enabled
 from strax_decl.stats import call_timed
+from strax_storage import DataKey, DataNotFound, Store, open_store
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import dask.array as da
@@ -459,7 +459,7 @@ def _run_task(
             # A one-thread worker in a process of its own (started by a nanny, never the
             # client's process): the deployment gave it one core, so compress and write in
             # the run's thread rather than in 2 more ($STORAGE_THREADS still wins).
-            storage.pool.set_default_threads(0)
+            strax_storage.pool.set_default_threads(0)
     t0 = time.perf_counter()
     try:
         ctx = spec.build()

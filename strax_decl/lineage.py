@@ -19,11 +19,23 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["HASH_LENGTH", "canonical", "canonical_json", "diff", "lineage_hash", "make_lineage"]
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from strax_decl.plugin import Options
+    from strax_decl.registry import Registry
+
+__all__ = [
+    "HASH_LENGTH",
+    "Lineages",
+    "canonical",
+    "canonical_json",
+    "diff",
+    "lineage_hash",
+    "make_lineage",
+]
 
 HASH_LENGTH = 16  # base32 characters: 80 bits, plenty against accidental collisions
 
@@ -101,3 +113,33 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
     if old != new:
         return [f"{path}: {old!r} -> {new!r}"]
     return []
+
+
+class Lineages:
+    """Lineage dict and hash per data type for one validated configuration (memoised)."""
+
+    def __init__(self, registry: Registry, options: Mapping[str, Options]) -> None:
+        self.registry = registry
+        self.options = options
+        self._lineage: dict[str, dict[str, Any]] = {}
+        self._hash: dict[str, str] = {}
+
+    def lineage(self, data_type: str) -> dict[str, Any]:
+        if data_type not in self._lineage:
+            plugin = self.registry.provider(data_type)
+            opts = self.options[plugin.name]
+            tracked = {
+                name: getattr(opts, name)
+                for name, spec in plugin.option_specs.items()
+                if spec.track
+            }
+            inputs = {d: self.lineage(d) for d in plugin.inputs}
+            self._lineage[data_type] = make_lineage(
+                data_type, plugin.name, plugin.version, tracked, inputs
+            )
+        return self._lineage[data_type]
+
+    def hash(self, data_type: str) -> str:
+        if data_type not in self._hash:
+            self._hash[data_type] = lineage_hash(self.lineage(data_type))
+        return self._hash[data_type]

@@ -23,11 +23,11 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
-from storage.chunk import Chunk
+from strax_storage.chunk import Chunk
 
 if TYPE_CHECKING:  # pragma: no cover
     from strax_decl.context import Context
-    from strax_decl.graph import Graph
+    from strax_decl.engine.graph import Graph
     from strax_decl.resolver import Plan
 
 __all__ = ["ProgressBar", "format_count", "format_duration", "progress_bar", "track"]

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from storage import (
+from strax_decl.lineage import Lineages, diff
+from strax_decl.plugin import SaveWhen
+from strax_decl.registry import Registry
+from strax_storage import (
     Claim,
     ClaimHeld,
     DataCorrupted,
@@ -28,12 +31,8 @@ from storage import (
     Store,
     WriterGone,
 )
-from strax_decl.lineage import diff, lineage_hash, make_lineage
-from strax_decl.plugin import Options, SaveWhen
-from strax_decl.registry import Registry
 
 __all__ = [
-    "Lineages",
     "OnConflict",
     "OnCorrupted",
     "Plan",
@@ -57,36 +56,6 @@ OnCorrupted = Literal["raise", "recompute"]
 
 class StaleVersionWarning(UserWarning):
     """Stored data was made by the same plugin version, but the plugin's code has changed."""
-
-
-class Lineages:
-    """Lineage dict and hash per data type for one validated configuration (memoised)."""
-
-    def __init__(self, registry: Registry, options: Mapping[str, Options]) -> None:
-        self.registry = registry
-        self.options = options
-        self._lineage: dict[str, dict[str, Any]] = {}
-        self._hash: dict[str, str] = {}
-
-    def lineage(self, data_type: str) -> dict[str, Any]:
-        if data_type not in self._lineage:
-            plugin = self.registry.provider(data_type)
-            opts = self.options[plugin.name]
-            tracked = {
-                name: getattr(opts, name)
-                for name, spec in plugin.option_specs.items()
-                if spec.track
-            }
-            inputs = {d: self.lineage(d) for d in plugin.inputs}
-            self._lineage[data_type] = make_lineage(
-                data_type, plugin.name, plugin.version, tracked, inputs
-            )
-        return self._lineage[data_type]
-
-    def hash(self, data_type: str) -> str:
-        if data_type not in self._hash:
-            self._hash[data_type] = lineage_hash(self.lineage(data_type))
-        return self._hash[data_type]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from storage.chunk import time_fields_problem
+from strax_storage.chunk import time_fields_problem
 
 __all__ = [
     "DType",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage.chunk import Chunk
+from strax_storage.chunk import Chunk
 
 __all__ = ["ComponentStats", "RunStats", "call_timed"]
 

@@ -374,7 +374,7 @@ _KILLED_WRITER = """
 import os, sys
 import strax_decl as sd
 import strax_decl.testing
-from storage import DataKey, open_store
+from strax_storage import DataKey, open_store
 
 key = DataKey("r1", "hits", "abcdefgh")
 saver = open_store(sys.argv[1]).saver(key, sd.testing.Record.dtype, {})
@@ -384,7 +384,7 @@ os._exit(9)  # killed mid-write: no close, no cleanup
 
 
 def test_rm_failed_removes_leftovers_of_killed_writers(capsys, tmp_path):
-    from storage import DataKey, open_store
+    from strax_storage import DataKey, open_store
 
     killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], check=False)
     assert killed.returncode == 9
@@ -399,7 +399,7 @@ def test_rm_failed_removes_leftovers_of_killed_writers(capsys, tmp_path):
 
 
 def test_rm_failed_leaves_a_live_writer_alone(capsys, tmp_path):
-    from storage import DataKey, open_store
+    from strax_storage import DataKey, open_store
 
     store = open_store(str(tmp_path))
     key = DataKey("r1", "hits", "abcdefgh")

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from strax_decl.pipeline import ProcessingStopped
+from strax_decl.engine.threaded import ProcessingStopped
 from strax_decl.testing import (
     FLAKY_PLUGINS,
     TOY_PLUGINS,

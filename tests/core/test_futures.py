@@ -4,7 +4,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import pytest
 
-from strax_decl.futures import then
+from strax_decl.engine.futures import then
 
 
 def chained(fn=lambda v: v * 2):

@@ -1,4 +1,4 @@
-"""Tests of strax_decl.mailbox with real threads.
+"""Tests of strax_decl.engine.mailbox with real threads.
 
 Sleeps appear only as simulated work or inside bounded polling deadlines (``wait_until``); every
 thread is joined with a timeout and asserted dead, and pytest-timeout turns any hang into a
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from strax_decl.mailbox import (
+from strax_decl.engine.mailbox import (
     InvalidMessageNumber,
     LateSubscription,
     Mailbox,
@@ -799,7 +799,7 @@ def _maybe_raise(msg: int, at: int, exc: BaseException) -> None:
 def _diamond(group):
     """X feeds A (which holds back until it has seen 5 more messages) and B (reads X and A in
     step). With bound 2 on X, this deadlocks on the bounds alone unless the group breaks it."""
-    from strax_decl.mailbox import Mailbox
+    from strax_decl.engine.mailbox import Mailbox
 
     x = Mailbox("x", max_messages=2, timeout=None if group else 2.0, group=group)
     a = Mailbox("a", max_messages=2, timeout=None if group else 2.0, group=group)
@@ -850,7 +850,7 @@ def _diamond(group):
 
 @pytest.mark.timeout(30)
 def test_group_breaks_a_deadlock_caused_only_by_bounds():
-    from strax_decl.mailbox import MailboxGroup, MailboxTimeout
+    from strax_decl.engine.mailbox import MailboxGroup, MailboxTimeout
 
     got, errors, _ = _diamond(None)
     assert any(isinstance(e, MailboxTimeout) for e in errors), "without a group it deadlocks"
@@ -869,7 +869,7 @@ def test_group_sender_that_completes_the_deadlock_gets_its_own_overflow():
     everybody waiting and grants the overflow, to its own mailbox. It must use it, not wait
     for a notification it sent before it was waiting (a lost wake-up: it then waits forever,
     and the group, seeing a waiter whose condition holds, never acts again)."""
-    from strax_decl.mailbox import MailboxGroup
+    from strax_decl.engine.mailbox import MailboxGroup
 
     group = MailboxGroup()
     x = Mailbox("x", max_messages=1, group=group)

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from storage import Store, open_store
-from strax_decl.graph import Graph, build_graph
-from strax_decl.mailbox import MailboxTimeout
-from strax_decl.pipeline import run_threaded
+from strax_decl.engine.graph import Graph, build_graph
+from strax_decl.engine.mailbox import MailboxTimeout
+from strax_decl.engine.threaded import run_threaded
 from strax_decl.testing import (
     FLAKY_PLUGINS,
     TOY_PLUGINS,
@@ -31,6 +30,7 @@ from strax_decl.testing import (
     ThreadFlakyPeaks,
     ToyRecords,
 )
+from strax_storage import Store, open_store
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from storage import Store
+from strax_storage import Store
 
 
 def snapshot(store: Store) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -37,6 +37,6 @@ def field_equal(x: np.ndarray, y: np.ndarray) -> bool:
 
 def storage_pool_kind() -> str:
     """On a worker: the kind of executor its saves compress and write with."""
-    import storage.pool
+    import strax_storage.pool
 
-    return type(storage.pool.pool()).__name__
+    return type(strax_storage.pool.pool()).__name__

@@ -21,10 +21,9 @@ import sd_dist_plugins as dp  # noqa: E402  (after the importorskip)
 from sd_dist_helpers import assert_same_store, storage_pool_kind  # noqa: E402
 
 import strax_decl as sd  # noqa: E402
-from storage import Store, open_store  # noqa: E402
 from strax_decl.distributed import ClientSubmit, MultiRunResult, RunsFailed, SpecError  # noqa: E402
-from strax_decl.graph import build_graph  # noqa: E402
-from strax_decl.pipeline import run_threaded  # noqa: E402
+from strax_decl.engine.graph import build_graph  # noqa: E402
+from strax_decl.engine.threaded import run_threaded  # noqa: E402
 from strax_decl.testing import (  # noqa: E402
     TOY_PLUGINS,
     PeakProperties,
@@ -34,6 +33,7 @@ from strax_decl.testing import (  # noqa: E402
     ThreadFlakyPeaks,
     ToyRecords,
 )
+from strax_storage import Store, open_store  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from storage import DataNotFound, open_store
 from strax_decl.distributed import (
     ContextSpec,
     MultiRunResult,
@@ -24,6 +23,7 @@ from strax_decl.distributed import (
     SpecError,
 )
 from strax_decl.testing import TOY_PLUGINS, ThreadFlakyPeaks, ToyRecords
+from strax_storage import DataNotFound, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import zarr
 from conftest import CONFIG
 
 import strax_decl as sd
-from storage import open_store
+from strax_storage import open_store
 
 
 def group_path(ctx: sd.Context, data_type: str) -> str:

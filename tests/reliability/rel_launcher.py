@@ -29,11 +29,11 @@ import numpy.random
 
 # after setuid cannot read /root/.pyenv to import it later
 import strax_decl as sd
-import strax_decl.pipeline
+import strax_decl.engine.serial
+import strax_decl.engine.threaded
 import strax_decl.progress
-import strax_decl.serial
-from storage import open_store
 from strax_decl.testing import TOY_PLUGINS
+from strax_storage import open_store
 
 RUN_ID = "run_1"
 

@@ -27,8 +27,8 @@ import pytest
 from rel_helpers import Launcher, launched, read_result, snapshot
 
 import strax_decl as sd
-from storage import StorageError, StorageIOError, open_store
 from strax_decl.testing import TOY_PLUGINS
+from strax_storage import StorageError, StorageIOError, open_store
 
 
 @pytest.fixture(scope="module")

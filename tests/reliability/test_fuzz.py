@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rel_helpers import snapshot
 
-from storage import Chunk, DataKey, StorageError, Store, open_store
+from strax_storage import Chunk, DataKey, StorageError, Store, open_store
 
 NAME_ERRORS = (ValueError, TypeError)
 STORE_ERRORS = (StorageError,)  # DataNotFound, DataCorrupted, ClaimHeld, ... are subclasses

@@ -13,7 +13,8 @@ import pytest
 from rel_helpers import snapshot
 
 import strax_decl as sd
-from storage import (
+from strax_decl.testing import TOY_PLUGINS, Peak, Peaks, Record
+from strax_storage import (
     ChunkLawViolation,
     DataCorrupted,
     DataKey,
@@ -21,7 +22,6 @@ from storage import (
     StorageError,
     UnsafePath,
 )
-from strax_decl.testing import TOY_PLUGINS, Peak, Peaks, Record
 
 RUN = "run_1"
 CONFIG = {"n_chunks": 3, "rows_per_chunk": 50}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from storage import DataCorrupted, open_store
 from strax_decl.testing import TOY_PLUGINS, Record, ToyRecords
+from strax_storage import DataCorrupted, open_store
 
 RUN = "run_1"
 CONFIG = {"n_chunks": 6, "rows_per_chunk": 200}

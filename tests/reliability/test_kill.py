@@ -26,8 +26,8 @@ import pytest
 from rel_helpers import Launcher, launched, read_result
 
 import strax_decl as sd
-from storage import DataKey, DataNotFound, Store, open_store
 from strax_decl.testing import TOY_PLUGINS
+from strax_storage import DataKey, DataNotFound, Store, open_store
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +195,7 @@ def check_after_rerun(path: Path, ref: Reference, ctx: sd.Context) -> int:
     leftovers = [i for i in store.list() if i.status != "complete"]
     for info in leftovers:
         # only a directory its killed writer had just created (no attributes yet, younger
-        # than storage.claims.UNREADABLE_GRACE) may still be there; it is never complete
+        # than strax_storage.claims.UNREADABLE_GRACE) may still be there; it is never complete
         assert info.status == "writing" and ".tmp-" in info.location, info
         assert not (Path(info.location) / "zarr.json").exists(), info
     return len(leftovers)

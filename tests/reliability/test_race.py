@@ -18,8 +18,8 @@ import pytest
 from rel_helpers import Launcher, launched, read_result
 
 import strax_decl as sd
-from storage import open_store
 from strax_decl.testing import TOY_PLUGINS
+from strax_storage import open_store
 
 pytestmark = pytest.mark.slow
 

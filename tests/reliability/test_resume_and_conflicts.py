@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from storage import ClaimHeld, open_store
 from strax_decl.testing import (
     TOY_PLUGINS,
     Peak,
@@ -19,6 +18,7 @@ from strax_decl.testing import (
     PeakRecordCount,
     Record,
 )
+from strax_storage import ClaimHeld, open_store
 
 RUN = "run_1"
 TYPES = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras"]

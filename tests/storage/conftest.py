@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage import Chunk, DataKey, Store, open_store
+from strax_storage import Chunk, DataKey, Store, open_store
 
 ROWS_PER_CHUNK = 7
 

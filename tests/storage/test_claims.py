@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import KEY, RECORDS, ROWS_PER_CHUNK, concat, make_chunks, save
 
-from storage import (
+from strax_storage import (
     ClaimHeld,
     ClaimTimeout,
     DataKey,
@@ -25,7 +25,7 @@ from storage import (
     WriterGone,
     open_store,
 )
-from storage.claims import MAX_STALE_AFTER, process_identity
+from strax_storage.claims import MAX_STALE_AFTER, process_identity
 
 
 def dead_pid() -> int:
@@ -392,7 +392,7 @@ def test_remove_leaves_a_live_writer_alone(store: Store) -> None:
 _KILLED_OVERWRITE = """
 import os, sys
 import numpy as np
-from storage import Chunk, DataKey, open_store
+from strax_storage import Chunk, DataKey, open_store
 
 store = open_store(sys.argv[1], rows_per_chunk=int(sys.argv[2]))
 dtype = np.dtype(eval(sys.argv[3]))

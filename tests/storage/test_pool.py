@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from conftest import KEY, RECORDS, ROWS_PER_CHUNK, concat, make_chunks
 
-import storage.pool
-from storage import open_store
+import strax_storage.pool
+from strax_storage import open_store
 
 
 @pytest.fixture
 def fresh_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """The pool is process-wide and sized on first use: start from none, restore after."""
-    monkeypatch.setattr(storage.pool, "_pool", None)
-    monkeypatch.setattr(storage.pool, "_pool_threads", None)
-    monkeypatch.setattr(storage.pool, "_default_threads", storage.pool.DEFAULT_THREADS)
+    monkeypatch.setattr(strax_storage.pool, "_pool", None)
+    monkeypatch.setattr(strax_storage.pool, "_pool_threads", None)
+    monkeypatch.setattr(strax_storage.pool, "_default_threads", strax_storage.pool.DEFAULT_THREADS)
     yield monkeypatch
-    created = storage.pool._pool
+    created = strax_storage.pool._pool
     if created is not None:
         created.shutdown(wait=True)
 
@@ -39,13 +39,13 @@ def test_zero_threads_writes_and_reads_inline_with_identical_bytes(
     threaded.saver(KEY, RECORDS, {}).save_from(iter(chunks))
 
     fresh_pool.setenv("STORAGE_THREADS", "0")
-    fresh_pool.setattr(storage.pool, "_pool", None)
+    fresh_pool.setattr(strax_storage.pool, "_pool", None)
     before = _storage_threads()
     inline = open_store(tmp_path / "inline", rows_per_chunk=ROWS_PER_CHUNK)
     inline.saver(KEY, RECORDS, {}).save_from(iter(chunks))
     loaded = inline.load_array(KEY)
 
-    assert isinstance(storage.pool.pool(), storage.pool.InlineExecutor)
+    assert isinstance(strax_storage.pool.pool(), strax_storage.pool.InlineExecutor)
     assert _storage_threads() == before, "no storage thread was started"
     np.testing.assert_array_equal(loaded, concat(chunks, RECORDS))
     for name in RECORDS.names or ():
@@ -63,11 +63,11 @@ def test_inline_executor_delivers_errors_through_the_future() -> None:
     def fails() -> None:
         raise OSError(28, "No space left on device")
 
-    future = storage.pool.InlineExecutor().submit(fails)
+    future = strax_storage.pool.InlineExecutor().submit(fails)
     assert future.done()
     with pytest.raises(OSError, match="No space left"):
         future.result()
-    assert storage.pool.InlineExecutor().submit(int, "7").result() == 7
+    assert strax_storage.pool.InlineExecutor().submit(int, "7").result() == 7
 
 
 @pytest.mark.parametrize(("value", "expected"), [("0", 0), ("3", 3), ("-1", 2), ("two", 2)])
@@ -75,25 +75,25 @@ def test_thread_count_from_environment(
     monkeypatch: pytest.MonkeyPatch, value: str, expected: int
 ) -> None:
     monkeypatch.setenv("STORAGE_THREADS", value)
-    assert storage.pool.n_threads() == expected
+    assert strax_storage.pool.n_threads() == expected
 
 
 def test_a_lower_default_applies_unless_the_environment_says_otherwise(
     fresh_pool: pytest.MonkeyPatch,
 ) -> None:
     fresh_pool.delenv("STORAGE_THREADS", raising=False)
-    threaded = storage.pool.pool()
+    threaded = strax_storage.pool.pool()
     assert isinstance(threaded, ThreadPoolExecutor) and threaded._max_workers == 2
     running = threaded.submit(threading.Event().wait, 0.2)
 
-    storage.pool.set_default_threads(0)  # what a one-thread Dask worker does
-    assert isinstance(storage.pool.pool(), storage.pool.InlineExecutor)
+    strax_storage.pool.set_default_threads(0)  # what a one-thread Dask worker does
+    assert isinstance(strax_storage.pool.pool(), strax_storage.pool.InlineExecutor)
     assert running.result() is False, "the replaced pool finished the task it was given"
     assert threaded.submit(int, "3").result() == 3, "and still serves whoever holds it"
 
     fresh_pool.setenv("STORAGE_THREADS", "1")  # the environment wins
-    again = storage.pool.pool()
+    again = strax_storage.pool.pool()
     assert isinstance(again, ThreadPoolExecutor) and again._max_workers == 1
-    assert storage.pool.pool() is again  # kept while the size stays the same
+    assert strax_storage.pool.pool() is again  # kept while the size stays the same
     with pytest.raises(ValueError, match="must be >= 0"):
-        storage.pool.set_default_threads(-1)
+        strax_storage.pool.set_default_threads(-1)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import Chunk, ChunkLawViolation, check_chunk, endtimes
-from storage.rechunk import Rechunker, rechunk, split_times
+from strax_storage import Chunk, ChunkLawViolation, check_chunk, endtimes
+from strax_storage.rechunk import Rechunker, rechunk, split_times
 
 DT = np.dtype([("time", "<i8"), ("endtime", "<i8"), ("value", "<f8")])  # 24 bytes a row
 MB_PER_ROW = DT.itemsize / 1e6
@@ -134,7 +134,7 @@ def test_split_times_cuts_only_chunks_of_twice_the_target_into_pieces_of_at_leas
 
 def test_storage_stays_independent_of_strax_decl():
     code = (
-        "import sys, storage.rechunk, storage.chunk; "
+        "import sys, strax_storage.rechunk, strax_storage.chunk; "
         "assert not [m for m in sys.modules if m.startswith('strax_decl')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import KEY, RECORDS, ROWS_PER_CHUNK, concat, make_chunks, save
 
-from storage import DataKey, DataNotFound, StorageError, Store, open_store
+from strax_storage import DataKey, DataNotFound, StorageError, Store, open_store
 
 
 def test_open_store_accepts_paths_urls_and_stores(tmp_path: Path) -> None:

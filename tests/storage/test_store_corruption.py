@@ -10,7 +10,7 @@ import pytest
 import zarr
 from conftest import KEY, RECORDS, ROWS_PER_CHUNK, make_chunks, save
 
-from storage import DataCorrupted, Store, open_store
+from strax_storage import DataCorrupted, Store, open_store
 
 NAME = "run_1/records-abc234def"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import KEY, PEAKS, RECORDS, ROWS_PER_CHUNK, make_chunks, make_rows, save
 
-from storage import (
+from strax_storage import (
     Chunk,
     ChunkLawViolation,
     DataExistsError,

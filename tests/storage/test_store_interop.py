@@ -10,7 +10,7 @@ import xarray as xr
 import zarr
 from conftest import KEY, RECORDS, ROWS_PER_CHUNK, concat, make_chunks, save
 
-from storage import open_store
+from strax_storage import open_store
 
 
 def test_plain_zarr_reads_every_field_and_the_index(tmp_path: Path) -> None:

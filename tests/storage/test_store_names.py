@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import DataKey, validate_name
+from strax_storage import DataKey, validate_name
 
 
 @pytest.mark.parametrize(

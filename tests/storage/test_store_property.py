@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage import Chunk, DataKey, endtimes, open_store
+from strax_storage import Chunk, DataKey, endtimes, open_store
 
 DTYPE = np.dtype([("time", "<i8"), ("length", "<i4"), ("dt", "<i2"), ("v", "<f4", (2,))])
 KEY = DataKey("run_p", "things", "abc")

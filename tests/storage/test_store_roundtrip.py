@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import KEY, PEAKS, RECORDS, ROWS_PER_CHUNK, concat, make_chunks, save
 
-from storage import Chunk, DataKey, Store, open_store
+from strax_storage import Chunk, DataKey, Store, open_store
 
 
 def test_round_trip_with_subarray_field_and_empty_chunks(store: Store) -> None:
@@ -141,7 +141,9 @@ def test_metadata_and_field_docs_are_stored(store: Store) -> None:
     assert info.metadata == metadata
     ours = info.attrs["strax_decl"]
     assert ours["complete"] is True and ours["status"] == "complete"
-    assert ours["n_rows"] == 3 and ours["package"] == "storage" and ours["format_version"] == 1
+    assert (
+        ours["n_rows"] == 3 and ours["package"] == "strax_storage" and ours["format_version"] == 1
+    )
     assert ours["compressor"]["zstd_level"] == 1
     group = store.zarr_group(KEY)
     assert group["area"].attrs["unit"] == "PE"

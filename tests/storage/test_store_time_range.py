@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import KEY, PEAKS, RECORDS, ROWS_PER_CHUNK, concat, make_chunks, save
 
-from storage import Chunk, DataCorrupted, Store, endtimes, open_store
+from strax_storage import Chunk, DataCorrupted, Store, endtimes, open_store
 
 
 def numpy_selection(rows: np.ndarray, t0: int, t1: int) -> np.ndarray:

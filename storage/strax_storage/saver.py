@@ -34,16 +34,16 @@ from typing import Any
 import numpy as np
 import zarr
 
-from storage import catalog
-from storage.backend import Backend, LocalBackend, StorageIOError
-from storage.chunk import Chunk, check_chunk
-from storage.claims import Claim, ClaimHeld, Claims, process_identity
-from storage.codec import encode, scratch
-from storage.dtypes import INDEX_GROUP, FieldSpec, dtype_to_json, field_specs
-from storage.errors import SaverClosedError, StorageError
-from storage.info import DataSetInfo
-from storage.keys import DataKey
-from storage.layout import (
+from strax_storage import catalog
+from strax_storage.backend import Backend, LocalBackend, StorageIOError
+from strax_storage.chunk import Chunk, check_chunk
+from strax_storage.claims import Claim, ClaimHeld, Claims, process_identity
+from strax_storage.codec import encode, scratch
+from strax_storage.dtypes import INDEX_GROUP, FieldSpec, dtype_to_json, field_specs
+from strax_storage.errors import SaverClosedError, StorageError
+from strax_storage.info import DataSetInfo
+from strax_storage.keys import DataKey
+from strax_storage.layout import (
     ATTRS_KEY,
     FORMAT,
     FORMAT_VERSION,
@@ -56,7 +56,7 @@ from storage.layout import (
     metadata_json,
     metadata_key,
 )
-from storage.pool import n_threads, pool
+from strax_storage.pool import n_threads, pool
 
 __all__ = ["Saver"]
 
@@ -337,7 +337,7 @@ class Saver:
         ours: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "package": "storage",
+            "package": "strax_storage",
             "zarr_version": zarr.__version__,
             "run_id": self.key.run_id,
             "data_type": self.key.data_type,

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from storage.dtypes import dtype_from_json
-from storage.keys import DataKey
-from storage.layout import ATTRS_KEY, FORMAT
+from strax_storage.dtypes import dtype_from_json
+from strax_storage.keys import DataKey
+from strax_storage.layout import ATTRS_KEY, FORMAT
 
 __all__ = ["DataSetInfo", "Status", "info_from_group_json", "status_of"]
 

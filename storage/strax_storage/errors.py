@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from storage.keys import DataKey
+    from strax_storage.keys import DataKey
 
 __all__ = [
     "DataCorrupted",

@@ -11,24 +11,24 @@ A standalone layer: it imports nothing from ``strax_decl``. Typical use::
         ...
 
 Layout: ``<root>/<run_id>/<data_type>-<lineage_hash>/`` is one Zarr group with one array per
-field; see ``storage.layout``.
+field; see ``strax_storage.layout``.
 """
 
-from storage.backend import StorageIOError, UnsafePath
-from storage.chunk import Chunk, ChunkLawViolation, check_chunk, endtimes, time_fields_problem
-from storage.claims import Claim, ClaimHeld, ClaimInfo, ClaimTimeout, WriterGone
-from storage.errors import (
+from strax_storage.backend import StorageIOError, UnsafePath
+from strax_storage.chunk import Chunk, ChunkLawViolation, check_chunk, endtimes, time_fields_problem
+from strax_storage.claims import Claim, ClaimHeld, ClaimInfo, ClaimTimeout, WriterGone
+from strax_storage.errors import (
     DataCorrupted,
     DataExistsError,
     DataNotFound,
     SaverClosedError,
     StorageError,
 )
-from storage.info import DataSetInfo, Status
-from storage.keys import DataKey
-from storage.names import validate_name
-from storage.saver import Saver
-from storage.store import Store, open_store
+from strax_storage.info import DataSetInfo, Status
+from strax_storage.keys import DataKey
+from strax_storage.names import validate_name
+from strax_storage.saver import Saver
+from strax_storage.store import Store, open_store
 
 __all__ = [
     "Chunk",

@@ -35,7 +35,7 @@ from zarr.core.group import GroupMetadata
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.dtype import parse_data_type
 
-from storage.dtypes import INDEX_GROUP, FieldSpec
+from strax_storage.dtypes import INDEX_GROUP, FieldSpec
 
 __all__ = [
     "ATTRS_KEY",

@@ -22,10 +22,10 @@ import zarr
 from zarr.abc.store import Store as ZarrStore
 from zarr.storage import FsspecStore, MemoryStore
 
-from storage import catalog
-from storage.backend import Backend, LocalBackend, UnsafePath, ZarrBackend
-from storage.chunk import Chunk
-from storage.claims import (
+from strax_storage import catalog
+from strax_storage.backend import Backend, LocalBackend, UnsafePath, ZarrBackend
+from strax_storage.chunk import Chunk
+from strax_storage.claims import (
     DEFAULT_STALE_AFTER,
     Claim,
     ClaimHeld,
@@ -34,14 +34,14 @@ from storage.claims import (
     ClaimTimeout,
     WriterGone,
 )
-from storage.codec import DEFAULT_LEVEL
-from storage.dtypes import check_storable, rows_per_chunk_for
-from storage.errors import DataCorrupted, DataExistsError, DataNotFound, StorageError
-from storage.info import DataSetInfo, Status
-from storage.keys import DataKey
-from storage.layout import ATTRS_KEY, group_metadata, metadata_json, metadata_key
-from storage.loader import DataSetReader, check_time_range
-from storage.saver import Saver
+from strax_storage.codec import DEFAULT_LEVEL
+from strax_storage.dtypes import check_storable, rows_per_chunk_for
+from strax_storage.errors import DataCorrupted, DataExistsError, DataNotFound, StorageError
+from strax_storage.info import DataSetInfo, Status
+from strax_storage.keys import DataKey
+from strax_storage.layout import ATTRS_KEY, group_metadata, metadata_json, metadata_key
+from strax_storage.loader import DataSetReader, check_time_range
+from strax_storage.saver import Saver
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "Store", "open_store"]
 
@@ -230,7 +230,7 @@ class Store:
         """Claim ``key`` for writing: a Claim, or None if another live writer holds it.
 
         Atomic on local paths (``O_CREAT | O_EXCL``) and in memory; best effort on fsspec
-        URLs (see ``storage.claims``). A stale claim (its process died, or no heartbeat for
+        URLs (see ``strax_storage.claims``). A stale claim (its process died, or no heartbeat for
         its holder's ``stale_after``) is broken. Ours beats every fifth of ``stale_after``
         (default the store's ``claim_stale_after``). Taking a claim deletes the leftovers of
         dead writers of ``key``. Release the claim with ``claim.release()`` or

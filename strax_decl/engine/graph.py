@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from storage import DataKey, DataSetInfo, Saver, Store
-from storage.rechunk import Rechunker, rechunk
-from strax_decl import __version__
 from strax_decl.chunk import Chunk, merge
-from strax_decl.futures import then
-from strax_decl.mailbox import Mailbox
+from strax_decl.engine.futures import then
+from strax_decl.engine.mailbox import Mailbox
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan
 from strax_decl.stats import RunStats, call_timed
 from strax_decl.sync import aligned
+from strax_decl.version import __version__
+from strax_storage import DataKey, DataSetInfo, Saver, Store
+from strax_storage.rechunk import Rechunker, rechunk
 
 __all__ = ["SPLIT_GAP_NS", "Graph", "Producer", "RechunkingSaver", "build_graph"]
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from storage.chunk import Chunk, check_touches, concatenate, endtimes
+from strax_storage.chunk import Chunk, check_touches, concatenate, endtimes
 
 __all__ = ["Rechunker", "rechunk", "split_times"]
 

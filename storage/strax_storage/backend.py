@@ -38,7 +38,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from storage.errors import StorageError
+from strax_storage.errors import StorageError
 
 __all__ = ["Backend", "LocalBackend", "StorageIOError", "UnsafePath", "ZarrBackend"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from storage.chunk import time_fields_problem
-from storage.names import validate_name
+from strax_storage.chunk import time_fields_problem
+from strax_storage.names import validate_name
 
 __all__ = [
     "INDEX_GROUP",

@@ -13,11 +13,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-from storage import Saver
 from strax_decl.chunk import Chunk, check_touches
-from strax_decl.graph import Graph, Producer
-from strax_decl.pipeline import ProcessingStopped
+from strax_decl.engine.graph import Graph, Producer
+from strax_decl.engine.threaded import ProcessingStopped
 from strax_decl.stats import RunStats
+from strax_storage import Saver
 
 __all__ = ["run_serial"]
 

@@ -59,9 +59,9 @@ from typing import Any, Final
 
 from zarr.storage import MemoryStore
 
-from storage.backend import Backend
-from storage.errors import StorageError
-from storage.keys import DataKey
+from strax_storage.backend import Backend
+from strax_storage.errors import StorageError
+from strax_storage.keys import DataKey
 
 __all__ = [
     "CLAIM_PREFIX",
@@ -547,7 +547,7 @@ class Claim:
 
     While held, a background thread keeps its heartbeat fresh. A claim left unreleased is
     released when it is garbage collected; one whose process dies is broken by the next
-    claimant (see ``storage.claims``).
+    claimant (see ``strax_storage.claims``).
     """
 
     def __init__(self, table: _Table, key: DataKey, raw: bytes, stale_after: float) -> None:

@@ -16,7 +16,7 @@ The rules that decide what a reader may trust live here, in one place:
 
 Whether a writer is alive: its process identity is recorded in the attributes it writes first
 (``writer``); on this host its pid is checked; for a writer on another host, a live claim
-(``storage.claims``) on the key says it is still at work.
+(``strax_storage.claims``) on the key says it is still at work.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import time
 import uuid
 from typing import Any
 
-from storage.backend import Backend, LocalBackend, UnsafePath
-from storage.claims import UNREADABLE_GRACE, Claim, Claims, identity_alive, is_this_process
-from storage.errors import DataNotFound, StorageError
-from storage.info import DataSetInfo, Status, info_from_group_json
-from storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
-from storage.layout import ATTRS_KEY, metadata_key
-from storage.names import validate_name
+from strax_storage.backend import Backend, LocalBackend, UnsafePath
+from strax_storage.claims import UNREADABLE_GRACE, Claim, Claims, identity_alive, is_this_process
+from strax_storage.errors import DataNotFound, StorageError
+from strax_storage.info import DataSetInfo, Status, info_from_group_json
+from strax_storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
+from strax_storage.layout import ATTRS_KEY, metadata_key
+from strax_storage.names import validate_name
 
 __all__ = [
     "cleanup_leftovers",

@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from storage import catalog
-from storage.backend import Backend, UnsafePath
-from storage.chunk import Chunk, endtimes
-from storage.codec import ChecksumMismatch, decode
-from storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
-from storage.errors import DataCorrupted, DataNotFound, StorageError
-from storage.info import DataSetInfo
-from storage.keys import DataKey
-from storage.layout import (
+from strax_storage import catalog
+from strax_storage.backend import Backend, UnsafePath
+from strax_storage.chunk import Chunk, endtimes
+from strax_storage.codec import ChecksumMismatch, decode
+from strax_storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
+from strax_storage.errors import DataCorrupted, DataNotFound, StorageError
+from strax_storage.info import DataSetInfo
+from strax_storage.keys import DataKey
+from strax_storage.layout import (
     ATTRS_KEY,
     FORMAT_VERSION,
     INDEX_FIELDS,
@@ -48,7 +48,7 @@ from storage.layout import (
     index_path,
     metadata_key,
 )
-from storage.pool import pool
+from strax_storage.pool import pool
 
 __all__ = ["DataSetReader", "check_time_range"]
 

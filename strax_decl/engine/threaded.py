@@ -38,13 +38,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from storage import Saver
 from strax_decl.chunk import Chunk, check_touches
-from strax_decl.futures import then
-from strax_decl.graph import Graph, Producer
-from strax_decl.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
+from strax_decl.engine.futures import then
+from strax_decl.engine.graph import Graph, Producer
+from strax_decl.engine.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
 from strax_decl.plugin import Submit
 from strax_decl.stats import RunStats
+from strax_storage import Saver
 
 __all__ = [
     "JOIN_ALARM_S",

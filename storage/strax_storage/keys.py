@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-from storage.names import validate_name
+from strax_storage.names import validate_name
 
 __all__ = ["TMP_PREFIX", "TRASH_PREFIX", "DataKey", "parse_dirname", "parse_tmp_dirname"]
 

@@ -12,7 +12,7 @@ it. The laws (DESIGN.md, "Vocabulary"):
 They live in ``storage`` (the lowest layer) so that the saver and the plugin runner enforce
 exactly the same rules without ``storage`` importing anything from ``strax_decl``. So do the
 operations that must keep the laws (split at a safe time, concatenate touching chunks): the
-rechunker in ``storage.rechunk`` needs them, and ``strax_decl.chunk`` re-exports them.
+rechunker in ``strax_storage.rechunk`` needs them, and ``strax_decl.chunk`` re-exports them.
 """
 
 from __future__ import annotations
