@@ -3,7 +3,7 @@
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.config import InvalidOption
 from strax_decl.context import Context
-from strax_decl.distributed import MultiRunResult, RunsFailed  # no Dask imported
+from strax_decl.errors import StraxDeclError
 from strax_decl.kinds import CutPlugin, LoopPlugin, MergeOnlyPlugin, OverlapWindowPlugin
 from strax_decl.plugin import (
     Inputs,
@@ -18,6 +18,7 @@ from strax_decl.plugin import (
 )
 from strax_decl.registry import RegistrationError
 from strax_decl.resolver import Plan, StaleVersionWarning, Step
+from strax_decl.runs import MultiRunResult, RunsFailed
 from strax_decl.schema import (
     Schema,
     SchemaError,
@@ -61,6 +62,7 @@ __all__ = [
     "SchemaError",
     "StaleVersionWarning",
     "Step",
+    "StraxDeclError",
     "__version__",
     "array",
     "bool_",

@@ -12,13 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from strax_decl.errors import StraxDeclError
 from strax_decl.plugin import Options, Plugin
 from strax_decl.registry import Registry
 
 __all__ = ["InvalidOption", "validate_config"]
 
 
-class InvalidOption(ValueError):
+class InvalidOption(StraxDeclError, ValueError):
     """An option value is unknown, of the wrong type or out of bounds (pydantic-backed)."""
 
 

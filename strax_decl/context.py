@@ -17,34 +17,27 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
-from strax_decl.chunk import Chunk, endtimes
+from strax_decl.chunk import Chunk
 from strax_decl.config import validate_config
-from strax_decl.engine.graph import build_graph
-from strax_decl.engine.serial import run_serial
 from strax_decl.lineage import Lineages
 from strax_decl.plugin import Plugin, Submit
-from strax_decl.progress import progress_bar, track
 from strax_decl.registry import Registry
-from strax_decl.resolver import (
-    OnConflict,
-    OnCorrupted,
-    Plan,
-    claim_plan,
-    corrupted_key,
-    mark_corrupted,
-    release_claims,
-    resolve,
-)
-from strax_decl.selection import Mask, Selection, make_mask, project
+from strax_decl.resolver import Plan
+from strax_decl.rows import OptionTable, option_table, select, sub_dtype, tag_runs, trim
+from strax_decl.runs import run_list
+from strax_decl.selection import Selection, make_mask, project
+from strax_decl.session import OnConflict, OnCorrupted, Request, Session
 from strax_decl.stats import RunStats
-from strax_storage import DataCorrupted, DataKey, Store, open_store, validate_name
+from strax_storage import DataKey, Store, open_store
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; Dask is an optional extra
     import dask.array as da
     import dask.dataframe as dd
     from distributed import Client
 
-    from strax_decl.distributed import ContextSpec, MultiRunResult
+    from strax_decl.render import GraphFormat
+    from strax_decl.runs import MultiRunResult
+    from strax_decl.spec import ContextSpec
 
 __all__ = ["Context", "OptionTable"]
 
@@ -54,21 +47,6 @@ StorageArg = str | Store | Sequence[str | Store] | None
 RunIds = list[str] | tuple[str, ...]
 Targets = str | Sequence[str]
 Processor = Literal["threaded", "serial"]
-
-
-class OptionTable(list[dict[str, Any]]):
-    """Rows of ``show_config``; prints as an aligned table."""
-
-    def __str__(self) -> str:
-        cols = ["option", "plugins", "type", "default", "current", "description"]
-        cells = [[str(r[c]) for c in cols] for r in self]
-        widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-        lines += [
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in cells
-        ]
-        return "\n".join(lines)
 
 
 class Context:
@@ -117,10 +95,28 @@ class Context:
         self.timeout = timeout
         self.on_conflict: OnConflict = on_conflict
         self.on_corrupted: OnCorrupted = on_corrupted
-        self.last_stats: RunStats | None = None
+        self._session = Session(
+            self.registry,
+            self.lineages,
+            self.options,
+            self.stores,
+            processor=processor,
+            max_workers=max_workers,
+            max_messages=max_messages,
+            timeout=timeout,
+            on_conflict=on_conflict,
+            on_corrupted=on_corrupted,
+        )
+
+    @property
+    def last_stats(self) -> RunStats | None:
         """Statistics of the latest get/make (``last_stats.summary()``: where time went)."""
-        self.last_plan: Plan | None = None
+        return self._session.last_stats
+
+    @property
+    def last_plan(self) -> Plan | None:
         """The plan the latest get/make executed (made while holding its claims)."""
+        return self._session.last_plan
 
     def new_context(
         self,
@@ -167,14 +163,16 @@ class Context:
         Plugins by import path (they must be importable there), stores by location (a path
         every process sees, or an object-store URL), config and processor settings.
         """
-        from strax_decl.distributed import ContextSpec
+        from strax_decl.spec import ContextSpec
 
         return ContextSpec.of(self)
 
     @classmethod
     def from_spec(cls, spec: ContextSpec) -> Context:
         """Rebuild a context from ``spec``; refuses if its plugins give other lineages."""
-        return spec.build()
+        ctx = cls(**spec.arguments())
+        spec.check(ctx)
+        return ctx
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Pickled as its spec (open stores and registries are rebuilt, not copied).
@@ -195,34 +193,19 @@ class Context:
         return any(s.status(key) == "complete" for s in self.stores)
 
     def plan(self, run_id: str, targets: Targets, save: Sequence[str] = ()) -> Plan:
-        validate_name("run_id", run_id)
-        return resolve(self.registry, self.lineages, self.stores, run_id, _as_list(targets), save)
+        """What a get/make of ``targets`` would load, compute and save, and why (reads only)."""
+        return self._session.resolve(Request(run_id, tuple(_as_list(targets)), tuple(save)))
 
     def show_config(self, data_type: str | None = None) -> OptionTable:
         """Every option: who takes it, type, default, current value, description."""
-        plugins = (
-            [self.registry.provider(data_type)]
-            if data_type
-            else list(self.registry.plugins.values())
-        )
-        rows = OptionTable()
-        for name, spec in sorted(self.registry.options.items()):
-            users = [
-                p for p in self.registry.option_users[name] if any(q.name == p for q in plugins)
-            ]
-            if not users:
-                continue
-            rows.append(
-                {
-                    "option": name,
-                    "plugins": ",".join(users),
-                    "type": spec.type_name,
-                    "default": "<required>" if spec.required else repr(spec.default),
-                    "current": repr(getattr(self.options[users[0]], name)),
-                    "description": spec.description,
-                }
-            )
-        return rows
+        return option_table(self.registry, self.options, data_type)
+
+    def graph(self, format: GraphFormat = "text", targets: Targets | None = None) -> str:
+        """The plugin DAG (of ``targets`` and what they need; None: all) as ``"text"``,
+        Graphviz ``"dot"`` or ``"mermaid"``, as ``strax-decl graph`` prints it."""
+        from strax_decl.render import render_graph
+
+        return render_graph(self.registry, format, None if targets is None else _as_list(targets))
 
     # ------------------------------------------------------------------ getting data
 
@@ -261,24 +244,25 @@ class Context:
                 f"targets {target_list} are of different kinds {sorted(kinds)}; request them "
                 "separately (rows of different kinds are different things)"
             )
-        self.plan(run_id, target_list, save)  # errors in the request surface here, not later
-        what = f"{'+'.join(target_list)} of run {run_id!r}"
-        dtype = self._dtype(target_list)
-        mask = None if selection is None else make_mask(selection, dtype, what)
-        fields = project(dtype, keep_columns, drop_columns, what)
-        chunks = self._run(
+        request = Request(
             run_id,
-            target_list,
-            save,
-            output=True,
+            tuple(target_list),
+            tuple(save),
             time_range=time_range,
             processor=processor,
             progress=progress,
         )
+        # Errors in the request surface here, not at the first chunk; the same plan runs.
+        plan = self._session.resolve(request)
+        what = f"{'+'.join(target_list)} of run {run_id!r}"
+        dtype = self._dtype(target_list)
+        mask = None if selection is None else make_mask(selection, dtype, what)
+        fields = project(dtype, keep_columns, drop_columns, what)
+        chunks = self._session.run(request, plan)
         if time_range is not None:
-            chunks = _trim(chunks, time_range)
+            chunks = trim(chunks, time_range)
         if mask is not None or fields is not None:
-            chunks = _select(chunks, mask, fields)
+            chunks = select(chunks, mask, fields)
         return chunks
 
     def get_array(
@@ -317,42 +301,17 @@ class Context:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         dtype = self._dtype(_as_list(targets))
         fields = project(dtype, keep_columns, drop_columns, f"{targets} of run {run_id!r}")
-        return np.zeros(0, dtype=dtype if fields is None else _sub_dtype(dtype, fields))
+        return np.zeros(0, dtype=dtype if fields is None else sub_dtype(dtype, fields))
 
     def _get_runs(self, runs: list[str], targets: Targets, **kwargs: Any) -> np.ndarray:
         """``get_array`` of several runs, tagged with a ``run_id`` field."""
         target_list = _as_list(targets)
-        dtype = self._dtype(target_list)
-        if "run_id" in (dtype.names or ()):
-            raise ValueError(
-                f"{target_list} already have a field 'run_id', so the rows of several runs "
-                "cannot be tagged with one; get the runs one at a time"
-            )
-        # run_id is ours to add (unless dropped): take it out of the columns asked of each run
         keep, drop = kwargs.pop("keep_columns", None), kwargs.pop("drop_columns", None)
-        keep = [keep] if isinstance(keep, str) else keep
-        drop = [drop] if isinstance(drop, str) else drop
-        tag = "run_id" not in (drop or ())
-        if keep is not None:
-            keep = [c for c in keep if c != "run_id"]
-        if drop is not None:
-            drop = [c for c in drop if c != "run_id"] or None
-        run_field = [("run_id", f"U{max(map(len, runs))}")] if tag else []
-        parts = []
-        for run in runs:
-            try:
-                rows = self.get_array(
-                    run, target_list, keep_columns=keep or None, drop_columns=drop, **kwargs
-                )
-            except Exception as e:
-                e.add_note(f"(while getting {target_list} of run {run!r})")
-                raise
-            fields = () if keep == [] else rows.dtype.names or ()  # [] when only run_id
-            part = _copy_fields(rows, _sub_dtype(rows.dtype, fields, *run_field))
-            if tag:
-                part["run_id"] = run
-            parts.append(part)
-        return np.concatenate(parts)
+
+        def get(run: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
+            return self.get_array(run, target_list, keep_columns=keep, drop_columns=drop, **kwargs)
+
+        return tag_runs(runs, target_list, self._dtype(target_list), get, keep, drop)
 
     def _dtype(self, target_list: list[str]) -> np.dtype:
         """The dtype of the rows of ``target_list`` (same-kind targets merged)."""
@@ -448,7 +407,7 @@ class Context:
         if client is not None or not isinstance(run_id, str):
             if submit is not None:
                 raise ValueError("submit= applies to one run made here, not to several runs")
-            from strax_decl.distributed import make_runs
+            from strax_decl.cluster import make_runs
 
             runs = run_list(run_id)
             return make_runs(
@@ -478,93 +437,17 @@ class Context:
         progress: bool | None,
         submit: Submit | None,
     ) -> None:
-        target_list = _as_list(targets)
-        validate_name("run_id", run_id)
-        for _ in self._run(
+        request = Request(
             run_id,
-            target_list,
-            save,
+            tuple(_as_list(targets)),
+            tuple(save),
             output=False,
-            time_range=None,
             processor=processor,
             progress=progress,
             submit=submit,
-        ):
+        )
+        for _ in self._session.run(request):
             pass
-
-    def _run(
-        self,
-        run_id: str,
-        target_list: list[str],
-        save: Sequence[str],
-        *,
-        output: bool,
-        time_range: tuple[int, int] | None,
-        processor: Processor | None,
-        progress: bool | None,
-        submit: Submit | None = None,
-    ) -> Iterator[Chunk]:
-        """Plan under claims (``resolver.claim_plan``), run, release; recover corruption.
-
-        Yields the chunks of the targets (``output``) or nothing (make).
-        """
-        validate_name("run_id", run_id)
-        distrust: set[DataKey] = set()
-
-        def make_plan() -> Plan:
-            return resolve(
-                self.registry,
-                self.lineages,
-                self.stores,
-                run_id,
-                target_list,
-                save,
-                distrust=distrust,
-            )
-
-        while True:
-            plan, claims = claim_plan(make_plan, self.stores, self.on_conflict)
-            self.last_plan = plan
-            chunks: Iterator[Chunk] | None = None
-            yielded = False
-            try:
-                if not output and all(plan.steps[t].action == "load" for t in target_list):
-                    self.last_stats = RunStats()
-                    return
-                graph = build_graph(
-                    plan,
-                    self.registry,
-                    self.options,
-                    self.stores,
-                    target_list if output else None,
-                    time_range,
-                )
-                self.last_stats = graph.stats
-                bar = progress_bar(self, plan, graph, progress)
-                chunks = track(self._execute(graph, processor, submit), bar)
-                for chunk in chunks:
-                    yielded = True
-                    yield chunk
-                return
-            except DataCorrupted as e:
-                key = corrupted_key(plan, e)
-                if self.on_corrupted != "recompute" or key is None or key in distrust:
-                    raise
-                mark_corrupted(self.stores, key, e)
-                distrust.add(key)
-                if yielded:
-                    raise DataCorrupted(
-                        f"{e}; it was marked failed and will be recomputed when iterated again "
-                        "(rows were already yielded from it)",
-                        e.key,
-                        e.where,
-                    ) from e
-                log.warning("%s; recomputing it (on_corrupted='recompute')", e)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()  # stop the pipeline (and its savers) before giving up the claims
-                release_claims(claims)
 
     # ------------------------------------------------------------------ Dask
 
@@ -577,7 +460,7 @@ class Context:
         keep their extra dimensions. Values equal ``get_array``'s. Needs ``strax-decl[dask]``
         and the data stored (``make`` it first). See ``to_dask_dataframe`` for a DataFrame.
         """
-        from strax_decl.distributed import to_dask_arrays
+        from strax_decl.cluster import to_dask_arrays
 
         return to_dask_arrays(self, run_ids, data_type, fields=fields)
 
@@ -589,37 +472,9 @@ class Context:
         One partition per Zarr chunk; index = row number within the run; a ``run_id`` column
         when several runs are given. Needs ``strax-decl[dask]`` and the data stored.
         """
-        from strax_decl.distributed import to_dask_dataframe
+        from strax_decl.cluster import to_dask_dataframe
 
         return to_dask_dataframe(self, run_ids, data_type, fields=fields)
-
-    def _execute(
-        self, graph: Any, processor: Processor | None, submit: Submit | None = None
-    ) -> Iterator[Chunk]:
-        mode = processor or self.processor
-        if mode == "serial":
-            return run_serial(graph)
-        from strax_decl.engine.threaded import run_threaded
-
-        return run_threaded(
-            graph,
-            max_workers=self.max_workers,
-            max_messages=self.max_messages,
-            timeout=self.timeout,
-            submit=submit,
-        )
-
-
-def run_list(run_ids: str | Sequence[str]) -> list[str]:
-    """Run ids as a list (one string or a sequence): duplicates dropped, order kept, checked."""
-    if isinstance(run_ids, set | frozenset):
-        raise TypeError("give the run ids as a list or tuple: a set has no order")
-    runs = list(dict.fromkeys([run_ids] if isinstance(run_ids, str) else run_ids))
-    if not runs:
-        raise ValueError("no run ids given")
-    for run in runs:
-        validate_name("run_id", run)
-    return runs
 
 
 def _as_list(targets: Targets) -> list[str]:
@@ -629,47 +484,3 @@ def _as_list(targets: Targets) -> list[str]:
     if not out:
         raise ValueError("no targets given")
     return out
-
-
-def _sub_dtype(dtype: np.dtype, fields: Sequence[str], *extra: tuple[str, str]) -> np.dtype:
-    """A packed dtype of only ``fields`` of ``dtype``, then the ``extra`` fields."""
-    assert dtype.fields is not None
-    return np.dtype([*((name, dtype.fields[name][0]) for name in fields), *extra])
-
-
-def _copy_fields(rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``rows`` copied into ``dtype``: shared fields copied, others left for the caller.
-
-    A copy, not a view: a view of some fields would keep every field's bytes alive.
-    """
-    out = np.empty(len(rows), dtype=dtype)
-    for name in dtype.names or ():
-        if name in (rows.dtype.names or ()):
-            out[name] = rows[name]
-    return out
-
-
-def _select(
-    chunks: Iterator[Chunk], mask: Mask | None, fields: list[str] | None
-) -> Iterator[Chunk]:
-    """The rows ``mask`` keeps, with only ``fields`` (None: all); chunk bounds unchanged."""
-    for c in chunks:
-        data = c.data if mask is None else c.data[mask(c.data)]
-        if fields is not None:
-            data = _copy_fields(data, _sub_dtype(data.dtype, fields))
-        yield Chunk(c.start, c.end, data)
-
-
-def _trim(chunks: Iterator[Chunk], time_range: tuple[int, int]) -> Iterator[Chunk]:
-    """Rows fully inside ``[t0, t1)``; chunk bounds clipped to the range."""
-    t0, t1 = time_range
-    for c in chunks:
-        if c.end <= t0 and not (c.start == c.end == t0):
-            continue
-        if c.start >= t1:
-            break
-        data = c.data
-        if len(data):
-            mask = (data["time"] >= t0) & (endtimes(data) <= t1)
-            data = data[mask]
-        yield Chunk(max(c.start, t0), min(c.end, t1), data)

@@ -18,32 +18,22 @@ Each kind is a ``Plugin`` subclass that writes part of the plugin for its user::
     class CutBigPeaks(sd.CutPlugin):                 # one boolean per peak
         def cut_by(self, peaks): return peaks["area"] > 1000
 
-A plugin whose ``compute`` is a generator (down-chunking) needs no kind: ``sd.Plugin`` runs
-it and checks that the chunks it yields tile each step.
+A plugin whose ``compute`` is a generator (down-chunking) needs no kind: the plain runner
+(``strax_decl.runner``) runs it and checks that the chunks it yields tile each step. A kind
+whose steps differ (the overlap window) names its runner in ``_runner``.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import create_model
 
-from strax_decl.chunk import (
-    TIME_FIELDS,
-    Chunk,
-    ChunkLawViolation,
-    common_split_point,
-    concatenate,
-    endtimes,
-    merged_dtype,
-    safe_split_point,
-    split,
-)
+from strax_decl.chunk import TIME_FIELDS, endtimes, merged_dtype
 from strax_decl.plugin import (
     Inputs,
     Options,
@@ -52,10 +42,10 @@ from strax_decl.plugin import (
     PluginDeclarationError,
     PluginGaveWrongOutput,
     SaveWhen,
-    Submit,
     _schema_annotation,
     output,
 )
+from strax_decl.runner import OverlapWindowRunner
 from strax_decl.schema import Schema, bool_, field, i64, schema_from_dtype
 
 __all__ = ["CutPlugin", "LoopPlugin", "MergeOnlyPlugin", "OverlapWindowPlugin"]
@@ -78,7 +68,7 @@ def _require_own_hook(cls: type[Plugin], kind: type[Plugin], hook: str, usage: s
 
 
 def _kinds_of(plugin: type[Plugin], input_kinds: Mapping[str, str]) -> list[str]:
-    """The kinds of ``plugin``'s inputs, in declaration order (as ``Plugin.kinds``)."""
+    """The kinds of ``plugin``'s inputs, in declaration order (the names compute receives)."""
     return list(dict.fromkeys(input_kinds.get(d, d) for d in plugin.inputs))
 
 
@@ -130,6 +120,7 @@ class OverlapWindowPlugin(Plugin):
 
     abstract = True
     window: ClassVar[Window | None] = None
+    _runner = OverlapWindowRunner
 
     def window_size(self) -> Window:
         """The window in ns: ``W`` or ``(left, right)``; override for option-dependent windows."""
@@ -157,57 +148,9 @@ class OverlapWindowPlugin(Plugin):
         if cls.window is not None:
             _window_pair(cls.name, cls.window)
 
-    def iterate(
-        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
-    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
-        """Send what the window makes certain, hold back the rest until more input arrives."""
-        left, right = _window_pair(self.name, self.window_size())
-        cache: dict[str, Chunk] | None = None  # input kept from earlier steps, per kind
-        sent: dict[str, int] = {}  # per output: rows before this time have been sent
-        held: dict[str, Chunk] = {}  # per output: rows computed but not yet certain
-        for by_kind, start, end in self.steps(inputs):
-            if cache is not None:
-                by_kind = {k: concatenate([cache[k], c]) for k, c in by_kind.items()}
-            if not sent:
-                sent = dict.fromkeys(self.outputs, start)
-            computed_from = next(iter(by_kind.values())).start
-            result = self.compute_step(by_kind, computed_from, end)
-            ready: dict[str, Chunk] = {}
-            for name, chunk in result.items():
-                new = self._unsent(name, chunk, sent[name], (left, right))
-                cut = max(sent[name], end - right - 1)
-                cut = safe_split_point(new, cut)
-                if cut > sent[name]:
-                    ready[name], held[name] = split(new, cut)
-                    sent[name] = cut
-                else:
-                    held[name] = new
-            if ready:
-                yield ready
-            # Keep the input that rows not yet sent may depend on (one extra ns for safety).
-            keep_from = common_split_point(list(by_kind.values()), min(sent.values()) - left - 1)
-            cache = {k: split(c, max(keep_from, c.start))[1] for k, c in by_kind.items()}
-        final = {name: c for name, c in held.items() if c.end > c.start or len(c)}
-        if final:
-            yield final
-
-    def _unsent(self, name: str, chunk: Chunk, sent: int, window: tuple[int, int]) -> Chunk:
-        """The rows of ``chunk`` not sent yet: those starting at or after ``sent``."""
-        data = chunk.data
-        i = int(np.searchsorted(data["time"], sent, side="left")) if len(data) else 0
-        if i:
-            ends = endtimes(data[:i])
-            late = np.flatnonzero(ends > sent)
-            if len(late):
-                j = int(late[0])
-                raise ChunkLawViolation(
-                    f"plugin {self.name}, output {name!r}: row [{int(data['time'][j])}, "
-                    f"{int(ends[j])}) starts before {sent}, where the rows already sent end, "
-                    f"but ends after it, so it was unknown when they were sent; the window "
-                    f"{window} (left, right) must cover how far output rows reach and depend "
-                    "on input"
-                )
-        return Chunk(sent, chunk.end, data[i:])
+    def _window(self) -> tuple[int, int]:
+        """The window as checked ``(left, right)`` ns, for the runner."""
+        return _window_pair(self.name, self.window_size())
 
 
 class LoopPlugin(Plugin):
@@ -245,7 +188,7 @@ class LoopPlugin(Plugin):
     ) -> None:
         super().__init__(options, run_id, input_kinds)
         self.check_input_kinds(self.input_kinds)
-        self.base_kind = self.loop_over or self.kinds[0]
+        self.base_kind = self.loop_over or _kinds_of(type(self), self.input_kinds)[0]
 
     def compute_loop(self, base: np.void, **contained: np.ndarray) -> Any:
         """One output row for ``base`` and the rows of each other kind inside it."""

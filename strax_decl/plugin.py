@@ -26,30 +26,23 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import itertools
 import textwrap
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
 
-from strax_decl.chunk import (
-    Chunk,
-    ChunkLawViolation,
-    check_chunk,
-    check_touches,
-    empty_chunk,
-    merge,
-)
+from strax_decl.chunk import Chunk
+from strax_decl.errors import StraxDeclError
 from strax_decl.schema import Schema
-from strax_decl.stats import RunStats
-from strax_decl.sync import aligned
+
+if TYPE_CHECKING:  # pragma: no cover
+    from strax_decl.runner import PluginRunner
 
 __all__ = [
     "InputSpec",
@@ -67,14 +60,14 @@ __all__ = [
 ]
 
 Submit = Callable[..., "Future[Any]"]
-_DONE: Any = object()  # end-of-iteration marker for next(iterator, _DONE)
+"""Where a parallel plugin's step computations go: a callable like ``Executor.submit``."""
 
 
-class PluginDeclarationError(TypeError):
+class PluginDeclarationError(StraxDeclError, TypeError):
     """A plugin class is declared wrongly; the message names the plugin."""
 
 
-class PluginGaveWrongOutput(TypeError):
+class PluginGaveWrongOutput(StraxDeclError, TypeError):
     """A plugin's compute returned rows that do not match its declared outputs."""
 
 
@@ -226,6 +219,9 @@ class Plugin:
       ``parallel``: ``True``/``"thread"`` computes chunks in a thread pool, ``"process"`` in a
       process pool (the pipeline still delivers them in order).
       ``max_messages``: mailbox bound for this plugin's outputs (None: the context's).
+
+    Only what plugin authors write lives here (``setup``, ``compute``, ``source``,
+    ``run_end``); running an instance step by step is ``strax_decl.runner``'s job.
     """
 
     version: ClassVar[str] = "0.0.0"
@@ -246,6 +242,10 @@ class Plugin:
     is_source: ClassVar[bool]
     compute_takes_start_end: ClassVar[bool]
     compute_is_generator: ClassVar[bool]  # down-chunking: several output chunks per step
+    #: How instances run (``strax_decl.runner``): a plugin kind whose steps differ names its
+    #: runner class here; None is the plain ``PluginRunner``. Kept off the public namespace so
+    #: that no user method can replace the framework's step machinery.
+    _runner: ClassVar[type[PluginRunner] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -357,7 +357,6 @@ class Plugin:
         self.run_id = run_id
         self.input_kinds: dict[str, str] = dict(input_kinds or {})
         self.input_dtypes: dict[str, np.dtype] = {}
-        self.stats: RunStats | None = None  # set by the executor for timing summaries
         self.setup()
 
     def setup(self) -> None:
@@ -378,191 +377,3 @@ class Plugin:
         the default, None, means unknown (the bar then shows rates without an ETA).
         """
         return None
-
-    @property
-    def kinds(self) -> list[str]:
-        """Input data kinds, in declaration order: the names compute receives."""
-        seen: dict[str, None] = {}
-        for data_type in self.inputs:
-            seen.setdefault(self.input_kinds.get(data_type, data_type), None)
-        return list(seen)
-
-    # ------------------------------------------------------------------ running
-
-    def iterate(
-        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
-    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
-        """Outputs per step, in order. With ``submit``, yields futures (parallel plugins)."""
-        if self.is_source:
-            yield from self._touching(self._iterate_source())
-            return
-        for by_kind, start, end in self.steps(inputs):
-            if submit is not None:
-                yield submit(self.compute_step, by_kind, start, end)
-            elif self.compute_is_generator:
-                yield from self.compute_down(by_kind, start, end)
-            else:
-                yield self.compute_step(by_kind, start, end)
-
-    def steps(
-        self, inputs: Mapping[str, Iterator[Chunk]]
-    ) -> Iterator[tuple[dict[str, Chunk], int, int]]:
-        """Time-aligned steps ``(one merged chunk per input kind, start, end)``."""
-        dtypes = {
-            name: self.input_dtypes.get(name, spec.schema.dtype)
-            for name, spec in self.inputs.items()
-        }
-        for step in aligned(inputs, dtypes):
-            first = next(iter(step.values()))
-            yield self.merge_by_kind(step), first.start, first.end
-
-    def merge_by_kind(self, step: Mapping[str, Chunk]) -> dict[str, Chunk]:
-        """One chunk per input kind, same-kind inputs merged field-wise."""
-        groups: dict[str, list[Chunk]] = {}
-        for data_type in self.inputs:
-            kind = self.input_kinds.get(data_type, data_type)
-            groups.setdefault(kind, []).append(step[data_type])
-        return {kind: merge(chunks) for kind, chunks in groups.items()}
-
-    def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
-        """Call compute on one aligned step and wrap its result in checked chunks."""
-        t0 = time.perf_counter()
-        result = self.compute(**self._compute_kwargs(by_kind, start, end))
-        out = self.to_output_chunks(result, start, end)
-        for name, chunk in out.items():
-            if (chunk.start, chunk.end) != (start, end):
-                raise ChunkLawViolation(
-                    f"plugin {self.name}, output {name!r}: compute returned {chunk!r} for the "
-                    f"step [{start}, {end}); return rows (they are wrapped in the step's "
-                    "interval), or make compute a generator to yield several chunks"
-                )
-        if self.stats is not None:
-            self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
-        return out
-
-    def compute_down(
-        self, by_kind: Mapping[str, Chunk], start: int, end: int
-    ) -> Iterator[dict[str, Chunk]]:
-        """Down-chunking: the chunks compute yields for one step, checked to tile ``[start, end)``.
-
-        Lets a plugin with memory-heavy outputs hand them on piece by piece. A generator that
-        yields nothing stands for empty outputs over the whole step.
-        """
-        items = iter(self.compute(**self._compute_kwargs(by_kind, start, end)))
-        reached = dict.fromkeys(self.outputs, start)
-        n_items = 0
-        for i in itertools.count():
-            t0 = time.perf_counter()
-            item = next(items, _DONE)
-            if item is _DONE:
-                break
-            values = item.values() if isinstance(item, Mapping) else [item]
-            if not all(isinstance(v, Chunk) for v in values):
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}: compute is a generator (down-chunking), so it must "
-                    f"yield sd.Chunk or {{output: sd.Chunk}}; item {i} was {item!r:.200}"
-                )
-            out = self.to_output_chunks(item, start, end)
-            for name, chunk in out.items():
-                if chunk.start != reached[name] or chunk.end > end:
-                    raise ChunkLawViolation(
-                        f"plugin {self.name}, output {name!r}: chunk {i} {chunk!r} must start "
-                        f"at {reached[name]} (where the previous one ended) and end by {end}: "
-                        f"the chunks yielded for one step tile the step [{start}, {end})"
-                    )
-                reached[name] = chunk.end
-            if self.stats is not None:
-                self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
-            n_items += 1
-            yield out
-        if n_items == 0:
-            yield {o: empty_chunk(start, end, spec.dtype) for o, spec in self.outputs.items()}
-            return
-        short = {o: r for o, r in reached.items() if r != end}
-        if short:
-            o, r = next(iter(short.items()))
-            raise ChunkLawViolation(
-                f"plugin {self.name}, output {o!r}: the chunks yielded for the step "
-                f"[{start}, {end}) stop at {r}; the last one must end at {end}"
-            )
-
-    def _compute_kwargs(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {kind: c.data for kind, c in by_kind.items()}
-        if self.compute_takes_start_end:
-            kwargs["start"], kwargs["end"] = start, end
-        return kwargs
-
-    def to_output_chunks(self, result: Any, start: int, end: int) -> dict[str, Chunk]:
-        """Wrap compute's return value as one chunk per output, checking dtypes."""
-        if not isinstance(result, Mapping):
-            result = {self._single_output(): result}
-        missing = set(self.outputs) - set(result)
-        extra = set(result) - set(self.outputs)
-        if missing or extra:
-            raise PluginGaveWrongOutput(
-                f"plugin {self.name} returned outputs {sorted(result)}, declared "
-                f"{sorted(self.outputs)}"
-            )
-        out: dict[str, Chunk] = {}
-        for name, value in result.items():
-            if isinstance(value, Chunk):
-                chunk = value
-            elif isinstance(value, np.ndarray):
-                chunk = Chunk(start, end, value)
-            else:
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}, output {name!r}: compute returned "
-                    f"{type(value).__name__}, expected a numpy structured array"
-                )
-            expected = self.outputs[name].dtype
-            if chunk.data.dtype != expected:
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}, output {name!r}: rows have dtype "
-                    f"{chunk.data.dtype.descr}, expected {expected.descr} (build rows with "
-                    f"{self.outputs[name].schema.__name__}.zeros(n))"
-                )
-            check_chunk(chunk, where=f"plugin {self.name}, output {name!r}, chunk {chunk!r}")
-            out[name] = chunk
-        return out
-
-    def _single_output(self) -> str:
-        if len(self.outputs) != 1:
-            raise PluginGaveWrongOutput(
-                f"plugin {self.name} has outputs {sorted(self.outputs)}: compute must return "
-                "a dict {output name: rows}"
-            )
-        return next(iter(self.outputs))
-
-    def _touching(self, items: Iterator[dict[str, Chunk]]) -> Iterator[dict[str, Chunk]]:
-        """Pass ``items`` on, checking that each output's chunks touch (naming this plugin)."""
-        previous: dict[str, int] = {}
-        for out in items:
-            for name, chunk in out.items():
-                check_touches(f"plugin {self.name}, output {name!r}", chunk, previous.get(name))
-                previous[name] = chunk.end
-            yield out
-
-    def _iterate_source(self) -> Iterator[dict[str, Chunk]]:
-        items = iter(self.source(self.run_id))
-        for i in itertools.count():
-            t0 = time.perf_counter()
-            item = next(items, _DONE)
-            if item is _DONE:
-                return
-            if isinstance(item, Chunk):
-                out = self.to_output_chunks(item, item.start, item.end)
-            elif isinstance(item, Mapping):
-                chunks = list(item.values())
-                if not chunks or not all(isinstance(c, Chunk) for c in chunks):
-                    raise PluginGaveWrongOutput(
-                        f"plugin {self.name}: source item {i} must be a Chunk or a dict of Chunks"
-                    )
-                out = self.to_output_chunks(item, chunks[0].start, chunks[0].end)
-            else:
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}: source yielded {type(item).__name__} at item {i}; "
-                    "yield sd.Chunk(start, end, rows)"
-                )
-            if self.stats is not None:  # the source's time and output, for the summary
-                self.stats.add(self.name, time.perf_counter() - t0, list(out.values()))
-            yield out

@@ -1,4 +1,4 @@
-"""A small progress bar for long runs, fed by the run's statistics listeners.
+"""A small progress bar for long runs: a run hook, built from the plan.
 
 ``Context.get_array / iter_chunks / make`` take ``progress: bool | None``: ``None`` (the
 default) shows the bar only when stderr is a terminal, so scripts, pipes, CI and notebooks'
@@ -9,9 +9,9 @@ megabytes and chunks, with their rates. When the end of the run is known in adva
 data set's end time, or a source plugin's ``run_end(run_id)`` hook) it also shows the fraction
 done and an ETA: progress is the end time of the latest chunk read, relative to the run's span.
 
-Nothing here touches the data: the bar only reads ``(component name, chunk)`` events that both
-executors report to ``RunStats`` (``graph.stats``), whose ``summary()`` gives the per-component
-timing table at the end.
+Nothing here touches the data: the bar is a run hook (``strax_decl.engine.hooks``) that reads
+the ``(component, chunks)`` events every executor reports, the ``run_end`` of the source plugin
+instances the run created, and closes when the run ends. It is built from the plan alone.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from strax_decl.engine.hooks import Hook
 from strax_storage.chunk import Chunk
 
 if TYPE_CHECKING:  # pragma: no cover
-    from strax_decl.context import Context
-    from strax_decl.engine.graph import Graph
+    from strax_decl.plugin import Plugin
     from strax_decl.resolver import Plan
 
-__all__ = ["ProgressBar", "format_count", "format_duration", "progress_bar", "track"]
+__all__ = ["ProgressBar", "enabled", "format_count", "format_duration", "progress_bar"]
 
 BAR_CHARS = " ▏▎▍▌▋▊▉█"
 
@@ -51,15 +51,18 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class ProgressBar:
+class ProgressBar(Hook):
     """One line on ``stream`` showing what has entered the pipeline, redrawn as chunks arrive.
 
-    Use it as a ``RunStats`` listener (it is callable as ``bar(component, chunk)``) and call
-    ``close()`` at the end. ``inputs`` names the components whose chunks are counted (sources
-    and loaders); ``span`` is ``(run start, run end)`` in ns if known, for the ETA. On a
-    terminal the line is redrawn in place; elsewhere a line is written every ``interval``
-    seconds. Nothing is drawn during the first ``delay`` seconds (fast runs do not flicker),
-    but ``close()`` always writes the final line.
+    Give it to the executor as a hook (it closes when the run ends), or feed it by hand:
+    ``bar(component, chunk)``, then ``close()``. ``inputs`` names the components whose chunks
+    are counted (sources and loaders); ``span`` is ``(run start, run end)`` in ns if known,
+    for the ETA; ``sources`` are source plugins whose ``run_end`` the run's end also needs
+    (asked of the instances the run creates: see ``on_plugin``; ``span``'s end is then that
+    of the other inputs, None if there are none). On a terminal the line is
+    redrawn in place; elsewhere a line is written every ``interval`` seconds. Nothing is
+    drawn during the first ``delay`` seconds (fast runs do not flicker), but ``close()``
+    always writes the final line.
     """
 
     def __init__(
@@ -72,10 +75,16 @@ class ProgressBar:
         interval: float | None = None,
         delay: float = 0.5,
         width: int | None = None,
+        sources: Iterable[str] = (),
     ) -> None:
         self.label = label
         self.inputs = inputs
         self.run_start, self.run_end = span
+        self._sources = set(sources)
+        self._source_ends: dict[str, int | None] = {}
+        self._other_ends = [] if self.run_end is None else [self.run_end]
+        if self._sources:
+            self.run_end = None  # until every source has told its end
         self.stream: TextIO = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
@@ -90,6 +99,31 @@ class ProgressBar:
         self._last_draw = -1e9
         self._closed = False
         self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ hook
+
+    def on_plugin(self, component: str, plugin: Plugin) -> None:
+        """A source's end, from the instance the run uses: the run's end once all are known."""
+        if component not in self._sources or component in self._source_ends:
+            return
+        try:
+            end = plugin.run_end(plugin.run_id)
+        except Exception:  # only the ETA depends on it: never break the run
+            end = None
+        with self._lock:
+            self._source_ends[component] = end
+            if len(self._source_ends) < len(self._sources):
+                return
+            ends = [*self._other_ends, *self._source_ends.values()]
+            known = [e for e in ends if e is not None]
+            self.run_end = max(known) if len(known) == len(ends) else None
+
+    def on_chunk(self, component: str, seconds: float, chunks: Sequence[Chunk]) -> None:
+        for chunk in chunks:
+            self(component, chunk)
+
+    def on_end(self, error: BaseException | None) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ feeding
 
@@ -196,56 +230,39 @@ def enabled(progress: bool | None, stream: TextIO | None = None) -> bool:
 
 
 def progress_bar(
-    ctx: Context,
-    plan: Plan,
-    graph: Graph,
-    progress: bool | None,
-    stream: TextIO | None = None,
+    plan: Plan, progress: bool | None, stream: TextIO | None = None
 ) -> ProgressBar | None:
-    """A bar listening to ``graph.stats`` for this run, or None if progress is off."""
+    """A bar for running ``plan`` (a hook to give the executor), or None if progress is off.
+
+    It counts what enters the run: the loads (whose stored time span the plan records) and
+    the source plugins (whose ``run_end`` it asks of the instances the run creates).
+    """
     if not enabled(progress, stream):
         return None
     inputs: set[str] = set()
+    sources: set[str] = set()
     starts: list[int | None] = []
     ends: list[int | None] = []
     for data_type, step in plan.steps.items():
         if step.action == "load":
             inputs.add(f"load {data_type}")
-            info = next((i for s in ctx.stores if (i := s.find(step.key)) is not None), None)
+            info = step.info
             starts.append(info.start if info is not None else None)
             ends.append(info.end if info is not None else None)
-            continue
-        plugin_cls = ctx.registry.provider(data_type)
-        if plugin_cls.is_source and plugin_cls.name not in inputs:
-            inputs.add(plugin_cls.name)
-            try:
-                plugin = plugin_cls(ctx.options[plugin_cls.name], plan.run_id)
-                ends.append(plugin.run_end(plan.run_id))
-            except Exception:
-                ends.append(None)
-            starts.append(None)
+        elif step.inputs == () and step.plugin not in sources:
+            inputs.add(step.plugin)
+            sources.add(step.plugin)
+            starts.append(None)  # a source's start is known from its first chunk only
     known_ends = [e for e in ends if e is not None]
-    end = max(known_ends) if known_ends and len(known_ends) == len(ends) else None
+    end = max(known_ends) if known_ends else None
+    if len(known_ends) < len(ends):  # a load's end is unknown: so is the run's
+        end, sources = None, set()
     known_starts = [s for s in starts if s is not None]
     start = min(known_starts) if known_starts and len(known_starts) == len(starts) else None
     targets = plan.targets
     label = f"{plan.run_id} " + (
         ", ".join(targets) if len(targets) <= 2 else f"({len(targets)} targets)"
     )
-    bar = ProgressBar(label, inputs=inputs or None, span=(start, end), stream=stream)
-    graph.stats.listeners.append(bar)
-    return bar
-
-
-def track(chunks: Iterator[Chunk], bar: ProgressBar | None) -> Iterator[Chunk]:
-    """Pass ``chunks`` through; close ``bar`` when they end (or the caller stops)."""
-    if bar is None:
-        return chunks
-    return _tracked(chunks, bar)
-
-
-def _tracked(chunks: Iterator[Chunk], bar: ProgressBar) -> Iterator[Chunk]:
-    try:
-        yield from chunks
-    finally:
-        bar.close()
+    return ProgressBar(
+        label, inputs=inputs or None, span=(start, end), stream=stream, sources=sources
+    )

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from strax_decl.chunk import TIME_FIELDS
+from strax_decl.errors import StraxDeclError
 from strax_decl.plugin import OptionSpec, OutputSpec, Plugin
 
 __all__ = ["RegistrationError", "Registry"]
 
 
-class RegistrationError(ValueError):
+class RegistrationError(StraxDeclError, ValueError):
     """Plugins do not fit together; the message names the plugins involved."""
 
 

@@ -4,54 +4,35 @@ For every data type the request needs, the plan says whether it is loaded (compl
 with the same lineage and the declared dtype is stored) or computed, and why; and for every
 computed output, whether it is saved, and why (or why not).
 
-``claim_plan`` turns a plan into one this process may execute: it claims (``Store.claim``)
-every data set the plan will save, in a fixed order; if another process holds one of them it
-either waits for that data set to complete and plans again (which then loads it), or fails
-fast (``on_conflict="fail"``). The plan that runs is always made while holding the claims, so
-two processes never compute the same stored data set twice.
+``resolve`` only reads: one listing of the run per store it consults (``Store.list``), from
+which every data type's status, the reasons and the loaded data sets' infos are decided. A
+load step records the store and the info it was found with, so the stages after it (the
+graph, the loaders, the progress bar) never ask storage again. Claiming what the plan saves,
+waiting for other writers and recovering from corruption belong to the request's session
+(``strax_decl.session``).
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from strax_decl.lineage import Lineages, diff
 from strax_decl.plugin import SaveWhen
 from strax_decl.registry import Registry
-from strax_storage import (
-    Claim,
-    ClaimHeld,
-    DataCorrupted,
-    DataKey,
-    StorageError,
-    Store,
-    WriterGone,
-)
+from strax_storage import DataKey, DataSetInfo, RunFolder, Status, Store
 
 __all__ = [
-    "OnConflict",
-    "OnCorrupted",
     "Plan",
     "StaleVersionWarning",
     "Step",
-    "claim_plan",
-    "corrupted_key",
-    "mark_corrupted",
-    "release_claims",
+    "rejection",
     "resolve",
 ]
 
-log = logging.getLogger(__name__)
-
 Action = Literal["load", "compute"]
-OnConflict = Literal["wait", "fail"]
-"""What a run does when another process is writing a data set it would save."""
-OnCorrupted = Literal["raise", "recompute"]
-"""What a run does when stored data it loads turns out corrupted."""
 
 
 class StaleVersionWarning(UserWarning):
@@ -72,6 +53,10 @@ class Step:
     save: bool = False
     save_reason: str = ""
     needed: bool = True  # False: a by-product of a multi-output plugin nobody reads
+    store: Store | None = field(default=None, compare=False, repr=False)
+    """For a load: the store the data set is loaded from (None for a compute)."""
+    info: DataSetInfo | None = field(default=None, compare=False, repr=False)
+    """For a load: the data set's info as read while resolving (the loader trusts it)."""
 
     def describe(self) -> str:
         what = f"{self.action} ({self.reason})"
@@ -88,6 +73,9 @@ class Plan:
     targets: tuple[str, ...]
     steps: dict[str, Step]  # dependency order: a step's inputs come before it
     lineages: dict[str, dict[str, Any]] = field(repr=False, default_factory=dict)
+    #: The run folder of each store (by URL) that resolving listed: claiming the data sets to
+    #: save looks for their leftovers there instead of listing the folder again.
+    folders: dict[str, RunFolder] = field(repr=False, default_factory=dict, compare=False)
 
     @property
     def to_load(self) -> list[str]:
@@ -165,46 +153,43 @@ def resolve(
     writable = [s for s in stores if not s.readonly]
     steps: dict[str, Step] = {}
     needed: set[str] = set()
+    snapshots = _Snapshots(stores, run_id)
 
     def key(data_type: str) -> DataKey:
         return DataKey(run_id=run_id, data_type=data_type, lineage_hash=lineages.hash(data_type))
 
-    def stored_status(data_type: str) -> tuple[bool, str]:
+    def stored_status(data_type: str) -> tuple[tuple[Store, DataSetInfo] | None, str]:
+        """Where complete, loadable data of ``data_type`` is (None if nowhere), and why."""
         k = key(data_type)
         for store in stores:
-            info = store.find(k)  # one read gives "complete?" and the info
+            info = snapshots.of(store).complete(k)
             if info is None:
                 continue
-            if k in distrust:
-                return False, f"stored data in {store.url} is corrupted"
-            declared = registry.dtype(data_type)
-            if info.dtype != declared:
-                return False, (
-                    f"stored data in {store.url} has dtype {info.dtype}, but plugin "
-                    f"{registry.provider(data_type).name} declares {declared}"
-                )
+            problem = rejection(registry, store, info, distrust)
+            if problem is not None:
+                return None, problem
             _warn_if_code_changed(registry, k, info.metadata)
-            return True, f"stored in {store.url}"
-        statuses = [s.status(k) for s in stores]
+            return (store, info), f"stored in {store.url}"
+        statuses = [snapshots.of(s).status(k) for s in stores]
         if "failed" in statuses:
             store = stores[statuses.index("failed")]
-            problem = _failure_summary(store, k)
+            problem = _failure_summary(snapshots.of(store).info(k))
             if problem.startswith("DataCorrupted"):
-                return False, f"stored data in {store.url} is corrupted"
-            return False, "stored data failed while it was written" + (
+                return None, f"stored data in {store.url} is corrupted"
+            return None, "stored data failed while it was written" + (
                 f" ({problem})" if problem else ""
             )
         if "writing" in statuses:
-            return False, "stored data is incomplete (being written, or its writer died)"
-        return False, _why_not_stored(stores, k, lineages.lineage(data_type))
+            return None, "stored data is incomplete (being written, or its writer died)"
+        return None, _why_not_stored(snapshots, k, lineages.lineage(data_type))
 
     def visit(data_type: str) -> None:
         needed.add(data_type)
         if data_type in steps:
             return
         plugin = registry.provider(data_type)
-        complete, why = stored_status(data_type)
-        if complete:
+        found, why = stored_status(data_type)
+        if found is not None:
             steps[data_type] = Step(
                 data_type,
                 registry.kind(data_type),
@@ -213,6 +198,8 @@ def resolve(
                 why,
                 key(data_type),
                 tuple(plugin.inputs),
+                store=found[0],
+                info=found[1],
             )
             return
         for dep in plugin.inputs:
@@ -221,7 +208,8 @@ def resolve(
             if out in steps:
                 continue
             if out != data_type:
-                out_complete, out_why = stored_status(out)
+                out_found, out_why = stored_status(out)
+                out_complete = out_found is not None
             else:
                 out_complete, out_why = False, why
             do_save, save_why = _save_decision(
@@ -246,13 +234,94 @@ def resolve(
     final = {
         d: (s if s.needed or d not in needed else _replace_needed(s)) for d, s in steps.items()
     }
-    return Plan(run_id, targets, final, {d: lineages.lineage(d) for d in final})
+    return Plan(
+        run_id, targets, final, {d: lineages.lineage(d) for d in final}, snapshots.folders()
+    )
 
 
 def _replace_needed(step: Step) -> Step:
-    from dataclasses import replace
-
     return replace(step, needed=True)
+
+
+def rejection(
+    registry: Registry, store: Store, info: DataSetInfo, distrust: Collection[DataKey] = ()
+) -> str | None:
+    """Why the complete data set ``info`` in ``store`` must not be loaded (None: it may).
+
+    The one rule for "loadable", shared with the session's re-check under claims.
+    """
+    if info.key in distrust:
+        return f"stored data in {store.url} is corrupted"
+    declared = registry.dtype(info.key.data_type)
+    if info.dtype != declared:
+        return (
+            f"stored data in {store.url} has dtype {info.dtype}, but plugin "
+            f"{registry.provider(info.key.data_type).name} declares {declared}"
+        )
+    return None
+
+
+class _Snapshot:
+    """What one store holds of one run, read as little as possible and at most once.
+
+    A data set that is complete is found by reading its own metadata (``Store.find``: no
+    listing). Only a miss needs the run folder: it is listed once (``Store.run_folder``), and
+    the data sets of a data type are read from that listing when first asked about.
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.folder: RunFolder | None = None
+        self._found: dict[DataKey, DataSetInfo | None] = {}
+        self._of_type: dict[str, list[DataSetInfo]] = {}
+
+    def complete(self, key: DataKey) -> DataSetInfo | None:
+        """The complete data set under ``key`` (only a final path can be complete)."""
+        if key not in self._found:
+            self._found[key] = self.store.find(key)
+        return self._found[key]
+
+    def of_type(self, data_type: str) -> list[DataSetInfo]:
+        """Every data set of ``data_type`` in the run, any status and lineage."""
+        if data_type not in self._of_type:
+            if self.folder is None:
+                self.folder = self.store.run_folder(self.run_id)
+            self._of_type[data_type] = self.store.list(self.run_id, data_type, folder=self.folder)
+        return self._of_type[data_type]
+
+    def status(self, key: DataKey) -> Status:
+        """As ``Store.status``, for a key ``complete`` did not find: writing beats failed."""
+        states = {i.status for i in self.of_type(key.data_type) if i.key == key}
+        order: tuple[Status, ...] = ("writing", "failed")
+        return next((s for s in order if s in states), "absent")
+
+    def info(self, key: DataKey) -> DataSetInfo | None:
+        """As ``Store.info``: the data set at the final path, else a write in progress."""
+        infos = [i for i in self.of_type(key.data_type) if i.key == key]
+        final = self.store.backend.where(key.path)
+        return next((i for i in infos if i.location == final), infos[0] if infos else None)
+
+
+class _Snapshots:
+    """One snapshot per store; the plan keeps the run folders they listed."""
+
+    def __init__(self, stores: Sequence[Store], run_id: str) -> None:
+        self.stores = stores
+        self.run_id = run_id
+        self._taken: dict[int, _Snapshot] = {}
+
+    def of(self, store: Store) -> _Snapshot:
+        snap = self._taken.get(id(store))
+        if snap is None:
+            snap = self._taken[id(store)] = _Snapshot(store, self.run_id)
+        return snap
+
+    def folders(self) -> dict[str, RunFolder]:
+        """The run folders listed, by store URL."""
+        return {
+            snap.store.url: snap.folder for snap in self._taken.values() if snap.folder is not None
+        }
 
 
 def _save_decision(
@@ -286,12 +355,13 @@ def _save_decision(
     return False, "save='never'"
 
 
-def _why_not_stored(stores: Sequence[Store], key: DataKey, lineage: dict[str, Any]) -> str:
-    others = []
-    for store in stores:
-        for info in store.list(run_id=key.run_id, data_type=key.data_type):
-            if info.key.lineage_hash != key.lineage_hash and info.status == "complete":
-                others.append(info)
+def _why_not_stored(snapshots: _Snapshots, key: DataKey, lineage: dict[str, Any]) -> str:
+    others = [
+        info
+        for store in snapshots.stores
+        for info in snapshots.of(store).of_type(key.data_type)
+        if info.key.lineage_hash != key.lineage_hash and info.status == "complete"
+    ]
     if not others:
         return "not stored"
     info = others[0]
@@ -301,112 +371,12 @@ def _why_not_stored(stores: Sequence[Store], key: DataKey, lineage: dict[str, An
     return f"stored only with a different lineage (hash {info.key.lineage_hash}){detail}"
 
 
-def _failure_summary(store: Store, key: DataKey) -> str:
+def _failure_summary(info: DataSetInfo | None) -> str:
     """The last line of the exception recorded in a failed data set ("" if none)."""
-    try:
-        exc = store.info(key).exception
-    except StorageError:
-        return ""
+    exc = info.exception if info is not None else None
     lines = (exc or "").strip().splitlines()
     text = lines[-1] if lines else ""
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def release_claims(claims: Iterable[Claim]) -> None:
-    """Release every claim (errors are logged: releasing runs while others propagate)."""
-    for claim in claims:
-        try:
-            claim.release()
-        except Exception:
-            log.exception("could not release %r", claim)
-
-
-def _acquire(plan: Plan, stores: Sequence[Store], on_conflict: OnConflict) -> list[Claim] | None:
-    """Claim every data set ``plan`` saves; None after waiting for another writer."""
-    writable = [s for s in stores if not s.readonly]
-    held: list[Claim] = []
-    try:
-        for key in sorted({plan.steps[d].key for d in plan.to_save}):
-            for store in writable:
-                claim = store.claim(key)
-                if claim is not None:
-                    held.append(claim)
-                    continue
-                holder = store.claim_holder(key)
-                release_claims(held)
-                held = []
-                if holder is None:
-                    return None  # released meanwhile: plan again
-                if on_conflict == "fail":
-                    raise ClaimHeld(
-                        f"data set {key} is being written by {holder.describe()} "
-                        f"(claim {holder.location}); not computing it a second time because "
-                        "on_conflict='fail'. Wait for it, or use on_conflict='wait'",
-                        key,
-                        holder,
-                    )
-                log.info("waiting for data set %s, being written by %s", key, holder.describe())
-                try:
-                    store.wait_complete(key)
-                except WriterGone as e:
-                    log.info("%s", e)
-                return None
-    except BaseException:
-        release_claims(held)
-        raise
-    return held
-
-
-def claim_plan(
-    make_plan: Callable[[], Plan],
-    stores: Sequence[Store],
-    on_conflict: OnConflict = "wait",
-    max_rounds: int = 1000,
-) -> tuple[Plan, list[Claim]]:
-    """A plan made while holding the claims on everything it saves, and those claims.
-
-    Plans, claims the data sets to save (sorted by key, so two processes cannot deadlock),
-    and plans once more under the claims; if that plan differs (another writer finished
-    something meanwhile), or another process holds a claim (after waiting for its data set to
-    complete, or to be abandoned), starts over. ``on_conflict="fail"`` raises ClaimHeld
-    instead of waiting. The caller releases the claims (``release_claims``) when done.
-    """
-    for _ in range(max_rounds):
-        plan = make_plan()
-        if not plan.to_save:
-            return plan, []
-        claims = _acquire(plan, stores, on_conflict)
-        if claims is None:
-            continue
-        try:
-            again = make_plan()
-        except BaseException:
-            release_claims(claims)
-            raise
-        if again.to_save == plan.to_save and again.to_compute == plan.to_compute:
-            return again, claims
-        release_claims(claims)
-    raise StorageError(f"could not claim the data sets to save after {max_rounds} attempts")
-
-
-def corrupted_key(plan: Plan, error: DataCorrupted) -> DataKey | None:
-    """The key of the data set ``plan`` loads that ``error`` is about (None if none)."""
-    loaded = {step.key for step in plan.steps.values() if step.action == "load"}
-    return error.key if error.key in loaded else None
-
-
-def mark_corrupted(stores: Sequence[Store], key: DataKey, error: DataCorrupted) -> None:
-    """Mark the complete copies of ``key`` failed (with the error) where the store allows."""
-    for store in stores:
-        if store.readonly:
-            continue
-        try:
-            if store.status(key) != "complete":
-                continue
-            store.mark_failed(key, f"DataCorrupted: {error}", created=store.info(key).created)
-            log.warning("marked the corrupted data set %s in %s failed", key, store.url)
-        except StorageError as e:
-            log.warning("could not mark the corrupted data set %s failed: %s", key, e)
 
 
 def _warn_if_code_changed(registry: Registry, key: DataKey, metadata: Any) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
+from strax_decl.errors import StraxDeclError
 from strax_storage.chunk import time_fields_problem
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class SchemaError(TypeError):
+class SchemaError(StraxDeclError, TypeError):
     """A row schema cannot become a valid dtype; the message names the schema and field."""
 
 

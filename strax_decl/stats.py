@@ -1,8 +1,9 @@
 """Run statistics: time, chunks, rows and bytes per loader, plugin and saver.
 
-Both executors feed one ``RunStats`` per run, so the timing summary and the progress bar
-read the same numbers whichever processor ran. Updates take a lock: they happen once per
-chunk, so the cost is negligible next to the work measured.
+``RunStats`` is a run hook (``strax_decl.engine.hooks``): both executors report every piece
+of work to the hooks they are given, so the timing summary reads the same numbers whichever
+processor ran. Updates take a lock: they happen once per chunk, so the cost is negligible
+next to the work measured.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from strax_decl.engine.hooks import Hook
 from strax_storage.chunk import Chunk
 
 __all__ = ["ComponentStats", "RunStats", "call_timed"]
@@ -35,14 +37,16 @@ class ComponentStats:
     nbytes: int = 0
 
 
-class RunStats:
-    """Accumulates per-component figures; optional listener sees every chunk of the output."""
+class RunStats(Hook):
+    """Accumulates per-component figures of one run (give it to the executor as a hook)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.components: dict[str, ComponentStats] = {}
         self.started = time.perf_counter()
-        self.listeners: list[Callable[[str, Chunk], None]] = []
+
+    def on_chunk(self, component: str, seconds: float, chunks: Sequence[Chunk]) -> None:
+        self.add(component, seconds, chunks)
 
     def add(self, name: str, seconds: float, chunks: Sequence[Chunk] = ()) -> None:
         """Record ``seconds`` of work by ``name`` that produced (or consumed) ``chunks``."""
@@ -55,9 +59,6 @@ class RunStats:
                 c.chunks += 1
                 c.rows += sum(len(x) for x in chunks)
                 c.nbytes += sum(x.nbytes for x in chunks)
-        for listener in self.listeners:
-            for chunk in chunks:
-                listener(name, chunk)
 
     def add_timed(self, name: str, timed: tuple[Any, float]) -> Any:
         """Record a ``call_timed`` result of ``name`` (chunks: a dict's values); return the

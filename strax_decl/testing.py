@@ -15,13 +15,14 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 
 import strax_decl as sd
 from strax_decl.chunk import Chunk
 from strax_decl.plugin import Submit
+from strax_decl.runner import PluginRunner
 from strax_decl.schema import DType
 
 __all__ = [
@@ -222,6 +223,19 @@ def _misbehave(name: str, start: int, fail_at: int, delay_s: float, exit_at: int
         raise FailedOnPurpose(f"{name} failed on purpose in the step starting at {start}")
 
 
+class _FailsAtEnd(PluginRunner):
+    """Runs a flaky plugin, then raises after its last step if its ``_fail_at_end`` option
+    says so (a failure no compute can cause: it knows no "last")."""
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        yield from super().iterate(inputs, submit)
+        plugin: Any = self.plugin  # a FlakyPeaks or FlakyPeakProperties
+        if getattr(plugin.options, plugin._fail_at_end):
+            raise FailedOnPurpose(f"{self.name} failed on purpose after its last step")
+
+
 class FlakyPeaks(Peaks):
     """``Peaks`` that can fail (from a time on, or after its last step), sleep or exit."""
 
@@ -244,12 +258,8 @@ class FlakyPeaks(Peaks):
         _misbehave(self.name, start, o.peaks_fail_at, o.peaks_delay_s, o.peaks_exit_at)
         return super().compute(records)
 
-    def iterate(
-        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
-    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
-        yield from super().iterate(inputs, submit)
-        if self.options.peaks_fail_at_end:
-            raise FailedOnPurpose(f"{self.name} failed on purpose after its last step")
+    _runner = _FailsAtEnd
+    _fail_at_end = "peaks_fail_at_end"
 
 
 class ThreadFlakyPeaks(FlakyPeaks):
@@ -279,12 +289,8 @@ class FlakyPeakProperties(PeakProperties):
         _misbehave(self.name, start, o.props_fail_at, o.props_delay_s)
         return super().compute(peaks)
 
-    def iterate(
-        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
-    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
-        yield from super().iterate(inputs, submit)
-        if self.options.props_fail_at_end:
-            raise FailedOnPurpose(f"{self.name} failed on purpose after its last step")
+    _runner = _FailsAtEnd
+    _fail_at_end = "props_fail_at_end"
 
 
 class ThreadFlakyPeakProperties(FlakyPeakProperties):

@@ -14,15 +14,21 @@ Layout: ``<root>/<run_id>/<data_type>-<lineage_hash>/`` is one Zarr group with o
 field; see ``strax_storage.layout``.
 """
 
-from strax_storage.backend import StorageIOError, UnsafePath
-from strax_storage.chunk import Chunk, ChunkLawViolation, check_chunk, endtimes, time_fields_problem
-from strax_storage.claims import Claim, ClaimHeld, ClaimInfo, ClaimTimeout, WriterGone
+from strax_storage.catalog import RunFolder
+from strax_storage.chunk import Chunk, check_chunk, endtimes, time_fields_problem
+from strax_storage.claims import Claim, ClaimInfo
 from strax_storage.errors import (
+    ChunkLawViolation,
+    ClaimHeld,
+    ClaimTimeout,
     DataCorrupted,
     DataExistsError,
     DataNotFound,
     SaverClosedError,
     StorageError,
+    StorageIOError,
+    UnsafePath,
+    WriterGone,
 )
 from strax_storage.info import DataSetInfo, Status
 from strax_storage.keys import DataKey
@@ -42,6 +48,7 @@ __all__ = [
     "DataKey",
     "DataNotFound",
     "DataSetInfo",
+    "RunFolder",
     "Saver",
     "SaverClosedError",
     "Status",

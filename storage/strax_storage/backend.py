@@ -32,32 +32,18 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from zarr.abc.store import Store as ZarrStore
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from zarr.storage import LocalStore, MemoryStore
 
-from strax_storage.errors import StorageError
+from strax_storage.errors import StorageError, StorageIOError, UnsafePath
 
-__all__ = ["Backend", "LocalBackend", "StorageIOError", "UnsafePath", "ZarrBackend"]
+__all__ = ["Backend", "ClaimsKept", "LocalBackend", "StorageIOError", "UnsafePath", "ZarrBackend"]
 
 Bytes = bytes | bytearray | memoryview
-
-
-class StorageIOError(StorageError, OSError):
-    """The operating system refused a store operation (disk full, permission denied, ...).
-
-    An ``OSError`` too: ``errno``, ``strerror`` and ``filename`` (the full path) are kept.
-    """
-
-    def __str__(self) -> str:
-        code = errno_mod.errorcode.get(self.errno or 0, "?")
-        return f"{self.strerror} [{code}, errno {self.errno}]: {self.filename}"
-
-
-class UnsafePath(StorageError):
-    """A key would leave the store root (``..``, a symbolic link below the root, ...)."""
 
 
 def io_error(exc: OSError, action: str, path: object) -> StorageIOError:
@@ -66,14 +52,42 @@ def io_error(exc: OSError, action: str, path: object) -> StorageIOError:
     return StorageIOError(exc.errno or 0, f"cannot {action}: {what}", str(path))
 
 
+ClaimsKept = Literal["file", "process"]
+"""Where a store's claims live: ``file``, a small object next to the data set it claims (any
+process, any host, that sees the store sees it); ``process``, an in-process table (for a
+store that lives in one process, as a memory store)."""
+
+
 class Backend(ABC):
-    """Read/write/list/delete whole objects under ``/``-separated keys relative to the root."""
+    """Read/write/list/delete whole objects under ``/``-separated keys relative to the root.
+
+    Backends declare what they can do in capability attributes, so that callers never test
+    their concrete type: ``supports_rename``, ``has_mtime``, ``claims_kept`` and
+    ``symlink_under`` (which only a store that can hold symbolic links overrides).
+    """
 
     url: str
     readonly: bool
-    in_place: bool
-    """True if data sets are written at their final key (no atomic rename available)."""
     zarr_store: ZarrStore
+    supports_rename: bool = False
+    """``rename_tree`` moves a tree atomically: data sets are written under a temporary name
+    and renamed into place, so a killed writer never leaves one half-written under its key."""
+    has_mtime: bool = False
+    """``mtime`` and ``touch`` keep real modification times (a claim's heartbeat is its mtime)."""
+    claims_kept: ClaimsKept = "file"
+    """Where the store's claims live (see ``ClaimsKept``)."""
+
+    @property
+    def in_place(self) -> bool:
+        """True if data sets are written at their final key (no atomic rename available)."""
+        return not self.supports_rename
+
+    def symlink_under(self, prefix: str) -> str | None:
+        """A symbolic link at or below ``prefix`` (which plain Zarr would follow), or None.
+
+        None on stores that cannot hold links.
+        """
+        return None
 
     def where(self, key: str) -> str:
         """Human-readable location of ``key`` for error messages."""
@@ -115,7 +129,7 @@ class Backend(ABC):
         sync(self.zarr_store.delete(key))
 
     def rename_tree(self, src: str, dst: str) -> None:
-        """Atomically move ``src`` to the (absent) ``dst``; only where ``in_place`` is False."""
+        """Atomically move ``src`` to the (absent) ``dst``; only where ``supports_rename``."""
         raise NotImplementedError(f"{type(self).__name__} cannot rename")
 
     def exists_tree(self, prefix: str) -> bool:
@@ -141,7 +155,9 @@ def _check_relative(key: str) -> list[str]:
 class LocalBackend(Backend):
     """A directory on the local filesystem."""
 
-    in_place = False
+    supports_rename = True
+    has_mtime = True
+    claims_kept: ClaimsKept = "file"
 
     def __init__(self, root: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
@@ -327,6 +343,14 @@ class LocalBackend(Backend):
                 raise
             raise io_error(e, f"rename {a} to", b) from e
 
+    def symlink_under(self, prefix: str) -> str | None:
+        top = self.safe_path(prefix)  # refuses a link anywhere from the root to prefix
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    return os.path.join(dirpath, name)
+        return None
+
     def exists_tree(self, prefix: str) -> bool:
         try:
             os.lstat(self.safe_path(prefix, final_may_be_link=True))
@@ -338,14 +362,26 @@ class LocalBackend(Backend):
 
 
 class ZarrBackend(Backend):
-    """Any Zarr store (memory, fsspec); accessed through Zarr's synchronous bridge."""
+    """Any Zarr store (memory, fsspec); accessed through Zarr's synchronous bridge.
 
-    in_place = True
+    ``claims_kept``: ``process`` for a store that lives in this process only; by default so
+    for a Zarr ``MemoryStore``, ``file`` for any other.
+    """
 
-    def __init__(self, store: ZarrStore, url: str) -> None:
+    supports_rename = False
+    has_mtime = False
+
+    def __init__(
+        self, store: ZarrStore, url: str, *, claims_kept: ClaimsKept | None = None
+    ) -> None:
         self.zarr_store = store
         self.url = url
         self.readonly = bool(store.read_only)
+        if claims_kept is None:
+            claims_kept = "process" if isinstance(store, MemoryStore) else "file"
+        if claims_kept not in ("file", "process"):
+            raise ValueError(f"claims_kept must be 'file' or 'process', not {claims_kept!r}")
+        self.claims_kept = claims_kept
 
     def read(self, key: str) -> bytes | None:
         _check_relative(key)

@@ -25,19 +25,27 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
 
-from strax_storage.backend import Backend, LocalBackend, UnsafePath
-from strax_storage.claims import UNREADABLE_GRACE, Claim, Claims, identity_alive, is_this_process
-from strax_storage.errors import DataNotFound, StorageError
+from strax_storage.backend import Backend
+from strax_storage.claims import UNREADABLE_GRACE, Claim, Claims
+from strax_storage.errors import ClaimHeld, DataNotFound, StorageError, UnsafePath
 from strax_storage.info import DataSetInfo, Status, info_from_group_json
 from strax_storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
 from strax_storage.layout import ATTRS_KEY, metadata_key
 from strax_storage.names import validate_name
+from strax_storage.process import identity_alive, is_this_process
 
 __all__ = [
+    "Claimed",
+    "RunFolder",
+    "claim_and_clean",
+    "claim_for_writing",
     "cleanup_leftovers",
     "final_info",
+    "leftover_dirs",
+    "list_folder",
     "list_infos",
     "publish",
     "remove",
@@ -136,15 +144,29 @@ def _children(backend: Backend, prefix: str) -> list[str]:
         return []
 
 
+class RunFolder(NamedTuple):
+    """The entry names of one run's folder, from one listing: a snapshot that the callers of
+    one request share (resolving, then claiming), so the folder is listed once."""
+
+    run_id: str
+    names: tuple[str, ...]
+
+
+def list_folder(backend: Backend, run_id: str) -> RunFolder:
+    validate_name("run_id", run_id)
+    return RunFolder(run_id, tuple(sorted(_children(backend, run_id))))
+
+
+def _names(backend: Backend, run_id: str, folder: RunFolder | None) -> Sequence[str]:
+    """The names in ``run_id``'s folder: ``folder``'s if it is that run's, else listed now."""
+    if folder is not None and folder.run_id == run_id:
+        return folder.names
+    return _children(backend, run_id)
+
+
 def tmp_dirs(backend: Backend, key: DataKey) -> list[str]:
     """Paths of local temporary directories holding (partial) writes of ``key``."""
-    if backend.in_place:
-        return []
-    return [
-        f"{key.run_id}/{name}"
-        for name in _children(backend, key.run_id)
-        if parse_tmp_dirname(key.run_id, name) == key
-    ]
+    return [path for _, path in leftover_dirs(backend, [key])[1]]
 
 
 def parse_trash_dirname(run_id: str, name: str) -> DataKey | None:
@@ -156,13 +178,32 @@ def parse_trash_dirname(run_id: str, name: str) -> DataKey | None:
 
 def trash_dirs(backend: Backend, key: DataKey) -> list[str]:
     """Paths of ``.trash-`` directories of ``key`` (interrupted removals or replacements)."""
+    return [path for _, path in leftover_dirs(backend, [key])[0]]
+
+
+def leftover_dirs(
+    backend: Backend, keys: Collection[DataKey], folder: RunFolder | None = None
+) -> tuple[list[tuple[DataKey, str]], list[tuple[DataKey, str]]]:
+    """``(key, path)`` of the ``.trash-`` and of the temporary directories of ``keys``.
+
+    One listing of each run folder, however many keys of that run are asked about (none for
+    the run of ``folder``, whose names are used instead).
+    """
+    trash: list[tuple[DataKey, str]] = []
+    tmp: list[tuple[DataKey, str]] = []
     if backend.in_place:
-        return []
-    return [
-        f"{key.run_id}/{name}"
-        for name in _children(backend, key.run_id)
-        if parse_trash_dirname(key.run_id, name) == key
-    ]
+        return trash, tmp
+    wanted = set(keys)
+    for run_id in sorted({k.run_id for k in wanted}):
+        for name in _names(backend, run_id, folder):
+            of_trash = parse_trash_dirname(run_id, name)
+            if of_trash in wanted:
+                trash.append((of_trash, f"{run_id}/{name}"))
+                continue
+            of_tmp = parse_tmp_dirname(run_id, name)
+            if of_tmp in wanted:
+                tmp.append((of_tmp, f"{run_id}/{name}"))
+    return trash, tmp
 
 
 def tmp_infos(backend: Backend, key: DataKey) -> list[DataSetInfo]:
@@ -196,17 +237,20 @@ def _runs(backend: Backend) -> list[str]:
 
 
 def list_infos(
-    backend: Backend, run_id: str | None = None, data_type: str | None = None
+    backend: Backend,
+    run_id: str | None = None,
+    data_type: str | None = None,
+    folder: RunFolder | None = None,
 ) -> list[DataSetInfo]:
     """Every data set (any status), sorted by key; local temporary dirs show as ``writing``
-    (or ``failed`` once their writer is dead)."""
+    (or ``failed`` once their writer is dead). ``folder``: that run's names, not listed again."""
     if run_id is not None:
         validate_name("run_id", run_id)
     if data_type is not None:
         validate_name("data_type", data_type)
     out = []
     for run in [run_id] if run_id is not None else _runs(backend):
-        for name in sorted(_children(backend, run)):
+        for name in sorted(_names(backend, run, folder)):
             key = parse_dirname(run, name)
             writing = False
             if key is None and not backend.in_place:
@@ -232,14 +276,21 @@ def _delete_quietly(backend: Backend, path: str) -> bool:
     return True
 
 
-def cleanup_leftovers(backend: Backend, key: DataKey, *, claimed: bool) -> list[str]:
-    """Delete leftovers of ``key``: ``.trash-`` dirs and temporary dirs of dead writers.
+def cleanup_leftovers(
+    backend: Backend,
+    keys: Collection[DataKey],
+    *,
+    claimed: bool,
+    folder: RunFolder | None = None,
+) -> list[str]:
+    """Delete leftovers of ``keys``: ``.trash-`` dirs and temporary dirs of dead writers.
 
-    ``claimed``: the caller holds the claim on ``key``, so a temporary directory whose writer
-    is not this process (or is dead) belongs to nobody. Returns the paths deleted.
+    ``claimed``: the caller holds the claims on ``keys``, so a temporary directory whose
+    writer is not this process (or is dead) belongs to nobody. Returns the paths deleted.
     """
-    done = [p for p in trash_dirs(backend, key) if _delete_quietly(backend, p)]
-    for path in tmp_dirs(backend, key):
+    trash, tmp = leftover_dirs(backend, keys, folder)
+    done = [p for _, p in trash if _delete_quietly(backend, p)]
+    for key, path in tmp:
         info = info_at(backend, key, path, writing=True)
         if claimed:
             writer = _ours(info).get("writer")
@@ -252,24 +303,66 @@ def cleanup_leftovers(backend: Backend, key: DataKey, *, claimed: bool) -> list[
         if _delete_quietly(backend, path):
             done.append(path)
     if done:
-        log.info("deleted leftovers of %s: %s", key, ", ".join(done))
+        log.info("deleted leftovers of %s: %s", ", ".join(map(str, keys)), ", ".join(done))
     return done
 
 
+class Claimed(NamedTuple):
+    """What ``claim_and_clean`` got: the claims taken, the first key a live writer holds
+    (None: every key was claimed), and the leftover paths it deleted."""
+
+    claims: list[Claim]
+    refused: DataKey | None
+    cleaned: list[str]
+
+
 def claim_and_clean(
-    claims: Claims, key: DataKey, stale_after: float | None = None
-) -> tuple[Claim, list[str]] | None:
-    """Claim ``key`` and delete the leftovers of its dead writers (the claim makes them
-    nobody's); None if a live writer holds it. Returns the claim and the paths deleted; if
-    the cleanup fails, the claim is released before the error propagates."""
-    claim = claims.claim(key, stale_after)
-    if claim is None:
-        return None
+    claims: Claims,
+    keys: Sequence[DataKey],
+    stale_after: float | None = None,
+    folder: RunFolder | None = None,
+) -> Claimed:
+    """Claim ``keys`` in order, then delete the leftovers of their dead writers (the claims
+    make them nobody's) with one listing per run folder.
+
+    Stops at the first key a live writer holds (nothing is cleaned then; the caller keeps or
+    releases the claims taken). If the cleanup fails, the claims are released before the
+    error propagates. ``folder``: a listing of the run taken earlier in the same request;
+    leftovers that appeared since are left for a later cleanup (they are never complete).
+    """
+    held: list[Claim] = []
     try:
-        return claim, cleanup_leftovers(claims.backend, key, claimed=True)
+        for key in keys:
+            claim = claims.claim(key, stale_after)
+            if claim is None:
+                return Claimed(held, key, [])
+            held.append(claim)
+        cleaned = cleanup_leftovers(claims.backend, keys, claimed=True, folder=folder)
+        return Claimed(held, None, cleaned)
     except BaseException:
-        claim.release()
+        for claim in held:
+            claim.release()
         raise
+
+
+def claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:
+    """The writer's claim on ``key``: None if this process already holds it (e.g. a Context
+    that claimed the keys of its plan); ClaimHeld if another live process does."""
+    for _ in range(3):
+        holder = claims.holder(key)
+        if holder is not None and not holder.stale:
+            if holder.ours:
+                return None
+            raise ClaimHeld(
+                f"cannot write data set {key}: it is claimed by {holder.describe()} "
+                f"({holder.location})",
+                key,
+                holder,
+            )
+        claimed = claim_and_clean(claims, [key])
+        if claimed.claims:
+            return claimed.claims[0]
+    raise ClaimHeld(f"cannot write data set {key}: its claim keeps changing hands", key, None)
 
 
 def remove(backend: Backend, key: DataKey) -> None:
@@ -278,7 +371,7 @@ def remove(backend: Backend, key: DataKey) -> None:
     DataNotFound if there is nothing, or only a live writer's data set in progress (which is
     left alone).
     """
-    leftovers = cleanup_leftovers(backend, key, claimed=False)
+    leftovers = cleanup_leftovers(backend, [key], claimed=False)
     if not backend.exists_tree(key.path):
         if leftovers:
             return
@@ -289,7 +382,7 @@ def remove(backend: Backend, key: DataKey) -> None:
                 f"writer ({live[0].location}) and is left alone"
             )
         raise DataNotFound(f"no data set {key} in {backend.url}")
-    if isinstance(backend, LocalBackend):
+    if backend.supports_rename:
         # Rename first: a reader never sees a half-deleted data set under the final name.
         trash = _trash_path(key)
         try:
@@ -301,9 +394,7 @@ def remove(backend: Backend, key: DataKey) -> None:
         backend.delete_tree(key.path)
 
 
-def publish(
-    backend: LocalBackend, key: DataKey, tmp: str, *, complete: bool, overwrite: bool
-) -> bool:
+def publish(backend: Backend, key: DataKey, tmp: str, *, complete: bool, overwrite: bool) -> bool:
     """Rename the finished temporary directory ``tmp`` to the key's final path.
 
     Returns False (and deletes ``tmp``) if a complete data set is already there and must be

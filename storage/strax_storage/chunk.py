@@ -24,6 +24,8 @@ from itertools import pairwise
 import numba
 import numpy as np
 
+from strax_storage.errors import CannotSplit, ChunkLawViolation
+
 __all__ = [
     "CannotSplit",
     "Chunk",
@@ -37,14 +39,6 @@ __all__ = [
     "split",
     "time_fields_problem",
 ]
-
-
-class ChunkLawViolation(ValueError):
-    """A chunk breaks one of the chunk laws; the message names where and which row."""
-
-
-class CannotSplit(ChunkLawViolation):
-    """Splitting at the requested time would cut a row in two."""
 
 
 @dataclass(frozen=True, slots=True)

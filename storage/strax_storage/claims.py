@@ -44,43 +44,40 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
-import socket
 import threading
 import time
 import uuid
 import weakref
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
-from zarr.storage import MemoryStore
-
 from strax_storage.backend import Backend
-from strax_storage.errors import StorageError
+from strax_storage.claim_tables import (
+    CLAIM_PREFIX,
+    FileTable,
+    MemoryTable,
+    Table,
+    encode_record,
+    finite_float,
+)
 from strax_storage.keys import DataKey
+from strax_storage.process import identity_alive, is_this_process, process_identity
 
 __all__ = [
     "CLAIM_PREFIX",
     "DEFAULT_STALE_AFTER",
     "MAX_STALE_AFTER",
+    "UNREADABLE_GRACE",
     "Claim",
-    "ClaimHeld",
     "ClaimInfo",
-    "ClaimTimeout",
     "Claims",
-    "WriterGone",
-    "identity_alive",
-    "process_identity",
 ]
 
 log = logging.getLogger(__name__)
 
-CLAIM_PREFIX: Final = ".claim-"
-"""Prefix of a claim file next to the data set it claims (never parsed as a data set)."""
 CLAIM_FORMAT: Final = "strax_decl.claim"
 DEFAULT_STALE_AFTER: Final = 600.0
 """Seconds without a heartbeat after which a claim is stale (the heartbeat runs every 1/5)."""
@@ -89,114 +86,6 @@ MAX_STALE_AFTER: Final = 86_400.0
 hostile claim file cannot keep a dead writer's claim alive for longer than a day."""
 UNREADABLE_GRACE: Final = 5.0
 """Seconds after which a claim file holding no readable claim is considered stale."""
-BREAK_LOCK_STALE: Final = 10.0
-"""Seconds after which a leftover break lock (its breaker died) is removed."""
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ClaimHeld(StorageError):
-    """Another writer holds the claim on a data set (raised when the caller will not wait)."""
-
-    def __init__(self, message: str, key: DataKey, holder: ClaimInfo | None) -> None:
-        super().__init__(message)
-        self.key = key
-        self.holder = holder
-
-
-class WriterGone(StorageError):
-    """The data set waited for is not complete and nobody (alive) is writing it any more."""
-
-    def __init__(self, message: str, key: DataKey) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-class ClaimTimeout(StorageError, TimeoutError):
-    """Waiting for another writer to complete a data set took longer than the timeout."""
-
-    def __init__(self, message: str, key: DataKey, holder: ClaimInfo | None) -> None:
-        super().__init__(message)
-        self.key = key
-        self.holder = holder
-
-
-# --------------------------------------------------------------------------- processes
-
-_identity_lock = threading.Lock()
-_identity: tuple[int, dict[str, Any]] | None = None
-
-
-def _process_start(pid: int) -> tuple[int, str] | None:
-    """(start time in clock ticks since boot, state letter) of ``pid``; None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may contain spaces
-    fields = raw[raw.rfind(")") + 2 :].split()
-    try:
-        return int(fields[19]), fields[0]  # starttime is field 22, state field 3
-    except (IndexError, ValueError):
-        return None
-
-
-def process_identity() -> dict[str, Any]:
-    """This process: ``{"pid", "host", "pid_start"}`` (``pid_start`` None without /proc)."""
-    global _identity
-    pid = os.getpid()
-    with _identity_lock:
-        if _identity is None or _identity[0] != pid:  # recomputed after a fork
-            start = _process_start(pid)
-            _identity = (
-                pid,
-                {"pid": pid, "host": socket.gethostname(), "pid_start": start and start[0]},
-            )
-        return dict(_identity[1])
-
-
-def _pid_running(pid: int, pid_start: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except (OverflowError, ValueError, OSError):
-        return False
-    proc = _process_start(pid)
-    if proc is None:
-        return True  # no /proc: trust kill(0)
-    start, state = proc
-    if state in ("Z", "X"):
-        return False  # a zombie (killed, not yet reaped) or dead
-    return pid_start is None or start == pid_start
-
-
-def identity_alive(ident: object) -> bool | None:
-    """Whether the process described by ``ident`` (as ``process_identity``) still runs.
-
-    None if that cannot be known (another host, or no usable identity).
-    """
-    if not isinstance(ident, dict):
-        return None
-    pid, host, start = ident.get("pid"), ident.get("host"), ident.get("pid_start")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(host, str):
-        return None
-    if host != socket.gethostname():
-        return None
-    return _pid_running(pid, start if isinstance(start, int) else None)
-
-
-def is_this_process(ident: object) -> bool:
-    me = process_identity()
-    return (
-        isinstance(ident, dict)
-        and ident.get("pid") == me["pid"]
-        and ident.get("host") == me["host"]
-    )
 
 
 # --------------------------------------------------------------------------- claim records
@@ -269,23 +158,8 @@ def _record(key: DataKey, stale_after: float) -> dict[str, Any]:
     }
 
 
-def _encode(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True).encode()
-
-
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: object) -> float | None:
-    """A finite number as float, else None (a NaN heartbeat must not look fresh forever)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        out = float(value)
-    except OverflowError:
-        return None
-    return out if math.isfinite(out) else None
 
 
 def judge(
@@ -323,8 +197,8 @@ def judge(
         host=doc.get("host") if isinstance(doc.get("host"), str) else None,
         pid_start=_int(doc.get("pid_start")),
         token=doc.get("token") if isinstance(doc.get("token"), str) else None,
-        created=_float(doc.get("created")),
-        heartbeat=mtime if mtime is not None else _float(doc.get("heartbeat")),
+        created=finite_float(doc.get("created")),
+        heartbeat=mtime if mtime is not None else finite_float(doc.get("heartbeat")),
         raw=raw,
     )
     why = ""
@@ -334,151 +208,13 @@ def judge(
     else:
         beat = info.heartbeat if info.heartbeat is not None else info.created
         age = now - beat if beat is not None else float("inf")
-        promised = _float(doc.get("stale_after"))
+        promised = finite_float(doc.get("stale_after"))
         limit = (
             min(promised, MAX_STALE_AFTER) if promised is not None and promised > 0 else stale_after
         )
         if age > limit:
             why = f"no heartbeat for {age:.0f} s (limit {limit:g} s)"
     return replace(info, stale=True, why_stale=why) if why else info
-
-
-# --------------------------------------------------------------------------- where claims live
-
-
-class _Table(ABC):
-    """Where the claims of one store are kept."""
-
-    @abstractmethod
-    def location(self, key: DataKey) -> str: ...
-
-    @abstractmethod
-    def create(self, key: DataKey, raw: bytes) -> bool: ...
-
-    @abstractmethod
-    def read(self, key: DataKey) -> tuple[bytes, float | None] | None: ...
-
-    @abstractmethod
-    def delete_if(self, key: DataKey, raw: bytes, *, wait: bool = False) -> bool:
-        """Delete the claim if its bytes are still ``raw``; True if deleted.
-
-        ``wait``: if a breaker is busy with this claim, wait for it (used by ``release``).
-        """
-
-    @abstractmethod
-    def beat(self, key: DataKey, raw: bytes) -> bytes | None:
-        """Record a heartbeat if the claim is still ``raw``; its (new) bytes, None if lost."""
-
-
-class _FileTable(_Table):
-    """Claims as small JSON files/objects next to the data sets (local: O_EXCL; fsspec)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.has_mtime = not backend.in_place  # local files: the mtime is the heartbeat
-
-    def _key(self, key: DataKey) -> str:
-        return f"{key.run_id}/{CLAIM_PREFIX}{key.dirname}"
-
-    def location(self, key: DataKey) -> str:
-        return self.backend.where(self._key(key))
-
-    def create(self, key: DataKey, raw: bytes) -> bool:
-        return self.backend.create_exclusive(self._key(key), raw)
-
-    def read(self, key: DataKey) -> tuple[bytes, float | None] | None:
-        k = self._key(key)
-        raw = self.backend.read(k)
-        if raw is None:
-            return None
-        return raw, self.backend.mtime(k) if self.has_mtime else None
-
-    def delete_if(self, key: DataKey, raw: bytes, *, wait: bool = False) -> bool:
-        k = self._key(key)
-        lock = f"{k}.break"
-        deadline = time.monotonic() + BREAK_LOCK_STALE + 1.0
-        mine = _encode({**process_identity(), "created": time.time()})
-        while not self.backend.create_exclusive(lock, mine):
-            lock_time = self._lock_time(lock)
-            if lock_time is None or time.time() - lock_time > BREAK_LOCK_STALE:
-                self.backend.delete(lock)  # its breaker died
-            elif not wait or time.monotonic() > deadline:
-                return False
-            else:
-                time.sleep(0.01)
-        try:
-            if self.backend.read(k) != raw:
-                return False
-            self.backend.delete(k)
-            return True
-        finally:
-            self.backend.delete(lock)
-
-    def _lock_time(self, lock: str) -> float | None:
-        """When the break lock ``lock`` was taken (None: it is gone, or unreadable)."""
-        if self.has_mtime:
-            return self.backend.mtime(lock)
-        raw = self.backend.read(lock)
-        try:
-            doc = json.loads(raw) if raw is not None else None
-        except ValueError:
-            return None
-        return _float(doc.get("created")) if isinstance(doc, dict) else None
-
-    def beat(self, key: DataKey, raw: bytes) -> bytes | None:
-        k = self._key(key)
-        if self.backend.read(k) != raw:
-            return None
-        if self.has_mtime:
-            self.backend.touch(k)
-            return raw
-        doc = json.loads(raw)
-        doc["heartbeat"] = time.time()
-        new = _encode(doc)
-        self.backend.write(k, [new])
-        return new
-
-
-_memory_lock = threading.Lock()
-_memory_claims: dict[tuple[str, DataKey], tuple[bytes, float]] = {}
-
-
-class _MemoryTable(_Table):
-    """In-process lock table for ``memory://`` stores (keyed by the store's URL)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def location(self, key: DataKey) -> str:
-        return f"{self.url}/{key.run_id}/{CLAIM_PREFIX}{key.dirname} (in-process)"
-
-    def create(self, key: DataKey, raw: bytes) -> bool:
-        with _memory_lock:
-            if (self.url, key) in _memory_claims:
-                return False
-            _memory_claims[(self.url, key)] = (raw, time.time())
-            return True
-
-    def read(self, key: DataKey) -> tuple[bytes, float | None] | None:
-        with _memory_lock:
-            entry = _memory_claims.get((self.url, key))
-        return None if entry is None else (entry[0], entry[1])
-
-    def delete_if(self, key: DataKey, raw: bytes, *, wait: bool = False) -> bool:
-        with _memory_lock:
-            entry = _memory_claims.get((self.url, key))
-            if entry is None or entry[0] != raw:
-                return False
-            del _memory_claims[(self.url, key)]
-            return True
-
-    def beat(self, key: DataKey, raw: bytes) -> bytes | None:
-        with _memory_lock:
-            entry = _memory_claims.get((self.url, key))
-            if entry is None or entry[0] != raw:
-                return None
-            _memory_claims[(self.url, key)] = (raw, time.time())
-            return raw
 
 
 # --------------------------------------------------------------------------- heartbeat
@@ -550,7 +286,7 @@ class Claim:
     claimant (see ``strax_storage.claims``).
     """
 
-    def __init__(self, table: _Table, key: DataKey, raw: bytes, stale_after: float) -> None:
+    def __init__(self, table: Table, key: DataKey, raw: bytes, stale_after: float) -> None:
         self.key = key
         self.stale_after = stale_after
         self.token: str = json.loads(raw)["token"]
@@ -623,7 +359,7 @@ class Claim:
         return f"<Claim {self.key} {state} at {self.location}>"
 
 
-def _release_quietly(table: _Table, key: DataKey, raw_box: list[bytes], pid: int) -> None:
+def _release_quietly(table: Table, key: DataKey, raw_box: list[bytes], pid: int) -> None:
     if os.getpid() != pid:
         return  # a forked child exiting: the claim belongs to its parent
     with contextlib.suppress(Exception):
@@ -636,10 +372,8 @@ class Claims:
     def __init__(self, backend: Backend, stale_after: float = DEFAULT_STALE_AFTER) -> None:
         self.stale_after = _checked_limit(stale_after)
         self.backend = backend
-        self.table: _Table = (
-            _MemoryTable(backend.url)
-            if isinstance(backend.zarr_store, MemoryStore)
-            else _FileTable(backend)
+        self.table: Table = (
+            MemoryTable(backend.url) if backend.claims_kept == "process" else FileTable(backend)
         )
 
     def holder(self, key: DataKey, stale_after: float | None = None) -> ClaimInfo | None:
@@ -654,7 +388,7 @@ class Claims:
         """Take the claim on ``key``; None if someone else (alive) holds it."""
         limit = self.stale_after if stale_after is None else _checked_limit(stale_after)
         for _ in range(5):
-            raw = _encode(_record(key, limit))
+            raw = encode_record(_record(key, limit))
             if self.table.create(key, raw):
                 return Claim(self.table, key, raw, limit)
             info = self.holder(key, limit)

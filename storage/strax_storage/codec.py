@@ -20,16 +20,14 @@ import crc32c
 import numpy as np
 import zstandard
 
+from strax_storage.errors import ChecksumMismatch
+
 __all__ = ["DEFAULT_LEVEL", "ChecksumMismatch", "decode", "encode", "scratch"]
 
 DEFAULT_LEVEL: Final = 1
 """zstd level: level 1 writes ~20% faster than 3 for ~5% less compression (bench)."""
 
 _local = threading.local()
-
-
-class ChecksumMismatch(ValueError):
-    """The bytes of a chunk do not decode to what the metadata promises (reason in message)."""
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:

@@ -31,11 +31,17 @@ from typing import Any
 import numpy as np
 
 from strax_storage import catalog
-from strax_storage.backend import Backend, UnsafePath
+from strax_storage.backend import Backend
 from strax_storage.chunk import Chunk, endtimes
-from strax_storage.codec import ChecksumMismatch, decode
+from strax_storage.codec import decode
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
-from strax_storage.errors import DataCorrupted, DataNotFound, StorageError
+from strax_storage.errors import (
+    ChecksumMismatch,
+    DataCorrupted,
+    DataNotFound,
+    StorageError,
+    UnsafePath,
+)
 from strax_storage.info import DataSetInfo
 from strax_storage.keys import DataKey
 from strax_storage.layout import (
@@ -78,11 +84,15 @@ def check_time_range(time_range: object) -> tuple[int, int] | None:
 class DataSetReader:
     """An opened, verified, complete data set. Construction raises if it cannot be trusted."""
 
-    def __init__(self, backend: Backend, key: DataKey) -> None:
+    def __init__(self, backend: Backend, key: DataKey, info: DataSetInfo | None = None) -> None:
+        """``info``: the data set's info as the caller found it (not read again), or None."""
         self.key = key
         self._backend = backend
         self.path = key.path
-        info = catalog.final_info(backend, key)
+        if info is None:
+            info = catalog.final_info(backend, key)
+        elif info.key != key:
+            raise ValueError(f"the info given is of data set {info.key}, not of {key}")
         if info is None or info.status != "complete":
             why = "absent" if info is None else info.status
             raise DataNotFound(f"no complete data set {key} in {backend.url} (it is {why})")

@@ -20,9 +20,13 @@ import numpy as np
 
 from strax_storage.chunk import Chunk, check_touches, concatenate, endtimes
 
-__all__ = ["Rechunker", "rechunk", "split_times"]
+__all__ = ["SPLIT_GAP_NS", "Rechunker", "rechunk", "split_chunk", "split_times"]
 
 MB = 1_000_000
+
+SPLIT_GAP_NS = 1000
+"""Savers and loaders split stored chunks only at gaps of at least this many ns between rows
+(as strax does), so clusters of touching rows stay in one chunk for chunk-wise consumers."""
 
 
 def split_times(chunk: Chunk, target_bytes: float, min_gap: int = 0) -> list[int]:
@@ -53,6 +57,27 @@ def split_times(chunk: Chunk, target_bytes: float, min_gap: int = 0) -> list[int
     return [int(ended[i - 1] + (time[i] - ended[i - 1]) // 2) for i in cuts]
 
 
+def split_chunk(chunk: Chunk, target_bytes: float, min_gap: int = 0) -> list[Chunk]:
+    """``chunk`` cut at ``split_times`` into touching pieces (views, no copy); or ``[chunk]``."""
+    times = split_times(chunk, target_bytes, min_gap)
+    if not times:
+        return [chunk]
+    data = chunk.data
+    rows = np.searchsorted(data["time"], times, side="left")
+    bounds = [chunk.start, *times, chunk.end]
+    cuts = [0, *rows.tolist(), len(data)]
+    return [
+        Chunk(bounds[k], bounds[k + 1], data[cuts[k] : cuts[k + 1]]) for k in range(len(bounds) - 1)
+    ]
+
+
+def check_target(target_mb: float, where: str) -> float:
+    """``target_mb`` in bytes; ValueError unless it is positive."""
+    if not target_mb > 0:
+        raise ValueError(f"{where}: target size must be positive, got {target_mb} MB")
+    return float(target_mb) * MB
+
+
 class Rechunker:
     """Push interface of ``rechunk``: ``receive`` each chunk, then ``flush`` once.
 
@@ -67,11 +92,9 @@ class Rechunker:
         min_gap: int = 0,
         where: str = "rechunk",
     ) -> None:
-        if not target_mb > 0:
-            raise ValueError(f"{where}: target size must be positive, got {target_mb} MB")
+        self.target_bytes = check_target(target_mb, where)
         if min_gap < 0:
             raise ValueError(f"{where}: min_gap must be >= 0 ns, got {min_gap}")
-        self.target_bytes = float(target_mb) * MB
         self.combine = combine
         self.min_gap = int(min_gap)
         self.where = where
@@ -102,17 +125,7 @@ class Rechunker:
         return combined
 
     def _split(self, chunk: Chunk) -> list[Chunk]:
-        times = split_times(chunk, self.target_bytes, self.min_gap)
-        if not times:
-            return [chunk]
-        data = chunk.data
-        rows = np.searchsorted(data["time"], times, side="left")
-        bounds = [chunk.start, *times, chunk.end]
-        cuts = [0, *rows.tolist(), len(data)]
-        return [
-            Chunk(bounds[k], bounds[k + 1], data[cuts[k] : cuts[k + 1]])
-            for k in range(len(bounds) - 1)
-        ]
+        return split_chunk(chunk, self.target_bytes, self.min_gap)
 
 
 def rechunk(

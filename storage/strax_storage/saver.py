@@ -22,6 +22,7 @@ the saver reads them when their Zarr chunk is written.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import traceback
 from collections import deque
@@ -35,12 +36,12 @@ import numpy as np
 import zarr
 
 from strax_storage import catalog
-from strax_storage.backend import Backend, LocalBackend, StorageIOError
+from strax_storage.backend import Backend
 from strax_storage.chunk import Chunk, check_chunk
-from strax_storage.claims import Claim, ClaimHeld, Claims, process_identity
+from strax_storage.claims import Claim, Claims
 from strax_storage.codec import encode, scratch
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec, dtype_to_json, field_specs
-from strax_storage.errors import SaverClosedError, StorageError
+from strax_storage.errors import SaverClosedError, StorageError, StorageIOError
 from strax_storage.info import DataSetInfo
 from strax_storage.keys import DataKey
 from strax_storage.layout import (
@@ -57,6 +58,8 @@ from strax_storage.layout import (
     metadata_key,
 )
 from strax_storage.pool import n_threads, pool
+from strax_storage.process import process_identity
+from strax_storage.rechunk import SPLIT_GAP_NS, check_target, split_chunk
 
 __all__ = ["Saver"]
 
@@ -93,9 +96,15 @@ class Saver:
         rows_per_chunk: int,
         level: int,
         claims: Claims | None = None,
+        target_mb: float | None = None,
     ) -> None:
         self.key = key
         self.dtype = dtype
+        # rechunking toward target_mb: see send()
+        self._target_bytes = (
+            None if target_mb is None else check_target(target_mb, f"data set {key}")
+        )
+        self._entry_bytes = math.inf  # bytes in the last chunk-index entry
         self._backend = backend
         self._metadata = metadata
         self._overwrite = overwrite
@@ -123,7 +132,7 @@ class Saver:
         self._writer = process_identity()
         self._claim: Claim | None = None
         if claims is not None:
-            self._claim = _claim_for_writing(claims, key)
+            self._claim = catalog.claim_for_writing(claims, key)
         try:
             self._start(backend, key)
         except BaseException:
@@ -131,7 +140,7 @@ class Saver:
             raise
 
     def _start(self, backend: Backend, key: DataKey) -> None:
-        if backend.in_place:
+        if not backend.supports_rename:
             self._path = key.path
             backend.delete_tree(self._path)  # Store.saver checked it may be replaced
         else:
@@ -169,17 +178,19 @@ class Saver:
         """True after ``close`` or ``fail``."""
         return self._state != "open"
 
-    def send(self, chunk: Chunk, *, extend_previous: bool = False) -> None:
+    def send(self, chunk: Chunk) -> None:
         """Check and buffer one strax chunk; writes whole Zarr chunks as they fill up.
 
-        ``extend_previous=True`` stores the chunk as part of the previous one (one chunk-index
-        entry covering both): rechunking small chunks into bigger ones without copying rows,
-        since the rows land in the same fixed-size Zarr chunks either way.
+        With a ``target_mb``, chunks are rechunked toward it as they are stored: a chunk of
+        twice the target or more is split at gaps of at least ``SPLIT_GAP_NS`` (into views),
+        and small chunks extend the previous chunk-index entry until it reaches the target.
+        Combining touches the index only, since the rows land in the same fixed-size Zarr
+        chunks either way: nothing is copied or held back.
         """
         with self._lock:
-            self._send(chunk, extend_previous)
+            self._send(chunk)
 
-    def _send(self, chunk: Chunk, extend_previous: bool = False) -> None:
+    def _send(self, chunk: Chunk) -> None:
         self._check_open("send")
         i = len(self._starts)
         try:
@@ -195,24 +206,35 @@ class Saver:
                 previous_end=self._ends[-1] if self._ends else None,
             )
             self._reap(block=False)
-            n = len(chunk.data)
-            if extend_previous and self._starts:
-                self._ends[-1] = chunk.end
-                self._counts[-1] += n
+            target = self._target_bytes
+            if target is None:
+                self._add(chunk, extend=False)
             else:
-                self._starts.append(chunk.start)
-                self._ends.append(chunk.end)
-                self._first_rows.append(self._n_rows)
-                self._counts.append(n)
-            self._n_rows += n
-            if n:
-                self._pending.append(chunk.data)
-                self._n_pending += n
-            while self._n_pending >= self._rows_per_chunk:
-                self._emit(self._rows_per_chunk)
+                for piece in split_chunk(chunk, target, SPLIT_GAP_NS):
+                    extend = self._entry_bytes < target
+                    self._add(piece, extend)
+                    self._entry_bytes = (self._entry_bytes if extend else 0) + piece.nbytes
         except BaseException as e:
             self.fail(e)
             raise
+
+    def _add(self, chunk: Chunk, extend: bool) -> None:
+        """Record a checked chunk in the index (as a new entry or extending the last one)."""
+        n = len(chunk.data)
+        if extend and self._starts:
+            self._ends[-1] = chunk.end
+            self._counts[-1] += n
+        else:
+            self._starts.append(chunk.start)
+            self._ends.append(chunk.end)
+            self._first_rows.append(self._n_rows)
+            self._counts.append(n)
+        self._n_rows += n
+        if n:
+            self._pending.append(chunk.data)
+            self._n_pending += n
+        while self._n_pending >= self._rows_per_chunk:
+            self._emit(self._rows_per_chunk)
 
     def close(self) -> DataSetInfo:
         """Write the remaining rows, the index and ``complete: true``; return the info.
@@ -233,7 +255,7 @@ class Saver:
             self._write_index()
             self._write_array_metadata()
             self._write_group_attrs("complete")
-            if isinstance(self._backend, LocalBackend):
+            if self._backend.supports_rename:  # written under a temporary name
                 catalog.publish(
                     self._backend,
                     self.key,
@@ -278,7 +300,7 @@ class Saver:
                 log.exception("could not record the failure of data set %s", self.key)
                 self._backend.delete_tree(self._path)
                 return
-            if isinstance(self._backend, LocalBackend):
+            if self._backend.supports_rename:  # written under a temporary name
                 catalog.publish(
                     self._backend,
                     self.key,
@@ -453,23 +475,3 @@ class Saver:
         """Replace the group's ``zarr.json`` atomically: readers see old or new, never half."""
         doc = metadata_json(group_metadata(self._attrs(status, exception)))
         self._backend.write_atomic(metadata_key(self._path), doc)
-
-
-def _claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:
-    """The writer's claim on ``key``: None if this process already holds it (e.g. a Context
-    that claimed the keys of its plan); ClaimHeld if another live process does."""
-    for _ in range(3):
-        holder = claims.holder(key)
-        if holder is not None and not holder.stale:
-            if holder.ours:
-                return None
-            raise ClaimHeld(
-                f"cannot write data set {key}: it is claimed by {holder.describe()} "
-                f"({holder.location})",
-                key,
-                holder,
-            )
-        claimed = catalog.claim_and_clean(claims, key)
-        if claimed is not None:
-            return claimed[0]
-    raise ClaimHeld(f"cannot write data set {key}: its claim keeps changing hands", key, None)

@@ -23,24 +23,27 @@ from zarr.abc.store import Store as ZarrStore
 from zarr.storage import FsspecStore, MemoryStore
 
 from strax_storage import catalog
-from strax_storage.backend import Backend, LocalBackend, UnsafePath, ZarrBackend
+from strax_storage.backend import Backend, LocalBackend, ZarrBackend
+from strax_storage.catalog import RunFolder
 from strax_storage.chunk import Chunk
-from strax_storage.claims import (
-    DEFAULT_STALE_AFTER,
-    Claim,
-    ClaimHeld,
-    ClaimInfo,
-    Claims,
-    ClaimTimeout,
-    WriterGone,
-)
+from strax_storage.claims import DEFAULT_STALE_AFTER, Claim, ClaimInfo, Claims
 from strax_storage.codec import DEFAULT_LEVEL
 from strax_storage.dtypes import check_storable, rows_per_chunk_for
-from strax_storage.errors import DataCorrupted, DataExistsError, DataNotFound, StorageError
+from strax_storage.errors import (
+    ClaimHeld,
+    ClaimTimeout,
+    DataCorrupted,
+    DataExistsError,
+    DataNotFound,
+    StorageError,
+    UnsafePath,
+    WriterGone,
+)
 from strax_storage.info import DataSetInfo, Status
 from strax_storage.keys import DataKey
 from strax_storage.layout import ATTRS_KEY, group_metadata, metadata_json, metadata_key
 from strax_storage.loader import DataSetReader, check_time_range
+from strax_storage.rechunk import SPLIT_GAP_NS, Rechunker
 from strax_storage.saver import Saver
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "Store", "open_store"]
@@ -110,10 +113,21 @@ class Store:
         leftovers), ``complete``."""
         return catalog.status(self.backend, _check_key(key))
 
-    def list(self, run_id: str | None = None, data_type: str | None = None) -> list[DataSetInfo]:
+    def list(
+        self,
+        run_id: str | None = None,
+        data_type: str | None = None,
+        *,
+        folder: RunFolder | None = None,
+    ) -> list[DataSetInfo]:
         """Every data set, any status (a live writer's work shows as ``writing``, a dead one's
-        leftovers as ``failed``)."""
-        return catalog.list_infos(self.backend, run_id, data_type)
+        leftovers as ``failed``). ``folder``: the run's ``run_folder``, not listed again."""
+        return catalog.list_infos(self.backend, run_id, data_type, folder)
+
+    def run_folder(self, run_id: str) -> RunFolder:
+        """One listing of ``run_id``'s folder, to hand to ``list`` and ``claim_all`` so that
+        one request lists it once however many data types it asks about."""
+        return catalog.list_folder(self.backend, run_id)
 
     def info(self, key: DataKey) -> DataSetInfo:
         """The data set under ``key`` in whatever status; DataNotFound if there is none."""
@@ -130,16 +144,9 @@ class Store:
         key = _check_key(key)
         if catalog.final_info(self.backend, key) is None:
             raise DataNotFound(f"no data set {key} in {self.url}")
-        if isinstance(self.backend, LocalBackend):
-            # plain Zarr follows symbolic links: refuse a tree that has any
-            top = self.backend.safe_path(key.path)
-            for dirpath, dirnames, filenames in os.walk(top):
-                for name in dirnames + filenames:
-                    if os.path.islink(os.path.join(dirpath, name)):
-                        raise UnsafePath(
-                            f"data set {key} contains the symbolic link "
-                            f"{os.path.join(dirpath, name)}; not opened"
-                        )
+        link = self.backend.symlink_under(key.path)  # plain Zarr would follow it: refuse
+        if link is not None:
+            raise UnsafePath(f"data set {key} contains the symbolic link {link}; not opened")
         try:
             return zarr.open_group(self.backend.zarr_store, path=key.path, mode="r")
         except Exception as e:  # whatever Zarr makes of damaged metadata
@@ -189,8 +196,8 @@ class Store:
     def _removal_claim(self, key: DataKey) -> Iterator[Sequence[str]]:
         """Hold ``key``'s claim while removing; yields the leftovers of dead writers deleted
         on the way. ClaimHeld if a live writer (of any process, this one too) holds it."""
-        claimed = catalog.claim_and_clean(self.claims, key)  # breaks a dead writer's claim
-        if claimed is None:
+        claimed = catalog.claim_and_clean(self.claims, [key])  # breaks a dead writer's claim
+        if claimed.refused is not None:
             holder = self.claims.holder(key)
             who = holder.describe() if holder is not None else "another writer"
             raise ClaimHeld(
@@ -198,9 +205,8 @@ class Store:
                 key,
                 holder,
             )
-        claim, cleaned = claimed
-        with claim:
-            yield cleaned
+        with claimed.claims[0]:
+            yield claimed.cleaned
 
     def mark_failed(self, key: DataKey, reason: str, *, created: str | None = None) -> bool:
         """Record that the data set under ``key`` must not be trusted (e.g. it is corrupted).
@@ -236,10 +242,29 @@ class Store:
         dead writers of ``key``. Release the claim with ``claim.release()`` or
         ``with claim: ...``; savers of a key this process has claimed do not claim it again.
         """
-        key = _check_key(key)
-        self._check_writable(f"claim {key}")
-        claimed = catalog.claim_and_clean(self.claims, key, stale_after)
-        return None if claimed is None else claimed[0]
+        claims, refused = self.claim_all([key], stale_after=stale_after)
+        return None if refused is not None else claims[0]
+
+    def claim_all(
+        self,
+        keys: Sequence[DataKey],
+        *,
+        stale_after: float | None = None,
+        folder: RunFolder | None = None,
+    ) -> tuple[Sequence[Claim], DataKey | None]:
+        """Claim ``keys`` in the order given (as ``claim``); the leftovers of their dead
+        writers are deleted with one listing of each run folder, however many keys.
+
+        Returns the claims taken and the first key another live writer holds (None: all were
+        claimed). Taking several in one fixed order (e.g. sorted) keeps two processes that
+        want overlapping sets from deadlocking; on a refusal the caller releases what it got.
+        ``folder``: a ``run_folder`` of the keys' run taken earlier in the same request, used
+        instead of listing it again to find leftovers.
+        """
+        keys = [_check_key(k) for k in keys]
+        self._check_writable(f"claim {', '.join(map(str, keys))}")
+        claimed = catalog.claim_and_clean(self.claims, keys, stale_after, folder)
+        return claimed.claims, claimed.refused
 
     def claim_holder(self, key: DataKey) -> ClaimInfo | None:
         """Who holds the claim on ``key`` (``.stale`` says if it may be broken), or None."""
@@ -298,6 +323,7 @@ class Store:
         *,
         overwrite: bool = False,
         check_claim: bool = True,
+        target_mb: float | None = None,
     ) -> Saver:
         """A Saver writing rows of ``dtype`` under ``key``, recording ``metadata`` (JSON dict).
 
@@ -308,6 +334,9 @@ class Store:
         The saver claims ``key`` for as long as it writes (see ``claim``), unless this process
         holds the claim already; ClaimHeld if another live process holds it. ``check_claim=
         False`` skips this, for a caller that holds the claim in another process.
+
+        ``target_mb``: rechunk toward chunks of about that many MB (1e6 bytes) as they are
+        stored (see ``Saver.send``); None stores the chunks as sent.
         """
         key = _check_key(key)
         self._check_writable(f"save {key}")
@@ -336,26 +365,59 @@ class Store:
             rows_per_chunk=rows,
             level=self.zstd_level,
             claims=self.claims if check_claim else None,
+            target_mb=target_mb,
         )
 
     # ---------------------------------------------------------------- loading
-    def load(self, key: DataKey, time_range: tuple[int, int] | None = None) -> Iterator[Chunk]:
+    def load(
+        self,
+        key: DataKey,
+        time_range: tuple[int, int] | None = None,
+        *,
+        max_chunk_mb: float | None = None,
+        info: DataSetInfo | None = None,
+    ) -> Iterator[Chunk]:
         """Strax chunks of a complete data set in stored order (trimmed to ``time_range``).
 
         Raises DataNotFound at once if the data set is not complete, DataCorrupted (at once or
-        while iterating) if it disagrees with itself.
+        while iterating) if it disagrees with itself. ``max_chunk_mb``: stored chunks of twice
+        that or more are split (at gaps of at least ``SPLIT_GAP_NS``), to bound memory.
+        ``info``: the data set's info from ``find``/``list``, so its attributes are not read
+        again (a caller that planned from that snapshot loads exactly what it planned with).
         """
         tr = check_time_range(time_range)
-        return DataSetReader(self.backend, _check_key(key)).chunks(tr)
+        key = _check_key(key)
+        splitter = (
+            None
+            if max_chunk_mb is None
+            else Rechunker(
+                max_chunk_mb, combine=False, min_gap=SPLIT_GAP_NS, where=f"loading {key}"
+            )
+        )
+        chunks = DataSetReader(self.backend, key, info).chunks(tr)
+        return chunks if splitter is None else _split_all(chunks, splitter)
 
-    def load_array(self, key: DataKey, time_range: tuple[int, int] | None = None) -> np.ndarray:
-        """All rows of a complete data set (or those fully inside ``time_range``)."""
+    def load_array(
+        self,
+        key: DataKey,
+        time_range: tuple[int, int] | None = None,
+        *,
+        info: DataSetInfo | None = None,
+    ) -> np.ndarray:
+        """All rows of a complete data set (or those fully inside ``time_range``); ``info``
+        as for ``load``."""
         tr = check_time_range(time_range)
-        return DataSetReader(self.backend, _check_key(key)).array(tr)
+        return DataSetReader(self.backend, _check_key(key), info).array(tr)
 
     def _check_writable(self, what: str) -> None:
         if self.readonly:
             raise StorageError(f"cannot {what}: store {self.url} is read-only")
+
+
+def _split_all(chunks: Iterator[Chunk], splitter: Rechunker) -> Iterator[Chunk]:
+    for chunk in chunks:
+        yield from splitter.receive(chunk)
+    yield from splitter.flush()
 
 
 def _gone_message(store: Store, key: DataKey, status: Status, holder: ClaimInfo | None) -> str:
@@ -422,7 +484,7 @@ def open_store(
                 contents = {}
                 name = f"anonymous-{id(contents):x}"
         store = MemoryStore(contents, read_only=readonly)
-        return Store(ZarrBackend(store, f"memory://{name}"), **kwargs)
+        return Store(ZarrBackend(store, f"memory://{name}", claims_kept="process"), **kwargs)
     options = dict(storage_options or {})
     if location.startswith(("file://", "local://")):
         options.setdefault("auto_mkdir", True)  # fsspec's local filesystem needs parent dirs
@@ -430,4 +492,4 @@ def open_store(
         fs_store = FsspecStore.from_url(location, storage_options=options, read_only=readonly)
     except Exception as e:
         raise StorageError(f"cannot open store {location!r}: {type(e).__name__}: {e}") from e
-    return Store(ZarrBackend(fs_store, location), **kwargs)
+    return Store(ZarrBackend(fs_store, location, claims_kept="file"), **kwargs)

@@ -1,7 +1,9 @@
 """Plan -> Graph: the producers (loaders and plugins), savers and output of one request.
 
-The graph is what both executors (serial and threaded) run; building it is shared so that
-the two modes cannot differ in what they compute or store.
+The graph is what every executor (``strax_decl.engine.executors``) runs; building it is
+shared so that the modes cannot differ in what they compute or store. It holds no run
+state: a producer gets the run's hooks when it starts, and the executor keeps its own
+mailboxes and savers, so one graph describes a run without being one.
 """
 
 from __future__ import annotations
@@ -17,24 +19,21 @@ import numpy as np
 
 from strax_decl.chunk import Chunk, merge
 from strax_decl.engine.futures import then
-from strax_decl.engine.mailbox import Mailbox
+from strax_decl.engine.hooks import Hooks
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan
-from strax_decl.stats import RunStats, call_timed
+from strax_decl.runner import runner_for
+from strax_decl.stats import call_timed
 from strax_decl.sync import aligned
 from strax_decl.version import __version__
 from strax_storage import DataKey, DataSetInfo, Saver, Store
-from strax_storage.rechunk import Rechunker, rechunk
 
-__all__ = ["SPLIT_GAP_NS", "Graph", "Producer", "RechunkingSaver", "build_graph"]
-
-#: Rechunking splits stored chunks only at gaps of at least this many ns between rows (as
-#: strax does), so clusters of touching rows stay in one chunk for chunk-wise consumers.
-SPLIT_GAP_NS = 1000
+__all__ = ["Graph", "Producer", "build_graph"]
 
 Outputs = dict[str, Chunk]
-StartFn = Callable[[Mapping[str, Iterator[Chunk]], Submit | None], Iterator[Any]]
+#: ``start(inputs, submit, hooks)``: a producer's iterator of outputs for one run.
+StartFn = Callable[[Mapping[str, Iterator[Chunk]], Submit | None, Hooks], Iterator[Any]]
 
 
 @dataclass
@@ -51,14 +50,13 @@ class Producer:
 
 @dataclass
 class Graph:
+    """What runs and where its outputs go; run state (mailboxes, savers, statistics) lives in
+    the executor's run and its hooks, so one graph can be run again."""
+
     producers: list[Producer]  # dependency order
     savers: dict[str, list[Callable[[], Saver]]] = field(default_factory=dict)
     output: str | None = None  # the data type the caller iterates (None: make only)
     dtypes: dict[str, np.dtype] = field(default_factory=dict)
-    stats: RunStats = field(default_factory=RunStats)
-    #: The threaded executor's mailboxes by data type, set when it runs (for inspection:
-    #: ``Mailbox.peak``, ``closed``, ``killed``); empty for the serial executor.
-    mailboxes: dict[str, Mailbox] = field(default_factory=dict, repr=False)
 
     def producer_of(self, data_type: str) -> Producer:
         for p in self.producers:
@@ -104,18 +102,20 @@ def build_graph(
     savers: dict[str, list[Callable[[], Saver]]] = {}
     dtypes: dict[str, np.dtype] = {}
     computed: set[str] = set()
-    stats = RunStats()
     consumed_by_compute = {
         dep for s in plan.steps.values() if s.action == "compute" for dep in s.inputs
     }
     for data_type, step in plan.steps.items():
         dtypes[data_type] = registry.dtype(data_type)
         if step.action == "load":
-            store = next(s for s in stores if s.status(step.key) == "complete")
+            if step.store is None:  # the resolver records where every load comes from
+                raise ValueError(f"plan step {data_type!r} loads, but names no store")
             load_range = time_range if data_type not in consumed_by_compute else None
             spec = registry.output_spec(data_type)
             split_mb = spec.chunk_target_mb if spec.rechunk else None
-            producers.append(_loader(data_type, store, step.key, load_range, stats, split_mb))
+            producers.append(
+                _loader(data_type, step.store, step.key, load_range, split_mb, info=step.info)
+            )
             continue
         if step.save:
             meta = saver_metadata(plan, registry, data_type)
@@ -130,7 +130,7 @@ def build_graph(
             continue
         computed.add(step.plugin)
         plugin_cls = registry.plugins[step.plugin]
-        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id, stats))
+        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id))
     out_name: str | None
     if output is None or isinstance(output, str):
         out_name = output
@@ -139,7 +139,7 @@ def build_graph(
     else:
         out_name = "+".join(output)
         producers.append(_merge_producer(out_name, tuple(output), dtypes))
-    return Graph(producers, savers, out_name, dtypes, stats)
+    return Graph(producers, savers, out_name, dtypes)
 
 
 def _saver_factory(
@@ -147,74 +147,9 @@ def _saver_factory(
 ) -> Callable[[], Saver]:
     # Savers are created only when the run starts, so a plan that is never run writes nothing.
     def make() -> Saver:
-        saver = store.saver(key, dtype, meta, overwrite=True)
-        return saver if target_mb is None else RechunkingSaver(saver, target_mb)
+        return store.saver(key, dtype, meta, overwrite=True, target_mb=target_mb)
 
     return make
-
-
-class RechunkingSaver(Saver):
-    """A Saver that rechunks what it is given toward ``target_mb`` before the real one writes.
-
-    Small chunks are combined in the chunk index only (``send(extend_previous=True)``): the
-    rows land in the same fixed-size Zarr chunks either way, so nothing is copied or held
-    back. Huge chunks (>= 2x the target) are split at safe gaps into views. It stands in for
-    the Saver the executors expect (both modes: ``send``/``close`` and ``save_from``), and
-    delegates every public method to the wrapped saver, which still checks the chunk laws.
-    """
-
-    def __init__(self, inner: Saver, target_mb: float) -> None:
-        self.inner = inner
-        self.key = inner.key
-        self.dtype = inner.dtype
-        self._rechunker = Rechunker(
-            target_mb,
-            combine=False,
-            min_gap=SPLIT_GAP_NS,
-            where=f"rechunking data set {inner.key}",
-        )
-        self._target_bytes = self._rechunker.target_bytes
-        self._entry_bytes: float | None = None  # bytes in the open index entry
-
-    def _send_piece(self, piece: Chunk) -> None:
-        extend = self._entry_bytes is not None and self._entry_bytes < self._target_bytes
-        self.inner.send(piece, extend_previous=extend)
-        self._entry_bytes = (self._entry_bytes if extend and self._entry_bytes else 0) + (
-            piece.nbytes
-        )
-
-    @property
-    def n_rows(self) -> int:
-        return self.inner.n_rows
-
-    @property
-    def n_chunks(self) -> int:
-        return self.inner.n_chunks
-
-    @property
-    def closed(self) -> bool:
-        return self.inner.closed
-
-    def send(self, chunk: Chunk, *, extend_previous: bool = False) -> None:
-        try:
-            ready = self._rechunker.receive(chunk)
-        except BaseException as e:
-            self.inner.fail(e)
-            raise
-        for piece in ready:
-            self._send_piece(piece)
-
-    def close(self) -> DataSetInfo:
-        if not self.inner.closed:
-            for piece in self._rechunker.flush():
-                self._send_piece(piece)
-        return self.inner.close()
-
-    def fail(self, exc: BaseException) -> None:
-        self.inner.fail(exc)
-
-    def __repr__(self) -> str:
-        return f"<RechunkingSaver to {self._rechunker.target_bytes / 1e6:g} MB of {self.inner!r}>"
 
 
 def _loader(
@@ -222,23 +157,22 @@ def _loader(
     store: Store,
     key: DataKey,
     time_range: tuple[int, int] | None,
-    stats: RunStats,
     split_mb: float | None = None,
+    info: DataSetInfo | None = None,
 ) -> Producer:
     name = f"load {data_type}"
 
-    def start(_inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None) -> Iterator[Outputs]:
-        chunks = store.load(key, time_range=time_range)
-        if split_mb is not None:  # bound memory if the data was stored in bigger chunks
-            chunks = rechunk(
-                chunks, split_mb, combine=False, min_gap=SPLIT_GAP_NS, where=f"loading {key}"
-            )
+    def start(
+        _inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None, hooks: Hooks
+    ) -> Iterator[Outputs]:
+        # split_mb bounds memory if the data was stored in bigger chunks
+        chunks = store.load(key, time_range=time_range, max_chunk_mb=split_mb, info=info)
         while True:
             t0 = time.perf_counter()
             chunk = next(chunks, None)
             if chunk is None:
                 return
-            stats.add(name, time.perf_counter() - t0, [chunk])
+            hooks.on_chunk(name, time.perf_counter() - t0, [chunk])
             yield {data_type: chunk}
 
     return Producer(name, (), (data_type,), start)
@@ -249,20 +183,21 @@ def _plugin_producer(
     registry: Registry,
     options: Mapping[str, Options],
     run_id: str,
-    stats: RunStats,
 ) -> Producer:
     def start(
-        inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None
+        inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None, hooks: Hooks
     ) -> Iterator[Outputs | Future[Outputs]]:
         plugin = plugin_cls(options[plugin_cls.name], run_id, registry.input_kinds(plugin_cls))
         plugin.input_dtypes = {d: registry.dtype(d) for d in plugin_cls.inputs}
-        plugin.stats = stats
+        hooks.on_plugin(plugin_cls.name, plugin)
+        report: Hooks | None = hooks
         if submit is not None and plugin_cls.parallel == "process":
-            # The plugin is pickled to worker processes with every chunk: RunStats (a lock)
-            # cannot go along, and figures added there would be lost. Time it here instead.
-            plugin.stats = None
-            submit = _timed_submit(submit, stats, plugin_cls.name)
-        return plugin.iterate(inputs, submit)
+            # The runner is pickled to worker processes with every chunk: the hooks (locks,
+            # streams) cannot go along, and figures reported there would be lost. Time the
+            # calls here instead, from the worker's own measurement.
+            report = None
+            submit = _timed_submit(submit, hooks, plugin_cls.name)
+        return runner_for(plugin, report).iterate(inputs, submit)
 
     return Producer(
         plugin_cls.name,
@@ -274,11 +209,11 @@ def _plugin_producer(
     )
 
 
-def _timed_submit(submit: Submit, stats: RunStats, name: str) -> Submit:
-    """``submit`` that records each call's compute time (measured in the worker) in ``stats``."""
+def _timed_submit(submit: Submit, hooks: Hooks, name: str) -> Submit:
+    """``submit`` that reports each call's compute time (measured in the worker) to ``hooks``."""
 
     def timed(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return then(submit(call_timed, fn, *args), lambda t: stats.add_timed(name, t))
+        return then(submit(call_timed, fn, *args), lambda t: hooks.add_timed(name, t))
 
     return timed
 
@@ -286,7 +221,9 @@ def _timed_submit(submit: Submit, stats: RunStats, name: str) -> Submit:
 def _merge_producer(name: str, targets: tuple[str, ...], dtypes: dict[str, np.dtype]) -> Producer:
     """Several same-kind targets served as one merged stream."""
 
-    def start(inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None) -> Iterator[Outputs]:
+    def start(
+        inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None, _hooks: Hooks
+    ) -> Iterator[Outputs]:
         for step in aligned(inputs, {t: dtypes[t] for t in targets}):
             yield {name: merge([step[t] for t in targets])}
 

@@ -58,6 +58,9 @@ Timeouts
     :class:`threading.Condition` objects and woken by sends, reads, closes and kills. A wait
     longer than ``timeout`` seconds kills the mailbox with a :class:`MailboxTimeout` that
     names the mailbox and what was awaited, and raises it in the waiting thread.
+
+The reader side (:class:`Subscription`) and the deadlock breaker (:class:`MailboxGroup`) live
+in ``subscription.py`` and ``mailbox_group.py``, re-exported here.
 """
 
 from __future__ import annotations
@@ -67,8 +70,12 @@ import operator
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import CancelledError, Future
-from typing import Any, Final, NoReturn, SupportsIndex
+from concurrent.futures import Future
+from typing import Any, NoReturn, SupportsIndex
+
+from strax_decl.engine.mailbox_group import MailboxGroup
+from strax_decl.engine.subscription import Subscription
+from strax_decl.errors import StraxDeclError
 
 __all__ = [
     "InvalidMessageNumber",
@@ -84,7 +91,7 @@ __all__ = [
 ]
 
 
-class MailboxKilled(Exception):
+class MailboxKilled(StraxDeclError):
     """Raised in readers and senders of a killed mailbox.
 
     ``reason`` is the original exception (with its ``__traceback__``); it is also the
@@ -100,19 +107,19 @@ class MailboxKilled(Exception):
         return f"mailbox {self.mailbox!r} was killed by {type(self.reason).__name__}: {self.reason}"
 
 
-class MailboxClosed(Exception):
+class MailboxClosed(StraxDeclError):
     """Sending to a closed mailbox."""
 
 
-class InvalidMessageNumber(ValueError):
+class InvalidMessageNumber(StraxDeclError, ValueError):
     """A message number that is not an integer >= 0, or was already sent or delivered."""
 
 
-class MailboxTimeout(Exception):
+class MailboxTimeout(StraxDeclError):
     """A wait on a mailbox lasted longer than its ``timeout`` (a last-resort alarm)."""
 
 
-class LateSubscription(RuntimeError):
+class LateSubscription(StraxDeclError, RuntimeError):
     """Subscribing after the mailbox has already dropped messages."""
 
 
@@ -127,17 +134,6 @@ def kill_all(mailboxes: Iterable[Mailbox], reason: BaseException) -> None:
         mailbox.kill(reason)
 
 
-_MISSING: Final = object()
-
-
-def _future_exception(fut: Future[Any]) -> BaseException | None:
-    """The exception of a *done* future (a CancelledError if it was cancelled)."""
-    try:
-        return fut.exception()
-    except CancelledError as exc:
-        return exc
-
-
 class _Cursor:
     """A subscriber's read position, owned by the mailbox (the Subscription is not, so that it
     can be garbage collected)."""
@@ -147,59 +143,6 @@ class _Cursor:
     def __init__(self) -> None:
         self.pos = 0
         self.active = True
-
-
-class MailboxGroup:
-    """The mailboxes of one pipeline run, sharing one lock so waits can be seen as a whole.
-
-    Bounded mailboxes can deadlock on their bounds alone: in a diamond where plugin B reads
-    X and also the output of an overlap-window plugin A that holds output back until it has
-    seen more of X, X's sender blocks (B has not read X) while B waits for A, and A waits for
-    more X. Every thread of the run is then waiting and at least one of them is a sender
-    blocked by a bound. The group counts waiting threads; when all ``threads`` participants
-    wait, it lets the blocked senders exceed their bound by one message each. Memory then
-    grows only as far as the data really needs (the overlap window), never because of a
-    deadlock; ``overflows`` counts how often it happened.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.threads = 0  # participating threads (producers, savers, the output reader)
-        self.waiting = 0
-        self.overflows = 0
-        self.mailboxes: list[Mailbox] = []
-
-    def add_threads(self, n: int) -> None:
-        with self.lock:
-            self.threads += n
-
-    def thread_done(self) -> None:
-        """A participant ended: the others may now all be waiting."""
-        with self.lock:
-            self.threads -= 1
-            self._break_deadlock_locked()
-
-    def _break_deadlock_locked(self) -> bool:
-        """Let every blocked sender overflow by one if all participants wait on nothing else.
-
-        Returns whether it did. The notifications reach only threads already inside
-        ``Condition.wait``; a caller that counts itself as waiting but has not started to wait
-        yet (:meth:`Mailbox._wait`) must re-check its own condition instead of waiting.
-        """
-        if self.threads <= 0 or self.waiting < self.threads:
-            return False
-        # A waiter that was notified but has not re-taken the lock yet still counts as
-        # waiting: it is no deadlock while any waiter's condition already holds.
-        if any(mb._has_ready_waiter_locked() for mb in self.mailboxes):
-            return False
-        broken = False
-        for mb in self.mailboxes:
-            if mb._senders_waiting and mb._reason is None:
-                mb._extra += 1
-                self.overflows += 1
-                mb._can_send.notify_all()
-                broken = True
-        return broken
 
 
 class Mailbox:
@@ -558,101 +501,3 @@ class Mailbox:
         self._can_read.notify_all()
         self._can_send.notify_all()
         return True
-
-
-class Subscription:
-    """One reader's iterator over a mailbox's messages (make it with :meth:`Mailbox.subscribe`).
-
-    Yields messages 0, 1, 2, ... (future results instead of futures); raises
-    :class:`MailboxKilled` if the mailbox is killed. :meth:`close` (or garbage collection, or
-    leaving a ``with`` block) stops reading early without holding anything back.
-    """
-
-    __slots__ = ("_cursor", "_mailbox")
-
-    def __init__(self, mailbox: Mailbox, cursor: _Cursor) -> None:
-        self._mailbox = mailbox
-        self._cursor = cursor
-
-    @property
-    def mailbox(self) -> Mailbox:
-        return self._mailbox
-
-    @property
-    def position(self) -> int:
-        """The number of the next message this subscription will yield."""
-        return self._cursor.pos
-
-    @property
-    def active(self) -> bool:
-        return self._cursor.active
-
-    def __iter__(self) -> Subscription:
-        return self
-
-    def __next__(self) -> Any:
-        mailbox = self._mailbox
-        cursor = self._cursor
-        msgs = mailbox._msgs
-        with mailbox._lock:
-            deadline: float | None = None
-            while True:
-                if mailbox._reason is not None:
-                    mailbox._raise_killed()
-                if not cursor.active:
-                    raise StopIteration
-                pos = cursor.pos
-                msg = msgs.get(pos, _MISSING)
-                if msg is not _MISSING:
-                    if not isinstance(msg, Future):
-                        break
-                    if msg.done():
-                        exc = _future_exception(msg)
-                        if exc is not None:
-                            if mailbox._kill_locked(exc):
-                                raise exc  # the first reader to see it raises the original
-                            mailbox._raise_killed()
-                        msg = msg.result()
-                        break
-                    what = f"waiting for the result of message {pos}"
-                    stuck = False
-                elif mailbox._end is not None and pos >= mailbox._end:
-                    mailbox._unsubscribe_locked(cursor)
-                    raise StopIteration
-                else:
-                    what = f"waiting for message {pos}"
-                    stuck = True
-                mailbox._readers_waiting += 1
-                if stuck:
-                    mailbox._read_waits.append(cursor)
-                try:
-                    deadline = mailbox._wait(mailbox._can_read, deadline, what, stuck)
-                finally:
-                    mailbox._readers_waiting -= 1
-                    if stuck:
-                        mailbox._read_waits.remove(cursor)
-            cursor.pos = pos + 1
-            if pos == mailbox._base:
-                mailbox._advance_base_locked()
-            return msg
-
-    def close(self) -> None:
-        """Stop reading (unsubscribe). Idempotent."""
-        if self._cursor.active:
-            self._mailbox._unsubscribe(self._cursor)
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        cursor = getattr(self, "_cursor", None)
-        if cursor is not None and cursor.active:
-            with contextlib.suppress(Exception):  # e.g. at interpreter shutdown
-                self._mailbox._unsubscribe_from_finalizer(cursor)
-
-    def __repr__(self) -> str:
-        state = "active" if self._cursor.active else "closed"
-        return f"<Subscription to {self._mailbox.name!r} at message {self._cursor.pos} ({state})>"

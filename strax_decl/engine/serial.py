@@ -3,21 +3,22 @@
 It exists for debugging (``processor="serial"``: ``pdb`` steps straight into plugins) and as
 the reference the threaded pipeline must agree with. Reading a data type that is not produced
 yet advances its producer by one step; each produced chunk goes to the savers at once and is
-buffered only until every reader has taken it.
+buffered only until every reader has taken it. Savers follow the lifecycle shared with the
+threaded executor (``saving.RunSavers``); the run is reported to its hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from strax_decl.chunk import Chunk, check_touches
 from strax_decl.engine.graph import Graph, Producer
+from strax_decl.engine.hooks import Hook, Hooks
+from strax_decl.engine.saving import RunSavers
 from strax_decl.engine.threaded import ProcessingStopped
-from strax_decl.stats import RunStats
-from strax_storage import Saver
+from strax_decl.plugin import Submit
 
 __all__ = ["run_serial"]
 
@@ -56,9 +57,8 @@ class _Topic:
 
 
 class _Node:
-    def __init__(self, producer: Producer, savers: dict[str, list[Saver]], stats: RunStats) -> None:
+    def __init__(self, producer: Producer, savers: RunSavers) -> None:
         self.producer = producer
-        self.stats = stats
         self.savers = savers
         self.topics: dict[str, _Topic] = {o: _Topic(o, self) for o in producer.outputs}
         self.previous_end: dict[str, int] = {}
@@ -71,9 +71,8 @@ class _Node:
             item = next(self.iterator)
         except StopIteration:
             self.done = True
-            for savers in self.savers.values():
-                for saver in savers:
-                    saver.close()
+            for name in self.producer.outputs:
+                self.savers.close(name)
             return
         if not isinstance(item, dict):
             raise TypeError(f"{self.producer.name} yielded {type(item).__name__}, not outputs")
@@ -83,37 +82,43 @@ class _Node:
             )
             self.previous_end[name] = chunk.end
             self.topics[name].push(chunk)
-            for saver in self.savers.get(name, ()):
-                t0 = time.perf_counter()
-                saver.send(chunk)
-                self.stats.add(f"save {name}", time.perf_counter() - t0, [chunk])
+            self.savers.send(name, chunk)
 
 
-def run_serial(graph: Graph) -> Iterator[Chunk]:
+def run_serial(
+    graph: Graph,
+    *,
+    hooks: Iterable[Hook] = (),
+    max_workers: int = 1,
+    max_messages: int = 1,
+    timeout: float | None = None,
+    submit: Submit | None = None,
+) -> Iterator[Chunk]:
     """Yield the chunks of ``graph.output`` (nothing for make-only graphs), saving as it goes.
 
     On any exception (or when the caller stops reading early), every saver that has not
     closed is marked failed and every producer is closed (its cleanup runs); data sets whose
     producer finished before that were closed at once and stay complete. The exception
-    propagates unchanged, with its traceback, once.
+    propagates unchanged, with its traceback, once. ``hooks`` observe the run (no mailboxes).
+    The other settings are the threaded executor's (pools, mailboxes): accepted, so that
+    every executor is called alike, and ignored: everything runs in the caller's thread.
     """
-    savers: dict[str, list[Saver]] = {}
+    run_hooks = Hooks(hooks)
+    savers = RunSavers(run_hooks)
     nodes: dict[str, _Node] = {}
     try:
-        for data_type, factories in graph.savers.items():
-            group = savers[data_type] = []
-            for make in factories:
-                group.append(make())
+        savers.open(graph)
         for producer in graph.producers:
-            node = _Node(producer, {o: savers.get(o, []) for o in producer.outputs}, graph.stats)
+            node = _Node(producer, savers)
             for o in producer.outputs:
                 nodes[o] = node
+        run_hooks.on_start(graph, {})
         for producer in graph.producers:
             node = nodes[producer.outputs[0]]
             inputs = {
                 d: nodes[d].topics[d].read(nodes[d].topics[d].subscribe()) for d in producer.inputs
             }
-            node.iterator = iter(producer.start(inputs, None))
+            node.iterator = iter(producer.start(inputs, None, run_hooks))
         if graph.output is not None:
             out_topic = nodes[graph.output].topics[graph.output]
             yield from out_topic.read(out_topic.subscribe())
@@ -122,19 +127,19 @@ def run_serial(graph: Graph) -> Iterator[Chunk]:
             while not node.done:
                 node.advance()
     except GeneratorExit:
-        _fail_all(savers, ProcessingStopped("processing stopped: the caller stopped reading early"))
-        _close_all(nodes)
+        stopped = ProcessingStopped("processing stopped: the caller stopped reading early")
+        _stop(savers, nodes, run_hooks, stopped)
         raise
     except BaseException as e:
-        _fail_all(savers, e)
-        _close_all(nodes)
+        _stop(savers, nodes, run_hooks, e)
         raise
+    run_hooks.on_end(None)
 
 
-def _fail_all(savers: dict[str, list[Saver]], exc: BaseException) -> None:
-    for group in savers.values():
-        for saver in group:
-            saver.fail(exc)  # a no-op for savers that closed
+def _stop(savers: RunSavers, nodes: dict[str, _Node], hooks: Hooks, error: BaseException) -> None:
+    savers.fail(error)
+    _close_all(nodes)
+    hooks.on_end(error)
 
 
 def _close_all(nodes: dict[str, _Node]) -> None:

@@ -8,6 +8,9 @@ Mailboxes are bounded, so a fast producer waits for its slowest reader and memor
 process pool (``"process"``) of ``max_workers`` and send the future; the mailbox delivers the
 results in order.
 
+Savers follow the lifecycle shared with the serial executor (``saving.RunSavers``); what the
+run does is reported to its hooks (``hooks.Hook``: timing, progress, its mailboxes).
+
 Failure (the guarantees the tests in ``tests/core/test_failures.py`` check):
 
 - The first exception anywhere (a loader, plugin, saver, a future's compute, the caller's own
@@ -19,7 +22,8 @@ Failure (the guarantees the tests in ``tests/core/test_failures.py`` check):
   failed (a failed data set is never loaded as cache). A saver that closed stays complete
   (``Saver.fail`` after ``close`` is a no-op).
 - The caller gets the original exception (not a ``MailboxKilled``), once, with the traceback of
-  the thread that raised it. A caller that stops reading early gets no exception.
+  the thread that raised it. A caller that stops reading early gets no exception. The hooks'
+  ``on_end`` hears of it first, after every thread was joined.
 - Every thread ends because every wait is a mailbox wait that a kill wakes, and a thread that
   ends for any reason closes or kills the mailboxes it sends to. Mailbox ``timeout`` and
   :data:`JOIN_ALARM_S` are last-resort alarms only (a thread that outlives them is a bug,
@@ -41,9 +45,11 @@ from typing import Any
 from strax_decl.chunk import Chunk, check_touches
 from strax_decl.engine.futures import then
 from strax_decl.engine.graph import Graph, Producer
+from strax_decl.engine.hooks import Hook, Hooks
 from strax_decl.engine.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
+from strax_decl.engine.saving import RunSavers
+from strax_decl.errors import StraxDeclError
 from strax_decl.plugin import Submit
-from strax_decl.stats import RunStats
 from strax_storage import Saver
 
 __all__ = [
@@ -79,11 +85,11 @@ def _process_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-class PipelineStuck(RuntimeError):
+class PipelineStuck(StraxDeclError, RuntimeError):
     """A thread did not end after the pipeline was stopped (a bug; names the thread)."""
 
 
-class ProcessingStopped(RuntimeError):
+class ProcessingStopped(StraxDeclError, RuntimeError):
     """Why savers were marked failed when the caller stopped reading before the end."""
 
 
@@ -93,12 +99,14 @@ class _Run:
     def __init__(
         self,
         graph: Graph,
+        hooks: Hooks,
         max_workers: int,
         max_messages: int,
         timeout: float | None,
         submit: Submit | None = None,
     ) -> None:
         self.graph = graph
+        self.hooks = hooks
         self.submit = submit  # the caller's executor for parallel plugins (None: own pools)
         self.max_workers = max_workers
         self.error: BaseException | None = None
@@ -114,10 +122,10 @@ class _Run:
                 self.mailboxes[o] = Mailbox(
                     o, max_messages=bound, timeout=timeout, group=self.group
                 )
-        graph.mailboxes = self.mailboxes  # for inspection (peak fill, state) after the run
         self.threads: list[threading.Thread] = []  # created, in start order
         self.started: list[threading.Thread] = []
-        self.savers: list[tuple[Saver, threading.Thread | None]] = []
+        self.savers = RunSavers(hooks)
+        self.saver_threads: list[tuple[Saver, threading.Thread]] = []
         self.pools: dict[str, Executor] = {}
         self.pending: set[Future[Any]] = set()  # submitted to a pool and not done yet
 
@@ -157,7 +165,7 @@ class _Run:
     def _submitter(self, producer: Producer) -> Submit | None:
         """The ``submit`` given to a parallel plugin (None: compute inline)."""
         mode = producer.parallel
-        if mode and self.submit is not None:  # e.g. a Dask cluster (strax_decl.distributed)
+        if mode and self.submit is not None:  # e.g. a Dask cluster (strax_decl.cluster)
             custom = self.submit
 
             def submit_custom(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
@@ -232,29 +240,20 @@ class _Run:
         outputs = {o: self.mailboxes[o] for o in producer.outputs}
 
         def body() -> None:
-            _produce(producer, inputs, outputs, submit)
+            _produce(producer, inputs, outputs, submit, self.hooks)
 
         self._spawn(producer.name, body, list(outputs.values()))
 
-    def _add_saver(self, data_type: str, make: Callable[[], Saver]) -> None:
-        saver = make()
-        index = len(self.savers)
-        self.savers.append((saver, None))
+    def _add_saver(self, data_type: str, saver: Saver) -> None:
         subscription = self.mailboxes[data_type].subscribe()
-        stats = self.graph.stats
-
-        name = f"save {data_type}"
 
         def body() -> None:
-            waited = [0.0]
-            t0 = time.perf_counter()
             try:
-                saver.save_from(_timed(subscription, waited, stats, name))
+                self.savers.drain(data_type, saver, subscription)
             finally:
                 subscription.close()
-                stats.add(name, time.perf_counter() - t0 - waited[0])
 
-        self.savers[index] = (saver, self._spawn(f"save {data_type}", body, []))
+        self.saver_threads.append((saver, self._spawn(f"save {data_type}", body, [])))
 
     # ------------------------------------------------------------------ run
 
@@ -263,13 +262,14 @@ class _Run:
         stopped_early = False
         caller_takes_part = False
         try:
-            for data_type, factories in self.graph.savers.items():
-                for make in factories:
-                    self._add_saver(data_type, make)
+            self.savers.open(self.graph)
+            for data_type, saver in self.savers.items():
+                self._add_saver(data_type, saver)
             for producer in self.graph.producers:
                 self._add_producer(producer)
             if self.graph.output is not None:
                 output = self.mailboxes[self.graph.output].subscribe()
+            self.hooks.on_start(self.graph, self.mailboxes)
             # The caller reading the output takes part in the run like a thread: while it is
             # busy with a chunk (not waiting on the output), nothing is deadlocked.
             caller_takes_part = output is not None
@@ -306,19 +306,20 @@ class _Run:
         for pool in self.pools.values():
             pool.shutdown(wait=not stuck, cancel_futures=True)
         error = self.error
-        if error is not None:
-            for saver, saver_thread in self.savers:
-                if saver_thread is None or not saver_thread.is_alive():
-                    saver.fail(error)  # a no-op for savers that closed (complete data)
+        if error is not None:  # a saver whose thread is stuck may still be writing
+            busy = [saver for saver, thread in self.saver_threads if thread.is_alive()]
+            self.savers.fail(error, skip=busy)
         if stuck:
             message = (
                 f"pipeline threads still running {JOIN_ALARM_S:g} s after the pipeline "
                 f"stopped (a bug in strax_decl or a plugin that never returns): {stuck}"
             )
             if error is None:
-                raise PipelineStuck(message)
-            error.add_note(message)
-        if raise_error and error is not None:
+                error = PipelineStuck(message)
+            else:
+                error.add_note(message)
+        self.hooks.on_end(error)
+        if error is not None and (raise_error or error is not self.error):
             raise error
 
 
@@ -327,13 +328,14 @@ def _produce(
     inputs: Mapping[str, Subscription],
     outputs: Mapping[str, Mailbox],
     submit: Submit | None,
+    hooks: Hooks,
 ) -> None:
     """A producer thread's work: iterate the producer, send its outputs, close them."""
     # Outputs nobody reads (a by-product of a multi-output plugin that is neither saved nor
     # requested) are dropped here instead of filling a mailbox forever.
     live = {o: mb for o, mb in outputs.items() if mb.active_subscribers}
     previous_end: dict[str, int] = {}
-    iterator = iter(producer.start(inputs, submit))
+    iterator = iter(producer.start(inputs, submit, hooks))
     try:
         for item in iterator:
             if isinstance(item, Future):
@@ -366,25 +368,6 @@ def _call_pickled(payload: bytes) -> Any:
     return fn(*args, **kwargs)
 
 
-def _timed(
-    chunks: Iterable[Chunk], waited: list[float], stats: RunStats, name: str
-) -> Iterator[Chunk]:
-    """Pass chunks through, adding the time spent waiting for them to ``waited[0]`` and
-    counting them (chunks, rows, bytes) under ``name`` in ``stats``, as the serial executor
-    does; the saver's busy time is added once at the end."""
-    it = iter(chunks)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            chunk = next(it)
-        except StopIteration:
-            waited[0] += time.perf_counter() - t0
-            return
-        waited[0] += time.perf_counter() - t0
-        stats.add(name, 0.0, [chunk])
-        yield chunk
-
-
 def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
     """A future of one output of a multi-output future; always completes when ``future`` does
     (also if it is cancelled), so no reader can wait for it forever."""
@@ -394,6 +377,7 @@ def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
 def run_threaded(
     graph: Graph,
     *,
+    hooks: Iterable[Hook] = (),
     max_workers: int = 2,
     max_messages: int = 4,
     timeout: float | None = None,
@@ -401,9 +385,12 @@ def run_threaded(
 ) -> Iterator[Chunk]:
     """Run ``graph`` in threads; yield the chunks of ``graph.output``.
 
-    ``graph.mailboxes`` holds the run's mailboxes (e.g. ``Mailbox.peak``) for inspection.
+    ``hooks`` observe the run (``strax_decl.engine.hooks``; ``MailboxesSeen`` keeps its
+    mailboxes, e.g. ``Mailbox.peak``, for inspection). ``max_messages``: each mailbox's bound
+    (a producer's own ``max_messages`` wins); ``timeout``: the mailboxes' last-resort alarm.
     ``submit``: where ``parallel`` plugins' chunk computations go instead of the pipeline's
-    own pools (a callable like ``Executor.submit`` returning ``concurrent.futures.Future``,
-    e.g. ``strax_decl.distributed.ClientSubmit``); used whatever ``max_workers`` is.
+    own pools of ``max_workers`` (a callable like ``Executor.submit`` returning
+    ``concurrent.futures.Future``, e.g. ``strax_decl.cluster.ClientSubmit``); used
+    whatever ``max_workers`` is.
     """
-    return _Run(graph, max_workers, max_messages, timeout, submit).run()
+    return _Run(graph, Hooks(hooks), max_workers, max_messages, timeout, submit).run()

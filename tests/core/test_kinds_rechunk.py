@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from strax_decl.engine.graph import SPLIT_GAP_NS
+from strax_storage.rechunk import SPLIT_GAP_NS
 
 
 class Pulse(sd.Schema):

@@ -16,6 +16,7 @@ import pytest
 
 import strax_decl as sd
 from strax_decl.engine.graph import Graph, build_graph
+from strax_decl.engine.hooks import MailboxesSeen
 from strax_decl.engine.mailbox import MailboxTimeout
 from strax_decl.engine.threaded import run_threaded
 from strax_decl.testing import (
@@ -142,27 +143,28 @@ def _chain_graph(n_chunks: int, storage: str | None = None) -> tuple[sd.Context,
     return ctx, build_graph(plan, ctx.registry, ctx.options, ctx.stores, "peak_basics")
 
 
-def _run_chain(n_chunks: int, storage: str | None = None) -> tuple[int, Graph]:
+def _run_chain(n_chunks: int, storage: str | None = None) -> tuple[int, MailboxesSeen]:
     _, graph = _chain_graph(n_chunks, storage)
+    seen = MailboxesSeen()
     n = 0
-    for chunk in run_threaded(graph, max_workers=2, max_messages=2):
+    for chunk in run_threaded(graph, hooks=[seen], max_workers=2, max_messages=2):
         n += 1
         assert len(chunk) == 1
-    return n, graph
+    return n, seen
 
 
 @pytest.mark.timeout(120)
 def test_mailboxes_never_hold_more_than_the_bound() -> None:
-    n, graph = _run_chain(10_000)
+    n, run = _run_chain(10_000)
     assert n == 10_000
-    assert set(graph.mailboxes) == {"records", "peaks", "peak_basics", "big_peaks"}
-    read = {name: mb for name, mb in graph.mailboxes.items() if name != "big_peaks"}
+    assert set(run.mailboxes) == {"records", "peaks", "peak_basics", "big_peaks"}
+    read = {name: mb for name, mb in run.mailboxes.items() if name != "big_peaks"}
     for mb in read.values():
         assert mb.closed and not mb.killed
         assert mb.peak <= 2, mb
     # The producers really are faster than the caller, so the bound is what held them back.
     assert max(mb.peak for mb in read.values()) == 2
-    assert graph.mailboxes["big_peaks"].peak == 0  # nobody reads it: nothing is kept
+    assert run.mailboxes["big_peaks"].peak == 0  # nobody reads it: nothing is kept
 
 
 def _traced_peak(n_chunks: int, storage: str | None = None) -> int:
@@ -222,9 +224,10 @@ def test_without_a_timeout_a_slow_plugin_simply_finishes() -> None:
 @pytest.mark.timeout(60)
 def test_the_run_exposes_its_mailboxes_and_memory_stores_work() -> None:
     ctx, graph = _chain_graph(5, "memory://")
-    chunks = list(run_threaded(graph, max_messages=3))
+    seen = MailboxesSeen()
+    chunks = list(run_threaded(graph, hooks=[seen], max_messages=3))
     assert len(chunks) == 5
-    assert all(mb.closed for name, mb in graph.mailboxes.items() if name != "big_peaks")
+    assert all(mb.closed for name, mb in seen.mailboxes.items() if name != "big_peaks")
     assert isinstance(ctx.stores[0], Store)
     assert ctx.is_stored("run_1", "peak_basics") and ctx.is_stored("run_1", "big_peaks")
     assert open_store("memory://").list() == []  # a fresh anonymous store is another store

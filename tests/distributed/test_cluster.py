@@ -21,9 +21,11 @@ import sd_dist_plugins as dp  # noqa: E402  (after the importorskip)
 from sd_dist_helpers import assert_same_store, storage_pool_kind  # noqa: E402
 
 import strax_decl as sd  # noqa: E402
-from strax_decl.distributed import ClientSubmit, MultiRunResult, RunsFailed, SpecError  # noqa: E402
+from strax_decl.cluster import ClientSubmit  # noqa: E402
 from strax_decl.engine.graph import build_graph  # noqa: E402
 from strax_decl.engine.threaded import run_threaded  # noqa: E402
+from strax_decl.runs import MultiRunResult, RunsFailed  # noqa: E402
+from strax_decl.spec import SpecError  # noqa: E402
 from strax_decl.testing import (  # noqa: E402
     TOY_PLUGINS,
     PeakProperties,
@@ -353,20 +355,26 @@ def test_cli_run_with_scheduler(
 # ------------------------------------------------------------------------------- fresh workers
 
 
-def test_fresh_workers_import_our_storage_not_their_spill_directory(tmp_path: Path) -> None:
+def test_fresh_workers_next_to_folders_named_storage(tmp_path: Path) -> None:
     """A Dask worker keeps spilled data in ``<local dir>/storage`` and puts its local dir first
-    on ``sys.path``: on a worker that never imported our ``storage`` package (and where it is not
-    on ``sys.path`` itself, as with an editable install), ``import storage`` would find that
-    directory instead. Tasks must still work there (they used to hang)."""
+    on ``sys.path``; a user's working directory may hold a ``storage`` package of its own.
+    Neither shadows the storage layer (imported as ``strax_storage``): on a worker that has
+    imported nothing of ours yet, tasks that name strax_decl's functions unpickle and run."""
+    import importlib.util
     import os
     import sys
 
-    import storage
+    import strax_storage
 
-    root = str(Path(storage.__file__).resolve().parents[1])
-    saved = list(sys.path)
-    # spawned workers inherit this path: leave out the repository (found through the install)
-    sys.path[:] = [p for p in saved if p not in ("", root, os.getcwd())]
+    here = tmp_path / "cwd"
+    (here / "storage").mkdir(parents=True)
+    (here / "storage" / "__init__.py").write_text(
+        "raise ImportError('a user package named storage was imported')\n"
+    )
+    (tmp_path / "scratch" / "storage").mkdir(parents=True)
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    sys.path.insert(0, str(here))  # spawned workers inherit this path and the cwd
+    os.chdir(here)
     try:
         cluster = distributed.LocalCluster(
             n_workers=1,
@@ -376,14 +384,18 @@ def test_fresh_workers_import_our_storage_not_their_spill_directory(tmp_path: Pa
             local_directory=str(tmp_path / "scratch"),
         )
     finally:
-        sys.path[:] = saved
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
     with cluster, distributed.Client(cluster) as fresh:
-        loaded = fresh.run(lambda: sorted(m for m in sys.modules if m.startswith("storage")))
-        assert list(loaded.values()) == [[]]  # nothing of ours imported yet
+        ours = fresh.run(lambda: sorted(m for m in sys.modules if m.startswith("strax")))
+        assert list(ours.values()) == [[]]  # nothing of ours imported yet
+        found = fresh.run(lambda: importlib.util.find_spec("storage").origin)
+        assert list(found.values()) == [str(here / "storage" / "__init__.py")]  # the shadow
         ctx = _ctx(tmp_path / "store", _parallel_plugins(), n_chunks=3)
         assert ctx.make(["fresh"], "peaks", client=fresh, parallel_on_client=True).ok
-        files = fresh.run(lambda: sys.modules["storage"].__file__)
-        assert list(files.values()) == [storage.__file__]
+        files = fresh.run(lambda: sys.modules["strax_storage"].__file__)
+        assert list(files.values()) == [strax_storage.__file__]
+        assert "storage" not in fresh.run(lambda: list(sys.modules)).popitem()[1]
         frame = fresh.compute(ctx.to_dask_dataframe("fresh", "peaks")).result()
         np.testing.assert_array_equal(
             frame["area"].to_numpy(), ctx.get_array("fresh", "peaks")["area"]

@@ -1,5 +1,5 @@
-"""The parts of strax_decl.distributed that need no cluster: specs, multi-run results, the submit
-hook, reading into Dask with its local scheduler, and working without Dask installed."""
+"""The parts of the Dask face that need no cluster: specs, multi-run results, the submit hook,
+reading into Dask with its local scheduler, and working without Dask installed."""
 
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from strax_decl.distributed import (
-    ContextSpec,
-    MultiRunResult,
-    PluginRef,
-    RunOutcome,
-    RunsFailed,
-    SpecError,
-)
+from strax_decl.runs import MultiRunResult, RunOutcome, RunsFailed
+from strax_decl.spec import ContextSpec, PluginRef, SpecError
 from strax_decl.testing import TOY_PLUGINS, ThreadFlakyPeaks, ToyRecords
 from strax_storage import DataNotFound, open_store
 
@@ -49,7 +43,7 @@ def test_importing_strax_decl_never_imports_dask() -> None:
     proc = _python(
         """
         import sys
-        import strax_decl, strax_decl.context, strax_decl.distributed, strax_decl.cli
+        import strax_decl, strax_decl.context, strax_decl.cluster, strax_decl.cli
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"))
         assert not loaded, loaded
         """
@@ -130,7 +124,7 @@ def test_spec_refuses_other_plugin_code_and_unreachable_stores(tmp_path: Path) -
         {**spec.lineage_hashes, "peaks": "0" * 16},
     )
     with pytest.raises(SpecError, match=r"peaks.*Peaks.*same plugin code"):
-        bad.build()
+        sd.Context.from_spec(bad)
     with pytest.raises(SpecError, match="anonymous in-memory"):
         sd.Context(storage="memory://", plugins=TOY_PLUGINS).spec()
     named = sd.Context(storage="memory://sd-spec-test", plugins=TOY_PLUGINS)
@@ -168,7 +162,7 @@ def test_plugin_refs_resolve_by_module_then_by_file(tmp_path: Path) -> None:
     proc = _python(
         f"""
         import pickle
-        from strax_decl.distributed import PluginRef
+        from strax_decl.spec import PluginRef
         for module in ("my_file_plugins", "__main__"):
             ref = PluginRef(module, "FilePeaks", {str(plugin_file)!r})
             cls = ref.resolve()

@@ -68,7 +68,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if start_at is not None:
         time.sleep(max(0.0, start_at - time.time()))
     counter = _Counter()
-    logger = logging.getLogger("strax_decl.resolver")
+    logger = logging.getLogger("strax_decl.session")
     logger.addHandler(counter)
     logger.setLevel(logging.INFO)
     t0 = time.time()

@@ -25,7 +25,8 @@ from strax_storage import (
     WriterGone,
     open_store,
 )
-from strax_storage.claims import MAX_STALE_AFTER, process_identity
+from strax_storage.claims import MAX_STALE_AFTER
+from strax_storage.process import process_identity
 
 
 def dead_pid() -> int:

@@ -1,0 +1,89 @@
+"""The ``strax-decl`` command line: run, plan, ls, info, graph, rm.
+
+::
+
+    strax-decl run   --plugins examples/demo_plugins.py demo_000            # compute + store
+    strax-decl plan  --plugins examples/demo_plugins.py demo_000 events     # load or compute, why
+    strax-decl ls                                                            # stored data sets
+    strax-decl info  demo_000 peaks                                          # one data set
+    strax-decl graph --plugins examples/demo_plugins.py --format mermaid     # the plugin DAG
+    strax-decl rm    --failed                                                # clean up
+
+Plugins come from a module name (``strax_decl.testing``) or a ``.py`` file; the module's
+``PLUGINS`` list is used if it has one, else every plugin class defined in it.
+
+Exit status: 0 success, 1 the work failed (a plugin raised, data not found, ...), 2 the
+command line is wrong (unknown command, target, option or run id). Errors are one line on
+stderr; ``--debug`` shows the traceback too.
+
+The package: ``common`` (usage errors, plugins, config, targets), ``formatting``,
+``commands_compute`` (run, plan, graph), ``commands_store`` (ls, info, rm), ``parser``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+from strax_decl.cli.common import (
+    PROG,
+    UsageError,
+    default_targets,
+    load_plugins,
+    parse_config,
+)
+from strax_decl.cli.formatting import format_bytes
+from strax_decl.cli.parser import build_parser
+from strax_decl.config import InvalidOption
+from strax_decl.plugin import PluginDeclarationError
+from strax_decl.registry import RegistrationError
+
+__all__ = [
+    "UsageError",
+    "build_parser",
+    "default_targets",
+    "format_bytes",
+    "load_plugins",
+    "main",
+    "parse_config",
+]
+
+_USAGE_ERRORS = (UsageError, InvalidOption)
+_OURS = (*_USAGE_ERRORS, RegistrationError, PluginDeclarationError, OSError, LookupError)
+
+
+def _one_line(exc: BaseException) -> tuple[str, bool]:
+    """The error as one line, and whether it is one of ours (no type name, no hint needed)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    ours = isinstance(exc, _OURS)
+    ours = ours or type(exc).__module__.split(".")[0] in ("strax_storage", "strax_decl")
+    if not text:
+        return type(exc).__name__, ours
+    return (text if ours else f"{type(exc).__name__}: {text}"), ours
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``strax-decl`` and ``python -m strax_decl``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        args = build_parser().parse_args(args_list)
+        debug = bool(getattr(args, "debug", False))
+        status: int = args.func(args)
+        return status
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `strax-decl ls | head`
+        sys.stderr.close()
+        return 0
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        usage = isinstance(e, _USAGE_ERRORS)
+        text, ours = _one_line(e)
+        hint = "" if ours or debug else " (--debug shows the traceback)"
+        print(f"{PROG}: error: {text}{hint}", file=sys.stderr)
+        return 2 if usage else 1

@@ -1,0 +1,170 @@
+"""The command line's grammar: one ``argparse`` parser with a sub-parser per command."""
+
+from __future__ import annotations
+
+import argparse
+
+from strax_decl.cli.commands_compute import cmd_graph, cmd_plan, cmd_run
+from strax_decl.cli.commands_store import cmd_info, cmd_ls, cmd_rm
+from strax_decl.cli.common import DEFAULT_STORAGE, PROG, Parser
+from strax_decl.version import __version__
+
+__all__ = ["build_parser"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="Declarative streaming plugins for chunked, time-ordered data in Zarr.",
+        epilog="Run 'strax-decl COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
+    storage = Parser(add_help=False)
+    storage.add_argument(
+        "--storage",
+        "-s",
+        default=DEFAULT_STORAGE,
+        metavar="PATH",
+        help=f"store location: directory or fsspec URL (default {DEFAULT_STORAGE}, or "
+        "$STRAX_DECL_STORAGE)",
+    )
+    plugins = Parser(add_help=False)
+    plugins.add_argument(
+        "--plugins",
+        "-p",
+        action="append",
+        required=True,
+        metavar="MODULE_OR_FILE",
+        help="plugin module name or .py file (repeatable); uses its PLUGINS list if defined",
+    )
+    plugins.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an option (repeatable); VALUE is parsed as JSON if it can be",
+    )
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "run",
+        parents=[common, storage, plugins],
+        help="compute and store targets for one or more runs",
+        description="Compute and store TARGETs (default: every data type no "
+        "plugin reads) for each run; stored data is loaded, not recomputed.",
+    )
+    p.add_argument("runs", metavar="RUN[,RUN...]", help="run id(s), comma-separated")
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="data types to make")
+    p.add_argument(
+        "--processor",
+        choices=["threaded", "serial"],
+        default="threaded",
+        help="executor (serial: one thread, for debugging)",
+    )
+    p.add_argument(
+        "--max-workers",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="workers of parallel plugins (default 2)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: only on a terminal)",
+    )
+    p.add_argument(
+        "--timing",
+        action="store_true",
+        help="print where the time went: per plugin, loader and saver",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler (tcp://host:8786): one task per run on its workers, which need "
+        "the plugins and the store (a shared path or object-store URL); needs strax-decl[dask]",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "plan",
+        parents=[common, storage, plugins],
+        help="show what would be loaded or computed, and why",
+    )
+    p.add_argument("runs", metavar="RUN[,RUN...]", help="run id(s), comma-separated")
+    p.add_argument(
+        "targets", nargs="*", metavar="TARGET", help="data types (default: all saved by default)"
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("ls", parents=[common, storage], help="list stored data sets")
+    p.add_argument("run", nargs="?", metavar="RUN", help="only this run")
+    p.add_argument("--data-type", "-t", metavar="DATA_TYPE", help="only this data type")
+    p.add_argument(
+        "--status", choices=["complete", "failed", "writing"], help="only data sets in this status"
+    )
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser(
+        "info",
+        parents=[common, storage],
+        help="metadata, fields and lineage of one stored data set",
+    )
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("data_type", metavar="DATA_TYPE")
+    p.add_argument(
+        "hash", nargs="?", metavar="HASH_PREFIX", help="lineage hash (prefix) if several are stored"
+    )
+    p.add_argument("--json", action="store_true", help="print the raw group attributes")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "graph", parents=[common, plugins], help="the plugin DAG as text, Graphviz DOT or Mermaid"
+    )
+    p.add_argument(
+        "targets", nargs="*", metavar="TARGET", help="only these data types and what they need"
+    )
+    p.add_argument("--format", "-f", choices=["text", "dot", "mermaid"], default="text")
+    p.set_defaults(func=cmd_graph, storage=None)
+
+    p = sub.add_parser("rm", parents=[common, storage], help="remove stored data sets")
+    p.add_argument("run", nargs="?", metavar="RUN")
+    p.add_argument("data_type", nargs="?", metavar="DATA_TYPE")
+    p.add_argument("hash", nargs="?", metavar="HASH_PREFIX")
+    p.add_argument(
+        "--failed",
+        action="store_true",
+        help=(
+            "remove every failed data set and dead writers' leftovers (of RUN, if given); "
+            "data sets being written are left alone"
+        ),
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="remove every lineage of RUN DATA_TYPE (else exactly one must match)",
+    )
+    p.add_argument("--dry-run", "-n", action="store_true", help="only say what would go")
+    p.set_defaults(func=cmd_rm)
+    return parser

@@ -1,0 +1,87 @@
+"""The savers of one run: one lifecycle for both executors.
+
+Savers are created when the run starts (so a graph that is never run writes nothing), fed
+every chunk of their data type, closed when that data type's producer has finished, and,
+when the run fails or the caller stops early, every saver that did not close is marked
+failed (a failed data set is never loaded as cache; ``Saver.fail`` after ``close`` is a
+no-op, so a data set whose producer finished before the failure stays complete). Each
+saver's work is reported to the hooks as ``"save <data type>"``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Container, Iterable, Iterator
+
+from strax_decl.engine.graph import Graph
+from strax_decl.engine.hooks import Hook
+from strax_storage import Saver
+from strax_storage.chunk import Chunk
+
+__all__ = ["RunSavers"]
+
+
+class RunSavers:
+    """The savers of one run by data type; see the module docstring for the lifecycle."""
+
+    def __init__(self, hooks: Hook) -> None:
+        self.hooks = hooks
+        self.by_type: dict[str, list[Saver]] = {}
+
+    def open(self, graph: Graph) -> None:
+        """Create every saver of ``graph`` (those created before an error are kept, to fail)."""
+        for data_type, factories in graph.savers.items():
+            group = self.by_type.setdefault(data_type, [])
+            for make in factories:
+                group.append(make())
+
+    def items(self) -> Iterator[tuple[str, Saver]]:
+        for data_type, group in self.by_type.items():
+            for saver in group:
+                yield data_type, saver
+
+    def send(self, data_type: str, chunk: Chunk) -> None:
+        """Push mode: write ``chunk`` to every saver of ``data_type``."""
+        for saver in self.by_type.get(data_type, ()):
+            t0 = time.perf_counter()
+            saver.send(chunk)
+            self.hooks.on_chunk(f"save {data_type}", time.perf_counter() - t0, [chunk])
+
+    def close(self, data_type: str) -> None:
+        """``data_type`` is complete: close its savers."""
+        for saver in self.by_type.get(data_type, ()):
+            saver.close()
+
+    def drain(self, data_type: str, saver: Saver, chunks: Iterable[Chunk]) -> None:
+        """Pull mode (a saver's own thread): save every chunk of ``chunks``, then close.
+
+        The saver's busy time (not the time it waited for chunks) is reported once, at the end.
+        """
+        name = f"save {data_type}"
+        waited = [0.0]
+        t0 = time.perf_counter()
+        try:
+            saver.save_from(self._counted(chunks, waited, name))
+        finally:
+            self.hooks.on_chunk(name, time.perf_counter() - t0 - waited[0], [])
+
+    def fail(self, error: BaseException, skip: Container[Saver] = ()) -> None:
+        """Mark every saver that did not close failed (except those in ``skip``: still busy)."""
+        for _, saver in self.items():
+            if saver not in skip:
+                saver.fail(error)  # a no-op for savers that closed (complete data)
+
+    def _counted(self, chunks: Iterable[Chunk], waited: list[float], name: str) -> Iterator[Chunk]:
+        """Pass chunks through, adding the time spent waiting for them to ``waited[0]`` and
+        reporting each (chunks, rows, bytes; no time) under ``name``."""
+        it = iter(chunks)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                chunk = next(it)
+            except StopIteration:
+                waited[0] += time.perf_counter() - t0
+                return
+            waited[0] += time.perf_counter() - t0
+            self.hooks.on_chunk(name, 0.0, [chunk])
+            yield chunk

@@ -1,0 +1,327 @@
+"""Running a plugin: the step machinery, kept off the class users subclass.
+
+A ``Plugin`` is a declaration plus the hooks its author writes (``setup``, ``compute``,
+``source``, ``run_end``, and a kind's ``compute_loop`` / ``cut_by`` / ``window_size``). Turning
+it into a stream of checked output chunks (time-aligned steps, same-kind inputs merged,
+compute per step, down-chunking, source iteration, the output checks) is done here, by a
+``PluginRunner`` wrapping one plugin instance. So a user method that happens to be called
+``steps``, ``kinds`` or ``iterate`` is just a method of the plugin, and cannot replace
+framework code.
+
+A plugin kind whose steps differ (an overlap window) names its runner class in the private
+class attribute ``_runner``; :func:`runner_for` picks it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from strax_decl.chunk import (
+    Chunk,
+    ChunkLawViolation,
+    check_chunk,
+    check_touches,
+    common_split_point,
+    concatenate,
+    empty_chunk,
+    endtimes,
+    merge,
+    safe_split_point,
+    split,
+)
+from strax_decl.plugin import Plugin, PluginGaveWrongOutput, Submit
+from strax_decl.sync import aligned
+
+if TYPE_CHECKING:  # pragma: no cover
+    from strax_decl.kinds import OverlapWindowPlugin
+
+__all__ = ["ChunkReport", "OverlapWindowRunner", "PluginRunner", "runner_for"]
+
+_DONE: Any = object()  # end-of-iteration marker for next(iterator, _DONE)
+
+
+class ChunkReport(Protocol):
+    """Where a runner reports the time of each computation and what it produced (the
+    engine's hooks satisfy it)."""
+
+    def on_chunk(self, component: str, seconds: float, chunks: Sequence[Chunk]) -> None: ...
+
+
+class PluginRunner:
+    """Runs one plugin instance: outputs per step, in order, checked against the declaration.
+
+    ``report`` receives each computation's seconds and output chunks under the plugin's name
+    (None: nobody times it, e.g. a copy running in a worker process).
+    """
+
+    def __init__(self, plugin: Plugin, report: ChunkReport | None = None) -> None:
+        self.plugin = plugin
+        self.name = plugin.name
+        self.report = report
+
+    @property
+    def kinds(self) -> list[str]:
+        """Input data kinds, in declaration order: the names compute receives."""
+        plugin = self.plugin
+        return list(dict.fromkeys(plugin.input_kinds.get(d, d) for d in plugin.inputs))
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        """Outputs per step, in order. With ``submit``, yields futures (parallel plugins)."""
+        if self.plugin.is_source:
+            yield from self._touching(self._iterate_source())
+            return
+        for by_kind, start, end in self.steps(inputs):
+            if submit is not None:
+                yield submit(self.compute_step, by_kind, start, end)
+            elif self.plugin.compute_is_generator:
+                yield from self.compute_down(by_kind, start, end)
+            else:
+                yield self.compute_step(by_kind, start, end)
+
+    def steps(
+        self, inputs: Mapping[str, Iterator[Chunk]]
+    ) -> Iterator[tuple[dict[str, Chunk], int, int]]:
+        """Time-aligned steps ``(one merged chunk per input kind, start, end)``."""
+        plugin = self.plugin
+        dtypes = {
+            name: plugin.input_dtypes.get(name, spec.schema.dtype)
+            for name, spec in plugin.inputs.items()
+        }
+        for step in aligned(inputs, dtypes):
+            first = next(iter(step.values()))
+            yield self.merge_by_kind(step), first.start, first.end
+
+    def merge_by_kind(self, step: Mapping[str, Chunk]) -> dict[str, Chunk]:
+        """One chunk per input kind, same-kind inputs merged field-wise."""
+        plugin = self.plugin
+        groups: dict[str, list[Chunk]] = {}
+        for data_type in plugin.inputs:
+            kind = plugin.input_kinds.get(data_type, data_type)
+            groups.setdefault(kind, []).append(step[data_type])
+        return {kind: merge(chunks) for kind, chunks in groups.items()}
+
+    def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
+        """Call compute on one aligned step and wrap its result in checked chunks."""
+        t0 = time.perf_counter()
+        result = self.plugin.compute(**self._compute_kwargs(by_kind, start, end))
+        out = self.to_output_chunks(result, start, end)
+        for name, chunk in out.items():
+            if (chunk.start, chunk.end) != (start, end):
+                raise ChunkLawViolation(
+                    f"plugin {self.name}, output {name!r}: compute returned {chunk!r} for the "
+                    f"step [{start}, {end}); return rows (they are wrapped in the step's "
+                    "interval), or make compute a generator to yield several chunks"
+                )
+        self._report(time.perf_counter() - t0, out)
+        return out
+
+    def compute_down(
+        self, by_kind: Mapping[str, Chunk], start: int, end: int
+    ) -> Iterator[dict[str, Chunk]]:
+        """Down-chunking: the chunks compute yields for one step, checked to tile ``[start, end)``.
+
+        Lets a plugin with memory-heavy outputs hand them on piece by piece. A generator that
+        yields nothing stands for empty outputs over the whole step.
+        """
+        outputs = self.plugin.outputs
+        items = iter(self.plugin.compute(**self._compute_kwargs(by_kind, start, end)))
+        reached = dict.fromkeys(outputs, start)
+        n_items = 0
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            item = next(items, _DONE)
+            if item is _DONE:
+                break
+            values = item.values() if isinstance(item, Mapping) else [item]
+            if not all(isinstance(v, Chunk) for v in values):
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}: compute is a generator (down-chunking), so it must "
+                    f"yield sd.Chunk or {{output: sd.Chunk}}; item {i} was {item!r:.200}"
+                )
+            out = self.to_output_chunks(item, start, end)
+            for name, chunk in out.items():
+                if chunk.start != reached[name] or chunk.end > end:
+                    raise ChunkLawViolation(
+                        f"plugin {self.name}, output {name!r}: chunk {i} {chunk!r} must start "
+                        f"at {reached[name]} (where the previous one ended) and end by {end}: "
+                        f"the chunks yielded for one step tile the step [{start}, {end})"
+                    )
+                reached[name] = chunk.end
+            self._report(time.perf_counter() - t0, out)
+            n_items += 1
+            yield out
+        if n_items == 0:
+            yield {o: empty_chunk(start, end, spec.dtype) for o, spec in outputs.items()}
+            return
+        short = {o: r for o, r in reached.items() if r != end}
+        if short:
+            o, r = next(iter(short.items()))
+            raise ChunkLawViolation(
+                f"plugin {self.name}, output {o!r}: the chunks yielded for the step "
+                f"[{start}, {end}) stop at {r}; the last one must end at {end}"
+            )
+
+    def add_timed(self, timed: tuple[Any, float]) -> Any:
+        """Report a ``call_timed`` result of ``compute_step`` run elsewhere; return its outputs."""
+        result, seconds = timed
+        if isinstance(result, Mapping):
+            self._report(seconds, result)
+        return result
+
+    def _report(self, seconds: float, out: Mapping[str, Chunk]) -> None:
+        if self.report is not None:
+            self.report.on_chunk(self.name, seconds, list(out.values()))
+
+    def _compute_kwargs(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {kind: c.data for kind, c in by_kind.items()}
+        if self.plugin.compute_takes_start_end:
+            kwargs["start"], kwargs["end"] = start, end
+        return kwargs
+
+    def to_output_chunks(self, result: Any, start: int, end: int) -> dict[str, Chunk]:
+        """Wrap compute's return value as one chunk per output, checking dtypes."""
+        outputs = self.plugin.outputs
+        if not isinstance(result, Mapping):
+            result = {self._single_output(): result}
+        missing = set(outputs) - set(result)
+        extra = set(result) - set(outputs)
+        if missing or extra:
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name} returned outputs {sorted(result)}, declared {sorted(outputs)}"
+            )
+        out: dict[str, Chunk] = {}
+        for name, value in result.items():
+            if isinstance(value, Chunk):
+                chunk = value
+            elif isinstance(value, np.ndarray):
+                chunk = Chunk(start, end, value)
+            else:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}, output {name!r}: compute returned "
+                    f"{type(value).__name__}, expected a numpy structured array"
+                )
+            expected = outputs[name].dtype
+            if chunk.data.dtype != expected:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}, output {name!r}: rows have dtype "
+                    f"{chunk.data.dtype.descr}, expected {expected.descr} (build rows with "
+                    f"{outputs[name].schema.__name__}.zeros(n))"
+                )
+            check_chunk(chunk, where=f"plugin {self.name}, output {name!r}, chunk {chunk!r}")
+            out[name] = chunk
+        return out
+
+    def _single_output(self) -> str:
+        outputs = self.plugin.outputs
+        if len(outputs) != 1:
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name} has outputs {sorted(outputs)}: compute must return "
+                "a dict {output name: rows}"
+            )
+        return next(iter(outputs))
+
+    def _touching(self, items: Iterator[dict[str, Chunk]]) -> Iterator[dict[str, Chunk]]:
+        """Pass ``items`` on, checking that each output's chunks touch (naming this plugin)."""
+        previous: dict[str, int] = {}
+        for out in items:
+            for name, chunk in out.items():
+                check_touches(f"plugin {self.name}, output {name!r}", chunk, previous.get(name))
+                previous[name] = chunk.end
+            yield out
+
+    def _iterate_source(self) -> Iterator[dict[str, Chunk]]:
+        plugin = self.plugin
+        items = iter(plugin.source(plugin.run_id))
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            item = next(items, _DONE)
+            if item is _DONE:
+                return
+            if isinstance(item, Chunk):
+                out = self.to_output_chunks(item, item.start, item.end)
+            elif isinstance(item, Mapping):
+                chunks = list(item.values())
+                if not chunks or not all(isinstance(c, Chunk) for c in chunks):
+                    raise PluginGaveWrongOutput(
+                        f"plugin {self.name}: source item {i} must be a Chunk or a dict of Chunks"
+                    )
+                out = self.to_output_chunks(item, chunks[0].start, chunks[0].end)
+            else:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}: source yielded {type(item).__name__} at item {i}; "
+                    "yield sd.Chunk(start, end, rows)"
+                )
+            self._report(time.perf_counter() - t0, out)  # the source's time, for the summary
+            yield out
+
+
+class OverlapWindowRunner(PluginRunner):
+    """Runs an ``OverlapWindowPlugin``: sends what the window makes certain, holds back the
+    rest until more input arrives (see that class for the contract)."""
+
+    plugin: OverlapWindowPlugin
+
+    def iterate(
+        self, inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None = None
+    ) -> Iterator[dict[str, Chunk] | Future[dict[str, Chunk]]]:
+        left, right = self.plugin._window()
+        cache: dict[str, Chunk] | None = None  # input kept from earlier steps, per kind
+        sent: dict[str, int] = {}  # per output: rows before this time have been sent
+        held: dict[str, Chunk] = {}  # per output: rows computed but not yet certain
+        for by_kind, start, end in self.steps(inputs):
+            if cache is not None:
+                by_kind = {k: concatenate([cache[k], c]) for k, c in by_kind.items()}
+            if not sent:
+                sent = dict.fromkeys(self.plugin.outputs, start)
+            computed_from = next(iter(by_kind.values())).start
+            result = self.compute_step(by_kind, computed_from, end)
+            ready: dict[str, Chunk] = {}
+            for name, chunk in result.items():
+                new = self._unsent(name, chunk, sent[name], (left, right))
+                cut = max(sent[name], end - right - 1)
+                cut = safe_split_point(new, cut)
+                if cut > sent[name]:
+                    ready[name], held[name] = split(new, cut)
+                    sent[name] = cut
+                else:
+                    held[name] = new
+            if ready:
+                yield ready
+            # Keep the input that rows not yet sent may depend on (one extra ns for safety).
+            keep_from = common_split_point(list(by_kind.values()), min(sent.values()) - left - 1)
+            cache = {k: split(c, max(keep_from, c.start))[1] for k, c in by_kind.items()}
+        final = {name: c for name, c in held.items() if c.end > c.start or len(c)}
+        if final:
+            yield final
+
+    def _unsent(self, name: str, chunk: Chunk, sent: int, window: tuple[int, int]) -> Chunk:
+        """The rows of ``chunk`` not sent yet: those starting at or after ``sent``."""
+        data = chunk.data
+        i = int(np.searchsorted(data["time"], sent, side="left")) if len(data) else 0
+        if i:
+            ends = endtimes(data[:i])
+            late = np.flatnonzero(ends > sent)
+            if len(late):
+                j = int(late[0])
+                raise ChunkLawViolation(
+                    f"plugin {self.name}, output {name!r}: row [{int(data['time'][j])}, "
+                    f"{int(ends[j])}) starts before {sent}, where the rows already sent end, "
+                    f"but ends after it, so it was unknown when they were sent; the window "
+                    f"{window} (left, right) must cover how far output rows reach and depend "
+                    "on input"
+                )
+        return Chunk(sent, chunk.end, data[i:])
+
+
+def runner_for(plugin: Plugin, report: ChunkReport | None = None) -> PluginRunner:
+    """The runner of ``plugin``'s kind (its class's ``_runner``, default ``PluginRunner``)."""
+    cls = type(plugin)._runner or PluginRunner
+    return cls(plugin, report)

@@ -1,0 +1,303 @@
+"""The session: the one owner of a request's path from its plan to its last chunk.
+
+::
+
+    session = Session(registry, lineages, options, stores, on_conflict="wait")
+    request = Request("run_1", ("peaks",))
+    for chunk in session.run(request):      # resolve, claim, build, execute, release
+        ...
+    session.last_plan, session.last_stats   # what ran, and where its time went
+
+``resolve`` only reads; everything that changes the world around a run happens here, in this
+order: claim every data set the plan saves (``Store.claim``, sorted by key, so two processes
+cannot deadlock), waiting for another writer of one of them (``on_conflict="wait"``, then
+plan again, which loads it) or failing fast (``"fail"``: ClaimHeld); re-check, under the
+claims, only the claimed keys (one of them completed meanwhile: release and plan again); build
+the graph, choose the executor, attach the statistics and the progress bar; run; stop the
+pipeline and release the claims. Stored data found corrupted while loading is marked failed
+and, with ``on_corrupted="recompute"``, computed again. So two processes never compute the
+same stored data set twice, and the plan that runs is always one its claims cover.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from strax_decl.chunk import Chunk
+from strax_decl.engine.executors import execute
+from strax_decl.engine.graph import Graph, build_graph
+from strax_decl.engine.hooks import Hook
+from strax_decl.lineage import Lineages
+from strax_decl.plugin import Options, Submit
+from strax_decl.progress import progress_bar
+from strax_decl.registry import Registry
+from strax_decl.resolver import Plan, rejection, resolve
+from strax_decl.stats import RunStats
+from strax_storage import (
+    Claim,
+    ClaimHeld,
+    DataCorrupted,
+    DataKey,
+    StorageError,
+    Store,
+    WriterGone,
+    validate_name,
+)
+
+__all__ = [
+    "OnConflict",
+    "OnCorrupted",
+    "Request",
+    "Session",
+    "acquire",
+    "corrupted_key",
+    "mark_corrupted",
+    "release_claims",
+]
+
+log = logging.getLogger(__name__)
+
+OnConflict = Literal["wait", "fail"]
+"""What a run does when another process is writing a data set it would save."""
+OnCorrupted = Literal["raise", "recompute"]
+"""What a run does when stored data it loads turns out corrupted."""
+
+MAX_ROUNDS = 1000
+"""Plan-and-claim attempts before giving up (each one follows another writer's progress)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one get or make asks for (everything but the context's standing settings)."""
+
+    run_id: str
+    targets: tuple[str, ...]
+    save: tuple[str, ...] = ()
+    output: bool = True
+    """Iterate the targets' chunks (get); False: only compute and store (make)."""
+    time_range: tuple[int, int] | None = None
+    processor: str | None = None
+    """The executor (None: the session's)."""
+    progress: bool | None = None
+    submit: Submit | None = None
+
+
+class Session:
+    """Runs requests against one set of plugins, options and stores (one per Context)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        lineages: Lineages,
+        options: Mapping[str, Options],
+        stores: Sequence[Store],
+        *,
+        processor: str = "threaded",
+        max_workers: int = 2,
+        max_messages: int = 4,
+        timeout: float | None = None,
+        on_conflict: OnConflict = "wait",
+        on_corrupted: OnCorrupted = "raise",
+    ) -> None:
+        self.registry = registry
+        self.lineages = lineages
+        self.options = options
+        self.stores = list(stores)
+        self.processor = processor
+        self.max_workers = max_workers
+        self.max_messages = max_messages
+        self.timeout = timeout
+        self.on_conflict: OnConflict = on_conflict
+        self.on_corrupted: OnCorrupted = on_corrupted
+        self.last_plan: Plan | None = None
+        """The plan the latest request executed (made while holding its claims)."""
+        self.last_stats: RunStats | None = None
+        """Statistics of the latest request."""
+
+    def resolve(self, request: Request, distrust: Collection[DataKey] = ()) -> Plan:
+        """The plan of ``request`` as storage is now (reads only; claims nothing)."""
+        validate_name("run_id", request.run_id)
+        return resolve(
+            self.registry,
+            self.lineages,
+            self.stores,
+            request.run_id,
+            request.targets,
+            request.save,
+            distrust=distrust,
+        )
+
+    def run(self, request: Request, plan: Plan | None = None) -> Iterator[Chunk]:
+        """Yield the chunks of ``request``'s targets (nothing for a make), owning the run.
+
+        ``plan``: one already resolved for ``request`` (e.g. to surface errors early), used as
+        the first attempt instead of resolving again; it still runs only under its claims.
+        """
+        validate_name("run_id", request.run_id)
+        distrust: set[DataKey] = set()
+        while True:
+            plan, claims = self.claim(request, plan, distrust)
+            self.last_plan = plan
+            chunks: Iterator[Chunk] | None = None
+            yielded = False
+            try:
+                if not request.output and all(
+                    plan.steps[t].action == "load" for t in request.targets
+                ):
+                    self.last_stats = RunStats()
+                    return
+                graph = build_graph(
+                    plan,
+                    self.registry,
+                    self.options,
+                    self.stores,
+                    request.targets if request.output else None,
+                    request.time_range,
+                )
+                chunks = self._execute(plan, graph, request)
+                for chunk in chunks:
+                    yielded = True
+                    yield chunk
+                return
+            except DataCorrupted as e:
+                key = corrupted_key(plan, e)
+                if self.on_corrupted != "recompute" or key is None or key in distrust:
+                    raise
+                mark_corrupted(self.stores, key, e)
+                distrust.add(key)
+                if yielded:
+                    raise DataCorrupted(
+                        f"{e}; it was marked failed and will be recomputed when iterated again "
+                        "(rows were already yielded from it)",
+                        e.key,
+                        e.where,
+                    ) from e
+                log.warning("%s; recomputing it (on_corrupted='recompute')", e)
+                plan = None  # plan again, distrusting the corrupted data set
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()  # stop the pipeline (and its savers) before giving up the claims
+                release_claims(claims)
+
+    def claim(
+        self, request: Request, plan: Plan | None = None, distrust: Collection[DataKey] = ()
+    ) -> tuple[Plan, list[Claim]]:
+        """A plan of ``request`` covered by claims on everything it saves, and those claims.
+
+        Starts from ``plan`` if given (else resolves), claims what it saves, then re-checks
+        only the claimed keys (``Store.find``): if one became complete and loadable meanwhile,
+        or another process held a claim (after waiting for its data set, or failing fast with
+        ``on_conflict="fail"``), releases and plans again. The caller releases the claims
+        (``release_claims``) once the pipeline has stopped.
+        """
+        for _ in range(MAX_ROUNDS):
+            if plan is None:
+                plan = self.resolve(request, distrust)
+            if not plan.to_save:
+                return plan, []
+            claims = acquire(plan, self.stores, self.on_conflict)
+            if claims is not None:
+                try:
+                    changed = self._completed_meanwhile(plan, distrust)
+                except BaseException:
+                    release_claims(claims)
+                    raise
+                if not changed:
+                    return plan, claims
+                release_claims(claims)
+            plan = None
+        raise StorageError(f"could not claim the data sets to save after {MAX_ROUNDS} attempts")
+
+    def _completed_meanwhile(self, plan: Plan, distrust: Collection[DataKey]) -> bool:
+        """Did a data set ``plan`` saves become loadable since it was resolved?"""
+        for data_type in plan.to_save:
+            key = plan.steps[data_type].key
+            for store in self.stores:
+                info = store.find(key)
+                if info is not None and rejection(self.registry, store, info, distrust) is None:
+                    return True
+        return False
+
+    def _execute(self, plan: Plan, graph: Graph, request: Request) -> Iterator[Chunk]:
+        """Run ``graph`` on the chosen executor, with the progress bar if wanted."""
+        stats = self.last_stats = RunStats()
+        bar = progress_bar(plan, request.progress)
+        hooks: list[Hook] = [stats] if bar is None else [stats, bar]
+        return execute(
+            graph,
+            request.processor or self.processor,
+            hooks=hooks,
+            max_workers=self.max_workers,
+            max_messages=self.max_messages,
+            timeout=self.timeout,
+            submit=request.submit,
+        )
+
+
+def release_claims(claims: Iterable[Claim]) -> None:
+    """Release every claim (errors are logged: releasing runs while others propagate)."""
+    for claim in claims:
+        try:
+            claim.release()
+        except Exception:
+            log.exception("could not release %r", claim)
+
+
+def acquire(plan: Plan, stores: Sequence[Store], on_conflict: OnConflict) -> list[Claim] | None:
+    """Claim every data set ``plan`` saves; None after waiting for another writer."""
+    writable = [s for s in stores if not s.readonly]
+    keys = sorted({plan.steps[d].key for d in plan.to_save})
+    held: list[Claim] = []
+    try:
+        for store in writable:  # stores in order, keys sorted: one order for every process
+            claims, refused = store.claim_all(keys, folder=plan.folders.get(store.url))
+            held += claims
+            if refused is None:
+                continue
+            holder = store.claim_holder(refused)
+            release_claims(held)
+            held = []
+            if holder is None:
+                return None  # released meanwhile: plan again
+            if on_conflict == "fail":
+                raise ClaimHeld(
+                    f"data set {refused} is being written by {holder.describe()} "
+                    f"(claim {holder.location}); not computing it a second time because "
+                    "on_conflict='fail'. Wait for it, or use on_conflict='wait'",
+                    refused,
+                    holder,
+                )
+            log.info("waiting for data set %s, being written by %s", refused, holder.describe())
+            try:
+                store.wait_complete(refused)
+            except WriterGone as e:
+                log.info("%s", e)
+            return None
+    except BaseException:
+        release_claims(held)
+        raise
+    return held
+
+
+def corrupted_key(plan: Plan, error: DataCorrupted) -> DataKey | None:
+    """The key of the data set ``plan`` loads that ``error`` is about (None if none)."""
+    loaded = {step.key for step in plan.steps.values() if step.action == "load"}
+    return error.key if error.key in loaded else None
+
+
+def mark_corrupted(stores: Sequence[Store], key: DataKey, error: DataCorrupted) -> None:
+    """Mark the complete copies of ``key`` failed (with the error) where the store allows."""
+    for store in stores:
+        if store.readonly:
+            continue
+        try:
+            if store.status(key) != "complete":
+                continue
+            store.mark_failed(key, f"DataCorrupted: {error}", created=store.info(key).created)
+            log.warning("marked the corrupted data set %s in %s failed", key, store.url)
+        except StorageError as e:
+            log.warning("could not mark the corrupted data set %s failed: %s", key, e)
