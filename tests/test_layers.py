@@ -238,3 +238,27 @@ def test_the_checker_sees_what_it_must_refuse() -> None:
 def test_no_module_is_long() -> None:
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 520}
     assert not long, f"split these modules (lines): {long}"
+
+
+def test_a_user_file_named_storage_does_not_break_the_import(tmp_path: Path) -> None:
+    """A script next to its own ``storage.py`` (a common name) imports strax_decl and works."""
+    import subprocess
+    import sys
+
+    (tmp_path / "storage.py").write_text("raise RuntimeError('the user storage module')\n")
+    (tmp_path / "script.py").write_text(
+        "import sys\n"
+        "import strax_decl as sd\n"
+        "from strax_decl.testing import PLUGINS\n"
+        "ctx = sd.Context(storage=sys.argv[1], plugins=PLUGINS)\n"
+        "print(len(ctx.get_array('run_1', 'peaks')) > 0, 'storage' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "script.py", str(tmp_path / "data")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"]  # worked, and never imported storage.py
