@@ -70,18 +70,29 @@ def merged_dtype(dtypes: tuple[np.dtype, ...]) -> np.dtype:
     return np.dtype(descr)
 
 
-def merge(chunks: Sequence[Chunk]) -> Chunk:
-    """Merge same-kind chunks (same interval, same rows) into one array with all fields."""
+def merge(chunks: Sequence[Chunk], names: Sequence[str] | None = None) -> Chunk:
+    """Merge same-kind chunks (same interval, same rows) into one array with all fields.
+
+    ``names``: the data types of ``chunks``, for the error messages.
+    """
     if len(chunks) == 1:
         return chunks[0]
+    labels = list(names) if names is not None else [f"input {i}" for i in range(len(chunks))]
     first = chunks[0]
-    for other in chunks[1:]:
-        if (other.start, other.end) != (first.start, first.end) or len(other) != len(first):
+    for label, other in zip(labels[1:], chunks[1:], strict=True):
+        same_rows = len(other) == len(first) and (
+            np.array_equal(other.data["time"], first.data["time"]) if len(first) else True
+        )
+        if (other.start, other.end) != (first.start, first.end) or not same_rows:
             raise ChunkLawViolation(
-                f"cannot merge {first!r} with {other!r}: same-kind inputs must cover the same "
-                "interval with the same rows"
+                f"cannot merge {labels[0]} {first!r} with {label} {other!r}: data types of "
+                "one kind must cover the same interval with the same rows (same number, same "
+                "times); one of their plugins gave rows that are not those of the kind"
             )
-    dtype = merged_dtype(tuple(c.data.dtype for c in chunks))
+    try:
+        dtype = merged_dtype(tuple(c.data.dtype for c in chunks))
+    except TypeError as e:
+        raise TypeError(f"cannot merge {', '.join(labels)}: {e}") from None
     out = np.empty(len(first), dtype=dtype)
     done: set[str] = set()
     for c in chunks:

@@ -64,12 +64,18 @@ class Context:
         timeout: float | None = None,
         on_conflict: OnConflict = "wait",
         on_corrupted: OnCorrupted = "raise",
+        keep_finished: bool = True,
     ) -> None:
         """``on_conflict``: when another process is writing a data set this one would save,
         ``"wait"`` for it and load it, or ``"fail"`` at once (ClaimHeld naming the data set
         and the writer). ``on_corrupted``: when stored data turns out corrupted while loading,
         ``"raise"`` DataCorrupted, or ``"recompute"``: mark it failed, compute and save it again
-        (see ``iter_chunks`` for streams that already yielded rows)."""
+        (see ``iter_chunks`` for streams that already yielded rows). ``keep_finished``: when a
+        plugin fails, the data types that do not depend on it still run to their end and are
+        saved, so the rerun after the fix loads them and computes only what failed (False:
+        everything stops at once). ``timeout``: seconds any single wait may last (mailboxes,
+        pool computations, the winding down after a stop) before the run fails naming what
+        it waited for; None: no limit."""
         if processor not in ("threaded", "serial"):
             raise ValueError(f"processor must be 'threaded' or 'serial', got {processor!r}")
         if on_conflict not in ("wait", "fail"):
@@ -95,6 +101,7 @@ class Context:
         self.timeout = timeout
         self.on_conflict: OnConflict = on_conflict
         self.on_corrupted: OnCorrupted = on_corrupted
+        self.keep_finished = bool(keep_finished)
         self._session = Session(
             self.registry,
             self.lineages,
@@ -106,6 +113,7 @@ class Context:
             timeout=timeout,
             on_conflict=on_conflict,
             on_corrupted=on_corrupted,
+            keep_finished=self.keep_finished,
         )
 
     @property
@@ -229,7 +237,10 @@ class Context:
         ``"(area > 100) & (width < 500)"``, a list of strings (all must hold) or a callable
         ``f(rows) -> boolean mask`` (see ``strax_decl.selection``).
         ``keep_columns`` / ``drop_columns``: only these fields / all but these.
-        None of these changes what is computed or stored: whole data types are, as always.
+        None of these changes what is stored: whole data types are, as always. Stopping
+        early (``break``, ``close()``, dropping the iterator) stops the pipeline and discards
+        the data sets it had not finished (absent, not failed); a ``time_range`` on data not
+        stored yet stops that way once the range is covered.
         ``progress``: show a progress bar on stderr (None: only if stderr is a terminal).
 
         With ``on_corrupted="recompute"``, corruption found before the first chunk is
@@ -296,7 +307,13 @@ class Context:
         }
         if not isinstance(run_id, str):
             return self._get_runs(run_list(run_id), targets, **options)
-        parts = [c.data for c in self.iter_chunks(run_id, targets, **options)]
+        chunks = self.iter_chunks(run_id, targets, **options)
+        try:
+            parts = [c.data for c in chunks]
+        finally:
+            # At once, also on Ctrl-C: the traceback (kept by a notebook) would keep the
+            # stream, and so its pipeline, alive.
+            _close(chunks)
         if parts:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         dtype = self._dtype(_as_list(targets))
@@ -446,8 +463,12 @@ class Context:
             progress=progress,
             submit=submit,
         )
-        for _ in self._session.run(request):
-            pass
+        chunks = self._session.run(request)
+        try:
+            for _ in chunks:
+                pass
+        finally:
+            _close(chunks)
 
     # ------------------------------------------------------------------ Dask
 
@@ -475,6 +496,13 @@ class Context:
         from strax_decl.cluster import to_dask_dataframe
 
         return to_dask_dataframe(self, run_ids, data_type, fields=fields)
+
+
+def _close(chunks: Iterator[Chunk]) -> None:
+    """Stop the stream ``chunks`` now (its pipeline stops, its savers end, its claims go)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _as_list(targets: Targets) -> list[str]:

@@ -8,7 +8,10 @@ A lineage is a nested dict::
 It is serialised as canonical JSON (sorted keys, no whitespace, ASCII), hashed with sha256
 and shortened to base32, so it is stable across processes, platforms and ``PYTHONHASHSEED``.
 Option values enter *after* pydantic validation, so ``1`` and ``1.0`` for a float option give
-one hash, and sets are sorted so their iteration order cannot leak into the hash.
+one hash, and sets are sorted so their iteration order cannot leak into the hash. Values whose
+type changes their meaning (tuples, sets, bytes, arrays, dicts with non-string keys) enter in a
+tagged form (see :func:`canonical`), so they never share a hash with the list, string or
+str-keyed dict that JSON would turn them into; plain JSON values keep the form they always had.
 """
 
 from __future__ import annotations
@@ -23,13 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from strax_decl.errors import StraxDeclError
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from strax_decl.plugin import Options
     from strax_decl.registry import Registry
 
 __all__ = [
     "HASH_LENGTH",
+    "TYPE_TAG",
     "Lineages",
+    "OptionNotHashable",
     "canonical",
     "canonical_json",
     "diff",
@@ -40,38 +47,112 @@ __all__ = [
 HASH_LENGTH = 16  # base32 characters: 80 bits, plenty against accidental collisions
 
 
-def canonical(value: Any) -> Any:
-    """Turn a validated option value into plain, order-independent JSON data."""
+class OptionNotHashable(StraxDeclError, TypeError, ValueError):
+    """An option value that the lineage cannot represent faithfully (names the option)."""
+
+
+TYPE_TAG = "__sd_type__"
+"""Key of the tagged form of values JSON cannot tell apart from another type (tuples, sets,
+bytes, arrays, dicts with keys other than strings). Plain JSON values (str, int, float,
+bool, None, lists, dicts with str keys) keep their form, so their hashes never changed; a
+user dict may therefore not use this key itself."""
+
+
+def _tagged(kind: str, **fields: Any) -> dict[str, Any]:
+    return {TYPE_TAG: kind, **fields}
+
+
+def _sort_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def canonical(value: Any, where: str = "option value") -> Any:
+    """Turn a validated option value into plain, order-independent JSON data.
+
+    Values whose type changes their meaning keep it: ``(1, 2)``, ``[1, 2]`` and ``{1, 2}``,
+    ``b"ab"`` and ``"6162"``, ``{0: x}`` and ``{"0": x}`` all differ. Types it cannot represent
+    faithfully raise :class:`OptionNotHashable` naming ``where``.
+    """
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, enum.Enum):
-        return canonical(value.value)
+        return canonical(value.value, where)
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, float | np.floating):
         f = float(value)
         if not math.isfinite(f):
-            raise ValueError(f"option value {value!r} is not finite and cannot enter a lineage")
+            raise OptionNotHashable(f"{where}: {value!r} is not finite and cannot enter a lineage")
         return f
     if isinstance(value, Mapping):
-        return {str(k): canonical(v) for k, v in value.items()}
+        if all(isinstance(k, str) for k in value):
+            if TYPE_TAG in value:
+                raise OptionNotHashable(
+                    f"{where}: the dict key {TYPE_TAG!r} is reserved for the lineage's own "
+                    "tagged values; rename it"
+                )
+            return {str(k): canonical(v, f"{where}[{k!r}]") for k, v in value.items()}
+        items = [
+            [canonical(k, f"{where} (a key)"), canonical(v, f"{where}[{k!r}]")]
+            for k, v in value.items()
+        ]
+        return _tagged("dict", items=sorted(items, key=lambda kv: _sort_key(kv[0])))
     if isinstance(value, set | frozenset):
-        items = [canonical(v) for v in value]
-        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    if isinstance(value, list | tuple | np.ndarray):
-        return [canonical(v) for v in value]
+        members = [canonical(v, f"{where} (a member)") for v in value]
+        return _tagged("set", items=sorted(members, key=_sort_key))
+    if isinstance(value, list):
+        return [canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return _tagged("tuple", items=[canonical(v, f"{where}[{i}]") for i, v in enumerate(value)])
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise OptionNotHashable(
+                f"{where}: a numpy array of dtype {value.dtype} cannot enter a lineage "
+                "faithfully; use an array of numbers, or a list"
+            )
+        return _tagged(
+            "ndarray",
+            dtype=value.dtype.str,
+            shape=list(value.shape),
+            items=[canonical(v, where) for v in value.ravel().tolist()],
+        )
     if hasattr(value, "model_dump"):
-        return canonical(value.model_dump(mode="python"))
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(
-        f"option value {value!r} of type {type(value).__name__} cannot enter a lineage; "
-        "use JSON-like values (numbers, strings, lists, dicts, sets)"
+        return canonical(value.model_dump(mode="python"), where)
+    if isinstance(value, bytes | bytearray):
+        return _tagged("bytes", hex=bytes(value).hex())
+    raise OptionNotHashable(
+        f"{where}: {value!r:.200} of type {type(value).__name__} cannot enter a lineage; "
+        "use JSON-like values (numbers, strings, lists, tuples, dicts, sets, bytes)"
+    )
+
+
+def _plain(value: Any, path: str = "lineage") -> Any:
+    """``value`` if it is already plain JSON data (a lineage is built from canonical parts)."""
+    if value is None or isinstance(value, str | int):  # bool is an int
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise OptionNotHashable(f"{path}: {value!r} is not finite")
+        return value
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise OptionNotHashable(
+        f"{path}: {value!r:.200} ({type(value).__name__}) is not canonical JSON data; build "
+        "lineages with make_lineage"
     )
 
 
 def canonical_json(lineage: Mapping[str, Any]) -> str:
-    return json.dumps(canonical(lineage), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """The canonical JSON text of a lineage made by :func:`make_lineage` (no re-encoding:
+    its option values are canonical already, so a tagged value is not mistaken for a user
+    dict)."""
+    return json.dumps(
+        _plain(dict(lineage)), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
 
 
 def lineage_hash(lineage: Mapping[str, Any]) -> str:
@@ -92,7 +173,10 @@ def make_lineage(
         "output": output,
         "plugin": plugin,
         "version": version,
-        "options": canonical(dict(options)),
+        "options": {
+            str(name): canonical(value, f"plugin {plugin}, option {name!r}")
+            for name, value in options.items()
+        },
         "inputs": {name: dict(inputs[name]) for name in sorted(inputs)},
     }
 

@@ -24,9 +24,7 @@ declaration raise ``PluginDeclarationError`` naming the plugin right there.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
 
 from strax_decl.chunk import Chunk
+from strax_decl.code_hash import code_hash
 from strax_decl.errors import StraxDeclError
 from strax_decl.schema import Schema
 
@@ -54,6 +53,7 @@ __all__ = [
     "Plugin",
     "PluginDeclarationError",
     "PluginGaveWrongOutput",
+    "PluginRaisedStopIteration",
     "SaveWhen",
     "option",
     "output",
@@ -69,6 +69,14 @@ class PluginDeclarationError(StraxDeclError, TypeError):
 
 class PluginGaveWrongOutput(StraxDeclError, TypeError):
     """A plugin's compute returned rows that do not match its declared outputs."""
+
+
+class PluginRaisedStopIteration(StraxDeclError, RuntimeError):
+    """User code (compute, a source or down-chunking generator) leaked a ``StopIteration``.
+
+    Left as is it would look like the end of a stream to whoever iterates, and a truncated
+    output would be stored complete; the original is the ``__cause__``.
+    """
 
 
 class SaveWhen(IntEnum):
@@ -196,21 +204,6 @@ def _extra(info: Any) -> dict[str, Any]:
     return extra if isinstance(extra, dict) else {}
 
 
-def _code_hash(cls: type) -> str:
-    """Hash of the plugin's source code (falls back to compute's bytecode)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        parts = []
-        for attr in ("compute", "source", "compute_loop", "cut_by"):
-            fn = getattr(cls, attr, None)
-            code = getattr(fn, "__code__", None)
-            if code is not None:
-                parts.append(code.co_code.hex() + repr(code.co_consts))
-        source = "\n".join(parts)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
 class Plugin:
     """Base of all plugins. Subclass it and declare ``Inputs``, ``Outputs``, ``Options``.
 
@@ -242,6 +235,8 @@ class Plugin:
     is_source: ClassVar[bool]
     compute_takes_start_end: ClassVar[bool]
     compute_is_generator: ClassVar[bool]  # down-chunking: several output chunks per step
+    #: Whether ``version`` was declared ``"auto"`` (here or by the nearest base declaring one).
+    _auto_version: ClassVar[bool] = False
     #: How instances run (``strax_decl.runner``): a plugin kind whose steps differ names its
     #: runner class here; None is the plain ``PluginRunner``. Kept off the public namespace so
     #: that no user method can replace the framework's step machinery.
@@ -329,8 +324,14 @@ class Plugin:
                 f"plugin {name}: compute is a generator (down-chunking), so it cannot be "
                 "parallel: its chunks come in order from one call; set parallel = False"
             )
-        cls.code_hash = _code_hash(cls)
-        if cls.version == "auto":
+        cls.code_hash = code_hash(cls)
+        # "auto" is resolved per class: a subclass that declares no version of its own is auto
+        # too (its parent's resolved "auto-..." must not become its version), and its own
+        # code hash (over its user bases too) makes its version.
+        declared = cls.__dict__.get("version")
+        auto = cls.version == "auto" or (declared is None and cls._auto_version)
+        cls._auto_version = auto
+        if auto:
             cls.version = "auto-" + cls.code_hash[:12]
         cls._check_declaration()
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from strax_decl.engine.hooks import Hook
+from strax_decl.engine.stopping import outcome
 from strax_storage.chunk import Chunk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,6 +100,7 @@ class ProgressBar(Hook):
         self._last_draw = -1e9
         self._closed = False
         self._lock = threading.Lock()
+        self.ending = "done"  # how the run ended, for the final line (see on_end)
 
     # ------------------------------------------------------------------ hook
 
@@ -123,6 +125,9 @@ class ProgressBar(Hook):
             self(component, chunk)
 
     def on_end(self, error: BaseException | None) -> None:
+        """The last line says how the run ended: ``done``, ``interrupted``, ``stopped`` (the
+        caller stopped reading early) or ``failed``."""
+        self.ending = outcome(error)
         self.close()
 
     # ------------------------------------------------------------------ feeding
@@ -178,7 +183,8 @@ class ProgressBar(Hook):
             f"{self.chunks / elapsed:.1f} chunks/s"
         )
         if final:
-            timing = f"done in {format_duration(elapsed)}"
+            ending = self.ending
+            timing = f"{ending} {'in' if ending == 'done' else 'after'} {format_duration(elapsed)}"
         elif frac is not None and frac > 0:
             timing = f"ETA {format_duration(elapsed * (1 - frac) / frac)}"
         else:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from strax_decl.lineage import Lineages, diff
 from strax_decl.plugin import SaveWhen
 from strax_decl.registry import Registry
-from strax_storage import DataKey, DataSetInfo, RunFolder, Status, Store
+from strax_storage import DataCorrupted, DataKey, DataSetInfo, RunFolder, Status, Store
 
 __all__ = [
     "Plan",
@@ -162,7 +162,14 @@ def resolve(
         """Where complete, loadable data of ``data_type`` is (None if nowhere), and why."""
         k = key(data_type)
         for store in stores:
-            info = snapshots.of(store).complete(k)
+            try:
+                info = snapshots.of(store).complete(k)
+            except DataCorrupted:
+                # a published data set was damaged: the request fails, unless the session
+                # already decided to recompute it (distrust)
+                if k not in distrust:
+                    raise
+                info = None
             if info is None:
                 continue
             problem = rejection(registry, store, info, distrust)
@@ -382,7 +389,7 @@ def _failure_summary(info: DataSetInfo | None) -> str:
 def _warn_if_code_changed(registry: Registry, key: DataKey, metadata: Any) -> None:
     plugin = registry.provider(key.data_type)
     stored_code = metadata.get("code_hash") if isinstance(metadata, dict) else None
-    if stored_code and stored_code != plugin.code_hash and not plugin.version.startswith("auto-"):
+    if stored_code and stored_code != plugin.code_hash:
         warnings.warn(
             f"plugin {plugin.name} still says version {plugin.version!r}, but its source code "
             f"differs from the code that made the stored {key.data_type!r} ({key}); the cache "

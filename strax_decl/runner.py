@@ -35,7 +35,7 @@ from strax_decl.chunk import (
     safe_split_point,
     split,
 )
-from strax_decl.plugin import Plugin, PluginGaveWrongOutput, Submit
+from strax_decl.plugin import Plugin, PluginGaveWrongOutput, PluginRaisedStopIteration, Submit
 from strax_decl.sync import aligned
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,12 +106,18 @@ class PluginRunner:
         for data_type in plugin.inputs:
             kind = plugin.input_kinds.get(data_type, data_type)
             groups.setdefault(kind, []).append(step[data_type])
-        return {kind: merge(chunks) for kind, chunks in groups.items()}
+        names: dict[str, list[str]] = {}
+        for data_type in plugin.inputs:
+            names.setdefault(plugin.input_kinds.get(data_type, data_type), []).append(data_type)
+        return {kind: merge(chunks, names=names[kind]) for kind, chunks in groups.items()}
 
     def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
         """Call compute on one aligned step and wrap its result in checked chunks."""
         t0 = time.perf_counter()
-        result = self.plugin.compute(**self._compute_kwargs(by_kind, start, end))
+        try:
+            result = self.plugin.compute(**self._compute_kwargs(by_kind, start, end))
+        except StopIteration as e:
+            raise self._leaked(e, "compute", start, end) from e
         out = self.to_output_chunks(result, start, end)
         for name, chunk in out.items():
             if (chunk.start, chunk.end) != (start, end):
@@ -120,6 +126,9 @@ class PluginRunner:
                     f"step [{start}, {end}); return rows (they are wrapped in the step's "
                     "interval), or make compute a generator to yield several chunks"
                 )
+            rows = self._rows_of_kind(name, by_kind)
+            if rows is not None:
+                self._check_same_kind(name, chunk.data, rows, 0, start, end, last=True)
         self._report(time.perf_counter() - t0, out)
         return out
 
@@ -134,10 +143,12 @@ class PluginRunner:
         outputs = self.plugin.outputs
         items = iter(self.plugin.compute(**self._compute_kwargs(by_kind, start, end)))
         reached = dict.fromkeys(outputs, start)
+        same_kind = {o: self._rows_of_kind(o, by_kind) for o in outputs}
+        offset = dict.fromkeys(outputs, 0)  # per same-kind output: input rows matched so far
         n_items = 0
         for i in itertools.count():
             t0 = time.perf_counter()
-            item = next(items, _DONE)
+            item = self._next(items, "compute", start, end)
             if item is _DONE:
                 break
             values = item.values() if isinstance(item, Mapping) else [item]
@@ -155,9 +166,16 @@ class PluginRunner:
                         f"the chunks yielded for one step tile the step [{start}, {end})"
                     )
                 reached[name] = chunk.end
+                rows = same_kind[name]
+                if rows is not None:
+                    self._check_same_kind(name, chunk.data, rows, offset[name], start, end)
+                    offset[name] += len(chunk)
             self._report(time.perf_counter() - t0, out)
             n_items += 1
             yield out
+        for name, rows in same_kind.items():
+            if rows is not None:  # every row of the kind must have had its output row
+                self._check_same_kind(name, rows[:0], rows, offset[name], start, end, last=True)
         if n_items == 0:
             yield {o: empty_chunk(start, end, spec.dtype) for o, spec in outputs.items()}
             return
@@ -168,6 +186,83 @@ class PluginRunner:
                 f"plugin {self.name}, output {o!r}: the chunks yielded for the step "
                 f"[{start}, {end}) stop at {r}; the last one must end at {end}"
             )
+
+    def _leaked(
+        self, exc: BaseException, where: str, start: int | None = None, end: int | None = None
+    ) -> PluginRaisedStopIteration:
+        """The error replacing a StopIteration that escaped the plugin's own code."""
+        step = f" in the step [{start}, {end})" if start is not None else ""
+        return PluginRaisedStopIteration(
+            f"plugin {self.name} raised StopIteration in {where}{step}: {exc!r}; left as is "
+            "it would look like the end of the stream and truncate the output, so the run "
+            "fails instead (catch it where it is raised, e.g. next(iterator, default))"
+        )
+
+    def _next(self, items: Iterator[Any], where: str, start: int | None, end: int | None) -> Any:
+        """``next(items, _DONE)``, but a StopIteration leaking from inside a generator (which
+        Python turns into a RuntimeError) becomes an error naming this plugin."""
+        try:
+            return next(items, _DONE)
+        except RuntimeError as e:
+            if isinstance(e.__cause__, StopIteration) and "raised StopIteration" in str(e):
+                raise self._leaked(e.__cause__, where, start, end) from e.__cause__
+            raise
+
+    def _rows_of_kind(self, output: str, by_kind: Mapping[str, Chunk]) -> np.ndarray | None:
+        """The input rows an output must correspond to one to one: those of its own kind, if
+        that is an input kind (None otherwise)."""
+        chunk = by_kind.get(self.plugin.outputs[output].kind)
+        return None if chunk is None else chunk.data
+
+    def _check_same_kind(
+        self,
+        output: str,
+        got: np.ndarray,
+        rows: np.ndarray,
+        offset: int,
+        start: int,
+        end: int,
+        last: bool = False,
+    ) -> None:
+        """Output rows ``got`` must be input rows ``rows[offset:]`` of their kind (``last``:
+        exactly those): same number, same ``time`` and, where the output has one, end time.
+
+        A same-kind output with other rows would be stored complete and fail only in a later
+        merge with its siblings, or silently join wrong rows.
+        """
+        expected = rows[offset : offset + len(got)]
+        n = min(len(got), len(expected))
+        bad = np.flatnonzero(got["time"][:n] != expected["time"][:n])
+        names = got.dtype.names or ()
+        has_end = "endtime" in names or ("dt" in names and "length" in names)
+        if has_end and n:
+            bad_end = np.flatnonzero(endtimes(got[:n]) != endtimes(expected[:n]))
+            bad = np.union1d(bad, bad_end)
+        if len(bad):
+            first = int(bad[0])
+        elif len(got) > len(expected) or (last and offset + len(got) != len(rows)):
+            first = n
+        else:
+            return
+        kind = self.plugin.outputs[output].kind
+
+        def row(data: np.ndarray, i: int) -> str:
+            if i >= len(data):
+                return "none"
+            fields = data.dtype.names or ()
+            if "endtime" not in fields and not ("dt" in fields and "length" in fields):
+                return f"time {int(data['time'][i])}"
+            return f"[{int(data['time'][i])}, {int(endtimes(data[i : i + 1])[0])})"
+
+        so_far = "" if last else " so far"
+        raise PluginGaveWrongOutput(
+            f"plugin {self.name}, output {output!r} of kind {kind!r}: its rows must correspond "
+            f"one to one with the input rows of kind {kind!r}, but in the step [{start}, {end}) "
+            f"it gave {offset + len(got)} rows{so_far} for {len(rows)} input rows, and row "
+            f"{offset + first} differs: output {row(got, first)}, input "
+            f"{row(rows, offset + first)} (declare another kind for rows that are not those "
+            "of the input)"
+        )
 
     def add_timed(self, timed: tuple[Any, float]) -> Any:
         """Report a ``call_timed`` result of ``compute_step`` run elsewhere; return its outputs."""
@@ -242,7 +337,7 @@ class PluginRunner:
         items = iter(plugin.source(plugin.run_id))
         for i in itertools.count():
             t0 = time.perf_counter()
-            item = next(items, _DONE)
+            item = self._next(items, "source", None, None)
             if item is _DONE:
                 return
             if isinstance(item, Chunk):

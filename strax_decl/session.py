@@ -22,6 +22,7 @@ same stored data set twice, and the plan that runs is always one its claims cove
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -39,6 +40,7 @@ from strax_decl.stats import RunStats
 from strax_storage import (
     Claim,
     ClaimHeld,
+    ClaimInfo,
     DataCorrupted,
     DataKey,
     StorageError,
@@ -50,6 +52,7 @@ from strax_storage import (
 __all__ = [
     "OnConflict",
     "OnCorrupted",
+    "Refusal",
     "Request",
     "Session",
     "acquire",
@@ -67,6 +70,12 @@ OnCorrupted = Literal["raise", "recompute"]
 
 MAX_ROUNDS = 1000
 """Plan-and-claim attempts before giving up (each one follows another writer's progress)."""
+CLAIM_RETRY_LIMIT_S = 30.0
+"""Seconds of claim attempts that get nowhere (no claim, no writer to wait for: e.g. the break
+lock of a process that died while breaking a claim, removed as stale after 10 s) before
+giving up with an error naming the data set and its holder."""
+CLAIM_BACKOFF_MAX_S = 0.5
+"""The longest pause between two such attempts (the pause doubles from 10 ms)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class Session:
         timeout: float | None = None,
         on_conflict: OnConflict = "wait",
         on_corrupted: OnCorrupted = "raise",
+        keep_finished: bool = True,
     ) -> None:
         self.registry = registry
         self.lineages = lineages
@@ -112,23 +122,36 @@ class Session:
         self.timeout = timeout
         self.on_conflict: OnConflict = on_conflict
         self.on_corrupted: OnCorrupted = on_corrupted
+        self.keep_finished = keep_finished
         self.last_plan: Plan | None = None
         """The plan the latest request executed (made while holding its claims)."""
         self.last_stats: RunStats | None = None
         """Statistics of the latest request."""
 
     def resolve(self, request: Request, distrust: Collection[DataKey] = ()) -> Plan:
-        """The plan of ``request`` as storage is now (reads only; claims nothing)."""
+        """The plan of ``request`` as storage is now (reads only; claims nothing).
+
+        A published data set found damaged while planning raises DataCorrupted, unless
+        ``on_corrupted="recompute"``: then it is planned to be computed again.
+        """
         validate_name("run_id", request.run_id)
-        return resolve(
-            self.registry,
-            self.lineages,
-            self.stores,
-            request.run_id,
-            request.targets,
-            request.save,
-            distrust=distrust,
-        )
+        distrusted = set(distrust)
+        while True:
+            try:
+                return resolve(
+                    self.registry,
+                    self.lineages,
+                    self.stores,
+                    request.run_id,
+                    request.targets,
+                    request.save,
+                    distrust=distrusted,
+                )
+            except DataCorrupted as e:
+                if self.on_corrupted != "recompute" or e.key is None or e.key in distrusted:
+                    raise
+                log.warning("%s; recomputing it (on_corrupted='recompute')", e)
+                distrusted.add(e.key)
 
     def run(self, request: Request, plan: Plan | None = None) -> Iterator[Chunk]:
         """Yield the chunks of ``request``'s targets (nothing for a make), owning the run.
@@ -139,7 +162,15 @@ class Session:
         validate_name("run_id", request.run_id)
         distrust: set[DataKey] = set()
         while True:
-            plan, claims = self.claim(request, plan, distrust)
+            try:
+                plan, claims = self.claim(request, plan, distrust)
+            except DataCorrupted as e:  # found while planning (e.g. a damaged zarr.json)
+                if self.on_corrupted != "recompute" or e.key is None or e.key in distrust:
+                    raise
+                distrust.add(e.key)
+                log.warning("%s; recomputing it (on_corrupted='recompute')", e)
+                plan = None
+                continue
             self.last_plan = plan
             chunks: Iterator[Chunk] | None = None
             yielded = False
@@ -194,12 +225,16 @@ class Session:
         ``on_conflict="fail"``), releases and plans again. The caller releases the claims
         (``release_claims``) once the pipeline has stopped.
         """
+        refusal: list[Refusal] = []
+        since = time.monotonic()
+        pause = 0.0
         for _ in range(MAX_ROUNDS):
             if plan is None:
                 plan = self.resolve(request, distrust)
             if not plan.to_save:
                 return plan, []
-            claims = acquire(plan, self.stores, self.on_conflict)
+            refusal.clear()
+            claims = acquire(plan, self.stores, self.on_conflict, refusal)
             if claims is not None:
                 try:
                     changed = self._completed_meanwhile(plan, distrust)
@@ -210,12 +245,35 @@ class Session:
                     return plan, claims
                 release_claims(claims)
             plan = None
-        raise StorageError(f"could not claim the data sets to save after {MAX_ROUNDS} attempts")
+            if refusal and refusal[0].waited:  # another writer made progress: start over
+                since, pause = time.monotonic(), 0.0
+                continue
+            # Nothing to wait for and nothing claimed (a claim being broken or released right
+            # now): back off instead of spinning, up to a limit.
+            if time.monotonic() - since > CLAIM_RETRY_LIMIT_S:
+                break
+            pause = min(CLAIM_BACKOFF_MAX_S, max(0.01, 2 * pause))
+            time.sleep(pause)
+        what = "the data sets to save"
+        if refusal:
+            holder = refusal[0].holder
+            what = f"data set {refusal[0].key}" + (
+                f" (held by {holder.describe()}, claim {holder.location})"
+                if holder is not None
+                else ""
+            )
+        raise StorageError(
+            f"could not claim {what} after {time.monotonic() - since:.0f} s of attempts; "
+            "if its holder is gone, its claim and break lock become stale and are broken "
+            "within seconds: try again, or remove them"
+        )
 
     def _completed_meanwhile(self, plan: Plan, distrust: Collection[DataKey]) -> bool:
         """Did a data set ``plan`` saves become loadable since it was resolved?"""
         for data_type in plan.to_save:
             key = plan.steps[data_type].key
+            if key in distrust:
+                continue  # being replaced: its damage is known
             for store in self.stores:
                 info = store.find(key)
                 if info is not None and rejection(self.registry, store, info, distrust) is None:
@@ -235,20 +293,46 @@ class Session:
             max_messages=self.max_messages,
             timeout=self.timeout,
             submit=request.submit,
+            keep_finished=self.keep_finished,
+            run_id=plan.run_id,
         )
 
 
 def release_claims(claims: Iterable[Claim]) -> None:
-    """Release every claim (errors are logged: releasing runs while others propagate)."""
+    """Release every claim (errors are logged: releasing runs while others propagate). An
+    interrupt meanwhile does not leave claims behind: it is re-raised after the last one."""
+    interrupt: BaseException | None = None
     for claim in claims:
-        try:
-            claim.release()
-        except Exception:
-            log.exception("could not release %r", claim)
+        for _ in range(3):  # a repeated Ctrl-C may interrupt the release itself
+            try:
+                claim.release()
+                break
+            except (KeyboardInterrupt, SystemExit) as e:
+                interrupt = interrupt or e
+            except Exception:
+                log.exception("could not release %r", claim)
+                break
+    if interrupt is not None:
+        raise interrupt
 
 
-def acquire(plan: Plan, stores: Sequence[Store], on_conflict: OnConflict) -> list[Claim] | None:
-    """Claim every data set ``plan`` saves; None after waiting for another writer."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why ``acquire`` took no claims: the data set refused, its holder, whether it waited."""
+
+    key: DataKey
+    holder: ClaimInfo | None
+    waited: bool
+
+
+def acquire(
+    plan: Plan,
+    stores: Sequence[Store],
+    on_conflict: OnConflict,
+    refusal: list[Refusal] | None = None,
+) -> list[Claim] | None:
+    """Claim every data set ``plan`` saves; None after waiting for another writer (or when
+    a claim was refused with nobody to wait for; ``refusal`` then receives why)."""
     writable = [s for s in stores if not s.readonly]
     keys = sorted({plan.steps[d].key for d in plan.to_save})
     held: list[Claim] = []
@@ -262,6 +346,8 @@ def acquire(plan: Plan, stores: Sequence[Store], on_conflict: OnConflict) -> lis
             release_claims(held)
             held = []
             if holder is None:
+                if refusal is not None:
+                    refusal.append(Refusal(refused, None, waited=False))
                 return None  # released meanwhile: plan again
             if on_conflict == "fail":
                 raise ClaimHeld(
@@ -272,10 +358,14 @@ def acquire(plan: Plan, stores: Sequence[Store], on_conflict: OnConflict) -> lis
                     holder,
                 )
             log.info("waiting for data set %s, being written by %s", refused, holder.describe())
+            waited = True
             try:
                 store.wait_complete(refused)
             except WriterGone as e:
                 log.info("%s", e)
+                waited = False  # nobody to wait for (e.g. a dead holder not broken yet)
+            if refusal is not None:
+                refusal.append(Refusal(refused, holder, waited))
             return None
     except BaseException:
         release_claims(held)

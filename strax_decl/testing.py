@@ -46,6 +46,7 @@ __all__ = [
     "ThreadFlakyPeakProperties",
     "ThreadFlakyPeaks",
     "ToyRecords",
+    "binned_peaks",
 ]
 
 RECORD_SAMPLES = 8
@@ -120,10 +121,39 @@ class ToyRecords(sd.Plugin):
             yield sd.Chunk(start, start + chunk_ns, rows)
 
 
-class Peaks(sd.Plugin):
-    """One peak per ``group`` consecutive records."""
+RECORD_SPACING_NS = 100
+"""ToyRecords' records start every 100 ns (and last 80 ns)."""
 
-    version = "0.1.0"
+
+def binned_peaks(records: np.ndarray, group: int) -> np.ndarray:
+    """One peak per time bin ``[b * W, (b + 1) * W)``, ``W = group * 100 ns``, holding the
+    records that start in it. The bins are fixed in absolute time, so which records form a
+    peak does not depend on where chunks begin or end."""
+    if not len(records):
+        return Peak.zeros(0)
+    bins = records["time"] // (group * RECORD_SPACING_NS)
+    first = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
+    ends = records["time"] + records["length"].astype(np.int64) * records["dt"]
+    peaks = Peak.zeros(len(first))
+    peaks["time"] = records["time"][first]
+    peaks["endtime"] = np.maximum.reduceat(ends, first)
+    peaks["area"] = np.add.reduceat(records["area"], first)
+    peaks["n_records"] = np.diff(np.r_[first, len(records)])
+    return peaks
+
+
+class Peaks(sd.OverlapWindowPlugin):
+    """One peak per ``group`` record spacings (a fixed time bin), from the records in it.
+
+    An overlap window of one bin on each side makes the result independent of the chunking
+    of ``records`` (live, loaded, rechunked or resumed alike): a peak depends only on the
+    records of its own bin. (Before 0.2.0 it grouped ``group`` consecutive records from
+    each chunk's start and dropped the leftovers at chunk ends: its rows depended on the
+    chunking.) With ToyRecords' default chunks (``rows_per_chunk`` a multiple of ``group``)
+    every bin holds ``group`` records.
+    """
+
+    version = "0.2.0"
 
     class Inputs(sd.Inputs):
         records: Record
@@ -134,18 +164,12 @@ class Peaks(sd.Plugin):
     class Options(sd.Options):
         group: int = sd.option(5, ge=1, description="records per peak")
 
+    def window_size(self) -> tuple[int, int]:
+        width = self.options.group * RECORD_SPACING_NS
+        return width, width
+
     def compute(self, records: np.ndarray) -> np.ndarray:
-        g = self.options.group
-        n = len(records) // g
-        used = records[: n * g]
-        peaks = Peak.zeros(n)
-        if n:
-            peaks["time"] = used["time"][::g]
-            ends = used["time"] + used["length"] * used["dt"]
-            peaks["endtime"] = ends.reshape(n, g).max(axis=1)
-            peaks["area"] = used["area"].reshape(n, g).sum(axis=1)
-            peaks["n_records"] = g
-        return peaks
+        return binned_peaks(records, self.options.group)
 
 
 class PeakProperties(sd.Plugin):
@@ -214,13 +238,19 @@ class FailedOnPurpose(RuntimeError):
     """Raised by the flaky test plugins."""
 
 
-def _misbehave(name: str, start: int, fail_at: int, delay_s: float, exit_at: int = -1) -> None:
+def _misbehave(
+    name: str, start: int, fail_at: int, delay_s: float, exit_at: int = -1, stop_at: int = -1
+) -> None:
     if delay_s:
         time.sleep(delay_s)
     if 0 <= exit_at <= start and multiprocessing.parent_process() is not None:
         os._exit(3)  # a worker process dies (never the main process: inline runs skip this)
     if 0 <= fail_at <= start:
         raise FailedOnPurpose(f"{name} failed on purpose in the step starting at {start}")
+    if 0 <= stop_at <= start:
+        # User code leaking a StopIteration (e.g. a bare next() on an empty iterator): it
+        # must never look like the end of a stream.
+        raise StopIteration(f"{name} leaked StopIteration in the step starting at {start}")
 
 
 class _FailsAtEnd(PluginRunner):
@@ -236,8 +266,17 @@ class _FailsAtEnd(PluginRunner):
             raise FailedOnPurpose(f"{self.name} failed on purpose after its last step")
 
 
-class FlakyPeaks(Peaks):
-    """``Peaks`` that can fail (from a time on, or after its last step), sleep or exit."""
+class FlakyPeaks(sd.Plugin):
+    """``Peaks`` that can fail (from a time on, or after its last step), sleep or exit.
+
+    A plain plugin (so that it can be parallel) computing each step's bins: the same rows as
+    ``Peaks`` as long as no chunk of records ends inside a bin, as with ToyRecords' chunks
+    when ``rows_per_chunk`` is a multiple of ``group`` (every test using it).
+    """
+
+    version = "0.2.0"
+    Inputs = Peaks.Inputs
+    Outputs = Peaks.Outputs
 
     class Options(Peaks.Options):
         peaks_fail_at: int = sd.option(
@@ -252,11 +291,21 @@ class FlakyPeaks(Peaks):
         peaks_exit_at: int = sd.option(
             -1, track=False, description="kill the worker process from this time [ns] on"
         )
+        peaks_stop_at: int = sd.option(
+            -1, track=False, description="raise StopIteration from this time [ns] on"
+        )
 
     def compute(self, records: np.ndarray, start: int = 0, end: int = 0) -> np.ndarray:
         o = self.options
-        _misbehave(self.name, start, o.peaks_fail_at, o.peaks_delay_s, o.peaks_exit_at)
-        return super().compute(records)
+        _misbehave(
+            self.name,
+            start,
+            o.peaks_fail_at,
+            o.peaks_delay_s,
+            o.peaks_exit_at,
+            o.peaks_stop_at,
+        )
+        return binned_peaks(records, o.group)
 
     _runner = _FailsAtEnd
     _fail_at_end = "peaks_fail_at_end"

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "strax_decl.chunk": CORE,
     "strax_decl.schema": CORE,
     "strax_decl.lineage": CORE,
+    "strax_decl.code_hash": CORE,
     "strax_decl.selection": CORE,
     "strax_decl.plugin": CORE,
     "strax_decl.kinds": CORE,

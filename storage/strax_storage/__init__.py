@@ -28,6 +28,7 @@ from strax_storage.errors import (
     StorageError,
     StorageIOError,
     UnsafePath,
+    WriteLost,
     WriterGone,
 )
 from strax_storage.info import DataSetInfo, Status
@@ -56,6 +57,7 @@ __all__ = [
     "StorageIOError",
     "Store",
     "UnsafePath",
+    "WriteLost",
     "WriterGone",
     "check_chunk",
     "endtimes",

@@ -23,23 +23,26 @@ denied, a file where a directory should be) are raised as ``StorageIOError``, wh
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno as errno_mod
+import functools
 import os
 import shutil
 import stat
+import sys
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from zarr.abc.store import Store as ZarrStore
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
-from strax_storage.errors import StorageError, StorageIOError, UnsafePath
+from strax_storage.errors import BadObject, StorageError, StorageIOError, UnsafePath, WriteLost
 
 __all__ = ["Backend", "ClaimsKept", "LocalBackend", "StorageIOError", "UnsafePath", "ZarrBackend"]
 
@@ -94,15 +97,25 @@ class Backend(ABC):
         return f"{self.url.rstrip('/')}/{key}"
 
     @abstractmethod
-    def read(self, key: str) -> bytes | None:
-        """The object's bytes, or None if it does not exist."""
+    def read(self, key: str, limit: int | None = None) -> bytes | None:
+        """The object's bytes, or None if it does not exist.
+
+        BadObject if it is not a regular file (never blocks on a FIFO) or, with ``limit``, if
+        it holds more than ``limit`` bytes (checked before reading it where the store can).
+        """
 
     @abstractmethod
-    def write(self, key: str, parts: Sequence[Bytes]) -> None:
-        """Create or replace the object ``key`` with the concatenation of ``parts``."""
+    def write(self, key: str, parts: Sequence[Bytes], *, within: str | None = None) -> None:
+        """Create or replace the object ``key`` with the concatenation of ``parts``.
 
-    def write_atomic(self, key: str, data: bytes) -> None:
-        """Replace ``key`` so that readers see either the old or the new bytes, never a mix."""
+        ``within``: a directory that must still exist; directories below it are created as
+        needed, but never ``within`` itself (WriteLost if it is gone). A writer whose
+        temporary directory was cleaned up behind it must not silently re-create it.
+        """
+
+    def write_atomic(self, key: str, data: bytes, *, within: str | None = None) -> None:
+        """Replace ``key`` so that readers see either the old or the new bytes, never a mix
+        (``within`` as for ``write``)."""
         buf = default_buffer_prototype().buffer.from_bytes(data)
         sync(self.zarr_store.set(key, buf))
 
@@ -152,6 +165,39 @@ def _check_relative(key: str) -> list[str]:
     return parts
 
 
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's ``renameat2`` (Linux, glibc 2.28+), or None where there is none."""
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (see ``LocalBackend.rename_tree``)."""
+    fn = _renameat2()
+    if fn is not None:
+        rc = fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno_mod.ENOSYS, errno_mod.EINVAL, errno_mod.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+        # the file system cannot do it: fall back to os.rename
+    os.rename(src, dst)
+
+
 class LocalBackend(Backend):
     """A directory on the local filesystem."""
 
@@ -195,10 +241,11 @@ class LocalBackend(Backend):
         return str(self.root / key)
 
     # ------------------------------------------------------------------ objects
-    def read(self, key: str) -> bytes | None:
+    def read(self, key: str, limit: int | None = None) -> bytes | None:
         path = self.safe_path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except OSError as e:
@@ -208,6 +255,23 @@ class LocalBackend(Backend):
                 ) from None
             raise io_error(e, "read", path) from e
         try:
+            st = os.fstat(fd)
+        except OSError as e:
+            os.close(fd)
+            raise io_error(e, "inspect", path) from e
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise BadObject(f"{path} in store {self.root} is not a regular file; not read")
+        if limit is not None and st.st_size > limit:
+            os.close(fd)
+            raise BadObject(
+                f"{path} in store {self.root} holds {st.st_size} bytes, more than the "
+                f"{limit} allowed for it; not read"
+            )
+        try:
             with open(fd, "rb") as f:
                 return f.read()
         except IsADirectoryError:
@@ -215,21 +279,48 @@ class LocalBackend(Backend):
         except OSError as e:
             raise io_error(e, "read", path) from e
 
-    def _open_new(self, path: Path, flags: int) -> int:
+    def _open_new(self, path: Path, flags: int, within: str | None = None) -> int:
         try:
             return os.open(path, flags, 0o666)
         except FileNotFoundError:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise io_error(e, "create directory", path.parent) from e
+            if within is None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise io_error(e, "create directory", path.parent) from e
+            else:
+                self._mkdirs_below(self.safe_path(within), path.parent)
             return os.open(path, flags, 0o666)
 
-    def write(self, key: str, parts: Sequence[Bytes]) -> None:
+    def _mkdirs_below(self, anchor: Path, directory: Path) -> None:
+        """Create ``directory`` and its missing parents below ``anchor``, never ``anchor``.
+
+        One ``mkdir`` at a time from the anchor down: if the anchor was deleted, the first
+        ``mkdir`` fails, so nothing behind a cleanup is ever re-created.
+        """
+        rel = directory.relative_to(anchor)
+        here = anchor
+        for part in rel.parts:
+            here = here / part
+            try:
+                os.mkdir(here)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise WriteLost(
+                    f"the temporary directory {anchor} was removed: claim lost (another "
+                    "writer broke this writer's claim and cleaned up its work)"
+                ) from None
+            except OSError as e:
+                raise io_error(e, "create directory", here) from e
+        if not anchor.is_dir():
+            raise WriteLost(f"the temporary directory {anchor} was removed: claim lost")
+
+    def write(self, key: str, parts: Sequence[Bytes], *, within: str | None = None) -> None:
         path = self.safe_path(key)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         try:
-            fd = self._open_new(path, flags)
+            fd = self._open_new(path, flags, within)
             with open(fd, "wb") as f:
                 for part in parts:
                     f.write(part)
@@ -238,11 +329,11 @@ class LocalBackend(Backend):
         except OSError as e:
             raise io_error(e, "write", path) from e
 
-    def write_atomic(self, key: str, data: bytes) -> None:
+    def write_atomic(self, key: str, data: bytes, *, within: str | None = None) -> None:
         path = self.safe_path(key)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
         try:
-            self.write(str(tmp.relative_to(self.root)), [data])
+            self.write(str(tmp.relative_to(self.root)), [data], within=within)
             try:
                 os.replace(tmp, path)
             except OSError as e:
@@ -331,11 +422,13 @@ class LocalBackend(Backend):
             raise io_error(e, "delete", getattr(e, "filename", None) or path) from e
 
     def rename_tree(self, src: str, dst: str) -> None:
-        # os.rename of a directory fails if dst exists and is non-empty: never clobbers.
+        # Never clobbers: renameat2(RENAME_NOREPLACE) where the kernel and file system have it
+        # (FileExistsError if dst exists at all); elsewhere os.rename, which fails on a
+        # non-empty directory (ENOTEMPTY) and replaces only an empty one.
         a = self.safe_path(src, final_may_be_link=True)
         b = self.safe_path(dst, final_may_be_link=True)
         try:
-            os.rename(a, b)
+            _rename_noreplace(a, b)
         except FileNotFoundError:
             raise
         except OSError as e:
@@ -383,12 +476,21 @@ class ZarrBackend(Backend):
             raise ValueError(f"claims_kept must be 'file' or 'process', not {claims_kept!r}")
         self.claims_kept = claims_kept
 
-    def read(self, key: str) -> bytes | None:
+    def read(self, key: str, limit: int | None = None) -> bytes | None:
         _check_relative(key)
         buf = sync(self.zarr_store.get(key, prototype=default_buffer_prototype()))
-        return None if buf is None else buf.to_bytes()
+        if buf is None:
+            return None
+        if limit is not None and len(buf) > limit:
+            raise BadObject(
+                f"{self.where(key)} holds {len(buf)} bytes, more than the {limit} allowed "
+                "for it; not read"
+            )
+        return buf.to_bytes()
 
-    def write(self, key: str, parts: Sequence[Bytes]) -> None:
+    def write(self, key: str, parts: Sequence[Bytes], *, within: str | None = None) -> None:
+        # object stores have no directories: ``within`` cannot be checked here (see the
+        # guarantees in docs/storage.md: paused writers on object stores)
         _check_relative(key)
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         buf = default_buffer_prototype().buffer.from_bytes(

@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 
 from strax_storage.backend import Backend
 from strax_storage.claims import UNREADABLE_GRACE, Claim, Claims
-from strax_storage.errors import ClaimHeld, DataNotFound, StorageError, UnsafePath
-from strax_storage.info import DataSetInfo, Status, info_from_group_json
+from strax_storage.errors import BadObject, ClaimHeld, DataNotFound, StorageError, UnsafePath
+from strax_storage.info import DataSetInfo, Status, corrupted_info, info_from_group_json
 from strax_storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname, parse_tmp_dirname
-from strax_storage.layout import ATTRS_KEY, metadata_key
+from strax_storage.layout import ATTRS_KEY, METADATA_LIMIT, metadata_key
 from strax_storage.names import validate_name
 from strax_storage.process import identity_alive, is_this_process
 
@@ -44,6 +44,8 @@ __all__ = [
     "claim_for_writing",
     "cleanup_leftovers",
     "final_info",
+    "identity",
+    "info_from_group_json",
     "leftover_dirs",
     "list_folder",
     "list_infos",
@@ -52,6 +54,7 @@ __all__ = [
     "status",
     "tmp_dirs",
     "trash_dirs",
+    "write_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,16 @@ log = logging.getLogger(__name__)
 def _ours(info: DataSetInfo) -> dict[str, Any]:
     ours = info.attrs.get(ATTRS_KEY) if isinstance(info.attrs, dict) else None
     return ours if isinstance(ours, dict) else {}
+
+
+def write_id(info: DataSetInfo) -> object:
+    """The random id of the write that made ``info``'s data set (None for old data sets)."""
+    return _ours(info).get("write_id")
+
+
+def identity(info: DataSetInfo) -> tuple[object, object]:
+    """What tells one write of a data set from another: its write id and creation time."""
+    return write_id(info), _ours(info).get("created")
 
 
 def _failed(info: DataSetInfo, why: str) -> DataSetInfo:
@@ -117,22 +130,43 @@ def _checked(
 def info_at(backend: Backend, key: DataKey, path: str, *, writing: bool = False) -> DataSetInfo:
     where = backend.where(path)
     try:
-        raw = backend.read(metadata_key(path))
+        raw = backend.read(metadata_key(path), limit=METADATA_LIMIT)
     except UnsafePath as e:
         return DataSetInfo(key, "failed", exception=str(e), location=where)
+    except BadObject as e:
+        if writing:
+            return DataSetInfo(key, "failed", exception=str(e), location=where)
+        return corrupted_info(key, where, str(e))
     info = info_from_group_json(key, raw, where, writing=writing)
     return _checked(backend, key, info, path, tmp=writing)
 
 
 def final_info(backend: Backend, key: DataKey) -> DataSetInfo | None:
-    """Info of the data set at the key's final path, or None if nothing is there."""
-    try:
-        raw = backend.read(metadata_key(key.path))
-    except UnsafePath as e:
-        return DataSetInfo(key, "failed", exception=str(e), location=backend.where(key.path))
-    if raw is None and not backend.exists_tree(key.path):
-        return None
-    info = info_from_group_json(key, raw, backend.where(key.path))
+    """Info of the data set at the key's final path, or None if nothing is there.
+
+    Damaged group metadata there (missing, unreadable, oversized, not a file) gives a
+    ``failed`` info whose ``corrupted`` names the file: a published data set was damaged.
+    """
+    where = backend.where(key.path)
+    raw: bytes | None = None
+    for _ in range(2):
+        try:
+            raw = backend.read(metadata_key(key.path), limit=METADATA_LIMIT)
+        except UnsafePath as e:
+            return DataSetInfo(key, "failed", exception=str(e), location=where)
+        except BadObject as e:
+            return corrupted_info(key, where, str(e))
+        if raw is not None:
+            break
+        if not backend.exists_tree(key.path):
+            return None
+        # read again: the data set may have been published (or started in place) between
+        # the read and the look; only then is a missing zarr.json damage
+    if raw is None and not _children(backend, key.path):
+        # a stray file or an empty directory: never a published data set, so not damage
+        why = "the group metadata (zarr.json) is missing: not a data set"
+        return DataSetInfo(key, "failed", exception=why, location=where)
+    info = info_from_group_json(key, raw, where)
     return _checked(backend, key, info, key.path, tmp=False)
 
 
@@ -394,12 +428,22 @@ def remove(backend: Backend, key: DataKey) -> None:
         backend.delete_tree(key.path)
 
 
-def publish(backend: Backend, key: DataKey, tmp: str, *, complete: bool, overwrite: bool) -> bool:
+def publish(
+    backend: Backend,
+    key: DataKey,
+    tmp: str,
+    *,
+    complete: bool,
+    replace: tuple[object, object] | None = None,
+) -> bool:
     """Rename the finished temporary directory ``tmp`` to the key's final path.
 
-    Returns False (and deletes ``tmp``) if a complete data set is already there and must be
-    kept: always for a failed write, and for a complete one unless ``overwrite`` (then another
-    writer finished the same lineage first; both hold the same data).
+    Never replaces a complete data set, with one exception: ``replace``, the ``identity`` of
+    the complete data set the writer saw when it started and was asked to overwrite. Returns
+    False (and deletes ``tmp``) if a complete data set is there and is kept: then another
+    writer published the same lineage first. The rename itself never clobbers (see
+    ``Backend.rename_tree``), so a writer that checks, pauses, then renames still cannot
+    replace a copy published meanwhile.
     """
     for _ in range(10):
         existing = final_info(backend, key)
@@ -409,7 +453,9 @@ def publish(backend: Backend, key: DataKey, tmp: str, *, complete: bool, overwri
                 return True
             except OSError:
                 continue  # someone published meanwhile; look again
-        if existing.status == "complete" and not (complete and overwrite):
+        if existing.status == "complete" and not (
+            complete and replace is not None and identity(existing) == replace
+        ):
             backend.delete_tree(tmp)
             return False
         trash = _trash_path(key)
@@ -417,9 +463,23 @@ def publish(backend: Backend, key: DataKey, tmp: str, *, complete: bool, overwri
             backend.rename_tree(key.path, trash)
         except FileNotFoundError:
             continue
+        moved = info_at(backend, key, trash)
+        if moved.status == "complete" and not (
+            complete and replace is not None and identity(moved) == replace
+        ):
+            # another writer published between our look and the rename: put it back
+            try:
+                backend.rename_tree(trash, key.path)
+            except OSError:
+                log.error("a complete data set %s was moved aside to %s", key, trash)
+                raise
+            backend.delete_tree(tmp)
+            return False
         try:
             backend.rename_tree(tmp, key.path)
-        finally:
+        except OSError:
             backend.delete_tree(trash)
+            continue  # someone published meanwhile; look again
+        backend.delete_tree(trash)
         return True
     raise StorageError(f"could not publish {key} in {backend.url}: the final path keeps changing")

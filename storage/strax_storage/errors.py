@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from strax_storage.keys import DataKey
 
 __all__ = [
+    "BadObject",
     "CannotSplit",
     "ChecksumMismatch",
     "ChunkLawViolation",
@@ -31,6 +32,7 @@ __all__ = [
     "StorageError",
     "StorageIOError",
     "UnsafePath",
+    "WriteLost",
     "WriterGone",
 ]
 
@@ -62,6 +64,14 @@ class DataCorrupted(StorageError):
 
 class DataExistsError(StorageError):
     """A complete data set already exists under the key and ``overwrite`` was not given."""
+
+
+class WriteLost(StorageError):
+    """A writer lost the right to publish: its claim was broken (e.g. it was paused past the
+    claim's stale limit) or its temporary directory was removed or changed behind it.
+
+    The writer stops and publishes nothing; what another writer published is left alone.
+    """
 
 
 class SaverClosedError(StorageError):
@@ -97,6 +107,12 @@ class StorageIOError(StorageError, OSError):
     def __str__(self) -> str:
         code = errno_mod.errorcode.get(self.errno or 0, "?")
         return f"{self.strerror} [{code}, errno {self.errno}]: {self.filename}"
+
+
+class BadObject(StorageError):
+    """An object in the store that is not readable as one: not a regular file (a FIFO, a
+    device, a socket, which could block a reader forever) or larger than the reader allows
+    (a ``zarr.json`` of gigabytes). The message names the path."""
 
 
 class UnsafePath(StorageError):

@@ -17,7 +17,7 @@ from strax_storage.dtypes import dtype_from_json
 from strax_storage.keys import DataKey
 from strax_storage.layout import ATTRS_KEY, FORMAT
 
-__all__ = ["DataSetInfo", "Status", "info_from_group_json", "status_of"]
+__all__ = ["DataSetInfo", "Status", "corrupted_info", "info_from_group_json", "status_of"]
 
 Status = Literal["absent", "writing", "failed", "complete"]
 
@@ -45,10 +45,23 @@ class DataSetInfo:
     exception: str | None = field(default=None, repr=False)
     created: str | None = None
     location: str = ""
+    corrupted: str | None = field(default=None, repr=False)
+    """Why a data set at its final path is damaged (its ``zarr.json`` missing, unreadable,
+    oversized or not a file), naming the file; None if it is not known to be. Such a data set
+    has status ``failed``, but it is not a failed write: it was published, then damaged."""
 
     @property
     def complete(self) -> bool:
         return self.status == "complete"
+
+
+def corrupted_info(key: DataKey, location: str, why: str) -> DataSetInfo:
+    """The info of a published data set whose group metadata is damaged: ``failed``, with
+    ``corrupted`` (and the exception) naming the file."""
+    what = f"data set {key} is corrupted: {why} ({location}/zarr.json)"
+    return DataSetInfo(
+        key, "failed", exception=f"DataCorrupted: {what}", location=location, corrupted=what
+    )
 
 
 def status_of(ours: dict[str, Any]) -> Status:
@@ -70,27 +83,24 @@ def info_from_group_json(
     """Build the info of ``key`` from the bytes of its group ``zarr.json`` (None: missing).
 
     ``writing`` marks a local temporary directory: whatever its attributes say, it is not done.
+    At the final path (not ``writing``), missing or unreadable metadata is corruption (see
+    ``DataSetInfo.corrupted``): only a finished write is ever published there.
     """
     if raw is None:
-        return DataSetInfo(
-            key,
-            "writing" if writing else "failed",
-            exception=None if writing else "the group metadata (zarr.json) is missing",
-            location=location,
-        )
+        if writing:
+            return DataSetInfo(key, "writing", location=location)
+        return corrupted_info(key, location, "the group metadata (zarr.json) is missing")
     try:
         doc = json.loads(raw)
         attrs = doc.get("attributes") or {}
         ours = attrs[ATTRS_KEY]
         if not isinstance(ours, dict) or ours.get("format") != FORMAT:
             raise ValueError(f"attribute {ATTRS_KEY!r} is not a {FORMAT} record")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        return DataSetInfo(
-            key,
-            "writing" if writing else "failed",
-            exception=f"unreadable group metadata: {type(e).__name__}: {e}",
-            location=location,
-        )
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        why = f"unreadable group metadata (zarr.json): {type(e).__name__}: {e}"
+        if writing:
+            return DataSetInfo(key, "writing", exception=why, location=location)
+        return corrupted_info(key, location, why)
     try:
         dtype: np.dtype | None = dtype_from_json(ours.get("dtype"))
     except ValueError:

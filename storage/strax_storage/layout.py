@@ -29,6 +29,7 @@ import json
 from typing import Any, Final
 
 import numpy as np
+import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import GroupMetadata
@@ -39,13 +40,17 @@ from strax_storage.dtypes import INDEX_GROUP, FieldSpec
 
 __all__ = [
     "ATTRS_KEY",
+    "DIGESTS",
     "FORMAT",
     "FORMAT_VERSION",
     "INDEX_FIELDS",
     "INDEX_GROUP",
+    "METADATA_LIMIT",
+    "array_documents",
     "array_metadata",
     "chunk_key",
     "field_layout",
+    "fixed_attrs",
     "group_metadata",
     "index_layout",
     "index_metadata",
@@ -56,10 +61,17 @@ __all__ = [
 ATTRS_KEY: Final = "strax_decl"
 """The one group-attribute key everything of ours lives under (no clash with user attrs)."""
 FORMAT: Final = "strax_decl.storage"
-FORMAT_VERSION: Final = 1
-"""Bumped on any incompatible layout change; readers refuse versions they do not know."""
+FORMAT_VERSION: Final = 2
+"""Bumped on any layout change; readers refuse versions they do not know. Version 2 adds
+the chunk digests (``DIGESTS``); version 1 data sets (without them) still load."""
 INDEX_FIELDS: Final = ("start", "end", "first_row", "n_rows")
+DIGESTS: Final = "digests"
+"""Index array: the CRC32C of every field's every Zarr chunk file (the 4-byte trailer the file
+must end with), Zarr-chunk major, fields in the attributes' order. A chunk file is thereby
+bound to its data set, field and position: a file swapped in from elsewhere is detected."""
 METADATA_FILE: Final = "zarr.json"
+METADATA_LIMIT: Final = 16 * 2**20
+"""The largest ``zarr.json`` read (bytes): ours are kilobytes; a bigger one is damage."""
 
 
 def metadata_key(path: str) -> str:
@@ -100,7 +112,7 @@ def array_metadata(
     )
 
 
-def index_metadata(n_chunks: int, level: int) -> ArrayV3Metadata:
+def index_metadata(n_chunks: int, level: int, dimension: str = "chunk") -> ArrayV3Metadata:
     """Zarr metadata of one chunk-index array: int64, all entries in a single Zarr chunk."""
     return ArrayV3Metadata(
         shape=(n_chunks,),
@@ -110,7 +122,7 @@ def index_metadata(n_chunks: int, level: int) -> ArrayV3Metadata:
         fill_value=0,
         codecs=codecs(level),
         attributes={},
-        dimension_names=["chunk"],
+        dimension_names=[dimension],
     )
 
 
@@ -137,9 +149,9 @@ def field_layout(spec: FieldSpec, n_rows: int, rows_per_chunk: int, level: int) 
 
 
 @functools.lru_cache(maxsize=1024)
-def index_layout(n_chunks: int, level: int) -> dict[str, Any]:
+def index_layout(n_chunks: int, level: int, dimension: str = "chunk") -> dict[str, Any]:
     """``layout_view`` of a chunk-index array (cached)."""
-    return layout_view(index_metadata(n_chunks, level))
+    return layout_view(index_metadata(n_chunks, level, dimension))
 
 
 _LAYOUT_KEYS = (
@@ -161,3 +173,50 @@ def chunk_key(array_path: str, ndim: int, z: int) -> str:
 
 def index_path(group_path: str, name: str) -> str:
     return f"{group_path}/{INDEX_GROUP}/{name}"
+
+
+def array_documents(
+    path: str,
+    specs: list[FieldSpec],
+    n_rows: int,
+    rows_per_chunk: int,
+    level: int,
+    n_chunks: int,
+    field_docs: object,
+) -> list[tuple[str, bytes]]:
+    """``(key, zarr.json bytes)`` of every field array, the index group and its arrays, of a
+    data set at ``path`` holding ``n_rows`` rows in ``n_chunks`` strax chunks.
+    ``field_docs``: ``{field: {"description": ..., "unit": ...}}`` (array attributes)."""
+    out = []
+    for spec in specs:
+        doc = field_docs.get(spec.name) if isinstance(field_docs, dict) else None
+        attributes = dict(doc) if isinstance(doc, dict) else None
+        meta = array_metadata(spec, n_rows, rows_per_chunk, level, attributes=attributes)
+        out.append((metadata_key(f"{path}/{spec.name}"), metadata_json(meta)))
+    out.append((metadata_key(f"{path}/{INDEX_GROUP}"), metadata_json(group_metadata({}))))
+    index_doc = metadata_json(index_metadata(n_chunks, level))
+    out += [(metadata_key(index_path(path, name)), index_doc) for name in INDEX_FIELDS]
+    n_digests = -(-n_rows // rows_per_chunk) * len(specs)
+    digest_doc = metadata_json(index_metadata(n_digests, level, "field_chunk"))
+    out.append((metadata_key(index_path(path, DIGESTS)), digest_doc))
+    return out
+
+
+def fixed_attrs(level: int) -> dict[str, Any]:
+    """The group attributes every data set written now has, whatever its contents."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package": "strax_storage",
+        "zarr_version": zarr.__version__,
+        "compressor": {
+            "codecs": ["bytes", "zstd", "crc32c"],
+            "zstd_level": level,
+            "checksum": "crc32c",
+        },
+        "index": {"group": INDEX_GROUP, "arrays": list(INDEX_FIELDS)},
+        "digests": {
+            "array": f"{INDEX_GROUP}/{DIGESTS}",
+            "of": "the crc32c trailer of each field's Zarr chunk, chunk-major, fields in order",
+        },
+    }

@@ -36,6 +36,7 @@ from strax_storage.chunk import Chunk, endtimes
 from strax_storage.codec import decode
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
 from strax_storage.errors import (
+    BadObject,
     ChecksumMismatch,
     DataCorrupted,
     DataNotFound,
@@ -46,8 +47,10 @@ from strax_storage.info import DataSetInfo
 from strax_storage.keys import DataKey
 from strax_storage.layout import (
     ATTRS_KEY,
+    DIGESTS,
     FORMAT_VERSION,
     INDEX_FIELDS,
+    METADATA_LIMIT,
     chunk_key,
     field_layout,
     index_layout,
@@ -93,6 +96,8 @@ class DataSetReader:
             info = catalog.final_info(backend, key)
         elif info.key != key:
             raise ValueError(f"the info given is of data set {info.key}, not of {key}")
+        if info is not None and info.corrupted is not None:
+            raise DataCorrupted(info.corrupted, key, metadata_key(info.location))
         if info is None or info.status != "complete":
             why = "absent" if info is None else info.status
             raise DataNotFound(f"no complete data set {key} in {backend.url} (it is {why})")
@@ -121,10 +126,14 @@ class DataSetReader:
             self._corrupt(f"its compressor attribute is unreadable: {compressor!r}")
         assert isinstance(level, int)
         self._padded = self.dtype.itemsize > sum(s.row_nbytes for s in self.specs)
+        self._field_pos = {s.name: j for j, s in enumerate(self.specs)}
+        self._digests: np.ndarray | None = None  # (Zarr chunk, field) -> crc32c; None: v1
         for spec in self.specs:
             expected = field_layout(spec, self.n_rows, self.rows_per_chunk, level)
             self._check_array(f"{self.path}/{spec.name}", expected)
         self._read_index(level, ours)
+        if version >= 2:
+            self._read_digests(level, ours)
 
     # ---------------------------------------------------------------- verification
     def _corrupt(self, what: str, where: str | None = None) -> None:
@@ -168,7 +177,8 @@ class DataSetReader:
                 columns[name] = np.zeros(0, dtype=np.int64)
                 continue
             key = chunk_key(path, 1, 0)
-            columns[name] = np.frombuffer(self._fetch(key, n * 8), dtype="<i8").astype(np.int64)
+            raw = self._fetch(key, n * 8, self._index_crc(ours, name))
+            columns[name] = np.frombuffer(raw, dtype="<i8").astype(np.int64)
         self.starts = columns["start"]
         self.ends = columns["end"]
         self.first_rows = columns["first_row"]
@@ -196,20 +206,49 @@ class DataSetReader:
                 where,
             )
 
-    def _read(self, key: str, where: str) -> bytes | None:
+    def _index_crc(self, ours: dict[str, Any], name: str) -> int | None:
+        digests = ours.get("digests")
+        crcs = digests.get("index_crc32c") if isinstance(digests, dict) else None
+        value = crcs.get(name) if isinstance(crcs, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _read_digests(self, level: int, ours: dict[str, Any]) -> None:
+        """The recorded CRC32C of every (Zarr chunk, field): checked on every fetch."""
+        n_zarr = -(-self.n_rows // self.rows_per_chunk)
+        n = n_zarr * len(self.specs)
+        path = index_path(self.path, DIGESTS)
+        self._check_array(path, index_layout(n, level, "field_chunk"))
+        if n == 0:
+            self._digests = np.zeros((0, len(self.specs)), dtype=np.int64)
+            return
+        key = chunk_key(path, 1, 0)
+        raw = self._fetch(key, n * 8, self._index_crc(ours, DIGESTS))
+        self._digests = np.frombuffer(raw, dtype="<i8").reshape(n_zarr, len(self.specs))
+
+    def _read(self, key: str, where: str, limit: int | None = METADATA_LIMIT) -> bytes | None:
         try:
-            return self._backend.read(key)
-        except UnsafePath as e:  # a symbolic link inside the data set: never followed
+            return self._backend.read(key, limit)
+        except (UnsafePath, BadObject) as e:  # a link (never followed), a FIFO, a huge file
             self._corrupt(str(e), where)
             raise  # unreachable
 
-    def _fetch(self, key: str, nbytes: int) -> bytes:
-        """Read and decode one Zarr chunk; DataCorrupted if missing or damaged."""
+    def _fetch(self, key: str, nbytes: int, expected: int | None = None) -> bytes:
+        """Read and decode one Zarr chunk; DataCorrupted if missing or damaged, or (with
+        ``expected``, the CRC32C the index records for this position) from elsewhere."""
         where = self._backend.where(key)
-        blob = self._read(key, where)
+        # a chunk file is never much bigger than its rows (zstd's bound on incompressible data)
+        blob = self._read(key, where, nbytes + nbytes // 128 + 2**17)
         if blob is None:
             self._corrupt("a chunk file is missing", where)
         assert blob is not None
+        if expected is not None and (
+            len(blob) < 4 or int.from_bytes(blob[-4:], "little") != expected
+        ):
+            self._corrupt(
+                "a chunk file does not belong here: its checksum is not the one recorded for "
+                "this field and position of this data set (swapped, copied or edited?)",
+                where,
+            )
         try:
             return decode(blob, nbytes)
         except ChecksumMismatch as e:
@@ -231,7 +270,9 @@ class DataSetReader:
         """Zarr chunk ``z`` of one field, decoded (a read-only view of the decoded bytes)."""
         n = self.rows_per_chunk
         key = chunk_key(f"{self.path}/{spec.name}", 1 + len(spec.shape), z)
-        raw = self._fetch(key, n * spec.row_nbytes)
+        digests = self._digests
+        expected = None if digests is None else int(digests[z, self._field_pos[spec.name]])
+        raw = self._fetch(key, n * spec.row_nbytes, expected)
         return np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape))
 
     def _read_into(

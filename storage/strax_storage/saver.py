@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -33,30 +34,29 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import zarr
 
 from strax_storage import catalog
 from strax_storage.backend import Backend
 from strax_storage.chunk import Chunk, check_chunk
 from strax_storage.claims import Claim, Claims
 from strax_storage.codec import encode, scratch
-from strax_storage.dtypes import INDEX_GROUP, FieldSpec, dtype_to_json, field_specs
-from strax_storage.errors import SaverClosedError, StorageError, StorageIOError
+from strax_storage.dtypes import FieldSpec, dtype_to_json, field_specs
+from strax_storage.errors import SaverClosedError, StorageError, StorageIOError, WriteLost
 from strax_storage.info import DataSetInfo
 from strax_storage.keys import DataKey
 from strax_storage.layout import (
     ATTRS_KEY,
-    FORMAT,
-    FORMAT_VERSION,
+    DIGESTS,
     INDEX_FIELDS,
-    array_metadata,
+    array_documents,
     chunk_key,
+    fixed_attrs,
     group_metadata,
-    index_metadata,
     index_path,
     metadata_json,
     metadata_key,
 )
+from strax_storage.ownership import WriteGuard
 from strax_storage.pool import n_threads, pool
 from strax_storage.process import process_identity
 from strax_storage.rechunk import SPLIT_GAP_NS, check_target, split_chunk
@@ -129,10 +129,21 @@ class Saver:
         self._next_zarr_chunk = 0
         self._inflight: deque[Future[int]] = deque()
         self._stored_bytes = 0
+        # CRC32C of every (field, Zarr chunk) written: recorded in the index (see DIGESTS)
+        self._digests: dict[tuple[int, int], int] = {}
+        self._index_crcs: dict[str, int] = {}
         self._writer = process_identity()
+        # this write's identity: recorded in the attributes, checked before publishing (the
+        # temporary directory is still ours) and binding the chunk digests to this write
+        self._write_id = uuid.uuid4().hex
+        self._within: str | None = None  # the temporary directory, once created
+        self._replaceable: tuple[object, object] | None = None
         self._claim: Claim | None = None
         if claims is not None:
             self._claim = catalog.claim_for_writing(claims, key)
+        in_place = not backend.supports_rename
+        self._path = key.path if in_place else f"{key.run_id}/{key.tmp_dirname()}"
+        self._guard = WriteGuard(backend, key, self._path, self._write_id, claims, self._claim)
         try:
             self._start(backend, key)
         except BaseException:
@@ -140,11 +151,14 @@ class Saver:
             raise
 
     def _start(self, backend: Backend, key: DataKey) -> None:
+        if self._overwrite:
+            # the one complete data set this write may replace: the one there now (publishing
+            # never replaces a complete data set that appeared while this write ran)
+            existing = catalog.final_info(backend, key)
+            if existing is not None and existing.status == "complete":
+                self._replaceable = catalog.identity(existing)
         if not backend.supports_rename:
-            self._path = key.path
             backend.delete_tree(self._path)  # Store.saver checked it may be replaced
-        else:
-            self._path = f"{key.run_id}/{key.tmp_dirname()}"
         try:
             # the root and the run are plain (empty) Zarr groups, so the store is browsable
             for parent in ("", key.run_id):
@@ -152,6 +166,9 @@ class Saver:
                 if backend.read(doc) is None:
                     backend.write_atomic(doc, metadata_json(group_metadata({})))
             self._write_group_attrs("writing")
+            if backend.supports_rename:
+                # from now on never re-created behind a cleanup
+                self._within = self._guard.within = self._path
         except StorageIOError as e:
             raise StorageIOError(
                 e.errno or 0, f"cannot start writing data set {key}: {e.strerror}", e.filename
@@ -175,7 +192,7 @@ class Saver:
 
     @property
     def closed(self) -> bool:
-        """True after ``close`` or ``fail``."""
+        """True after ``close``, ``fail`` or ``discard``."""
         return self._state != "open"
 
     def send(self, chunk: Chunk) -> None:
@@ -252,22 +269,30 @@ class Saver:
             if self._n_pending:
                 self._emit(self._n_pending)
             self._reap(block=True)
+            self._guard.check()
             self._write_index()
             self._write_array_metadata()
             self._write_group_attrs("complete")
+            self._guard.check(self._specs, self._next_zarr_chunk)
             if self._backend.supports_rename:  # written under a temporary name
                 catalog.publish(
                     self._backend,
                     self.key,
                     self._path,
                     complete=True,
-                    overwrite=self._overwrite,
+                    replace=self._replaceable,
                 )
             info = catalog.final_info(self._backend, self.key)
             if info is None or info.status != "complete":
                 raise StorageError(
                     f"data set {self.key} in {self._backend.url} is not complete after closing"
                 )
+        except WriteLost as e:
+            lost = self._guard.lost(e)
+            self.fail(lost)
+            if lost is e:
+                raise
+            raise lost from None
         except BaseException as e:
             self.fail(e)
             raise
@@ -292,6 +317,9 @@ class Saver:
         try:
             self._reap(block=True, ignore_errors=True)
             self._pending.clear()
+            if isinstance(exc, WriteLost):
+                self._guard.drop()
+                return
             try:
                 self._write_group_attrs("failed", exception_text(exc))
             except Exception:
@@ -301,16 +329,32 @@ class Saver:
                 self._backend.delete_tree(self._path)
                 return
             if self._backend.supports_rename:  # written under a temporary name
-                catalog.publish(
-                    self._backend,
-                    self.key,
-                    self._path,
-                    complete=False,
-                    overwrite=self._overwrite,
-                )
+                catalog.publish(self._backend, self.key, self._path, complete=False)
         except Exception:
             log.exception("could not record the failure of data set %s", self.key)
         finally:
+            self._release_claim()
+
+    def discard(self) -> None:
+        """Remove what was written, quietly: the data set is absent, as if never started.
+
+        For work stopped on purpose (an interrupt, a reader that stopped early), which is not
+        a failure and must not show as one. Idempotent, a no-op after ``close`` or ``fail``;
+        never raises (errors are logged).
+        """
+        with self._lock:
+            if self._state != "open":
+                return
+            try:  # an interrupt here leaves it open, so discarding again finishes the job
+                self._reap(block=True, ignore_errors=True)
+                self._pending.clear()
+                if self._guard.claim_problem() is None:
+                    self._backend.delete_tree(self._path)
+                else:  # claim lost: in place, the path is another writer's now
+                    self._guard.drop()
+            except Exception:
+                log.exception("could not discard the partial data set %s", self.key)
+            self._state = "discarded"
             self._release_claim()
 
     def _release_claim(self) -> None:
@@ -357,10 +401,7 @@ class Saver:
     def _attrs(self, status: str, exception: str | None = None) -> dict[str, Any]:
         complete = status == "complete"
         ours: dict[str, Any] = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "package": "strax_storage",
-            "zarr_version": zarr.__version__,
+            **fixed_attrs(self._level),
             "run_id": self.key.run_id,
             "data_type": self.key.data_type,
             "lineage_hash": self.key.lineage_hash,
@@ -377,15 +418,11 @@ class Saver:
             "nbytes": self._n_rows * self.dtype.itemsize,
             "stored_bytes": self._stored_bytes if complete else None,
             "rows_per_chunk": self._rows_per_chunk,
-            "compressor": {
-                "codecs": ["bytes", "zstd", "crc32c"],
-                "zstd_level": self._level,
-                "checksum": "crc32c",
-            },
-            "index": {"group": INDEX_GROUP, "arrays": list(INDEX_FIELDS)},
+            "digests": {**fixed_attrs(self._level)["digests"], "index_crc32c": self._index_crcs},
             "created": self._created,
             "finished": None if status == "writing" else _now(),
             "writer": self._writer,
+            "write_id": self._write_id,
             "metadata": self._metadata,
         }
         return {ATTRS_KEY: ours}
@@ -407,13 +444,13 @@ class Saver:
         z = self._next_zarr_chunk
         self._next_zarr_chunk += 1
         submit = pool().submit
-        for spec in self._specs:
-            self._inflight.append(submit(self._write_chunk, spec, parts, z))
+        for j, spec in enumerate(self._specs):
+            self._inflight.append(submit(self._write_chunk, spec, j, parts, z))
         limit = max(_INFLIGHT_ZARR_CHUNKS, n_threads()) * len(self._specs)
         while len(self._inflight) > limit:
             self._stored_bytes += self._inflight.popleft().result()
 
-    def _write_chunk(self, spec: FieldSpec, parts: list[np.ndarray], z: int) -> int:
+    def _write_chunk(self, spec: FieldSpec, j: int, parts: list[np.ndarray], z: int) -> int:
         """Pool task: gather, compress, checksum and write one field's Zarr chunk ``z``."""
         buf = scratch((self._rows_per_chunk, *spec.shape), spec.stored)
         offset = 0
@@ -423,8 +460,12 @@ class Saver:
         if offset < len(buf):
             buf[offset:] = 0  # the last chunk is padded to full size, as Zarr expects
         frame, crc = encode(buf, self._level)
+        self._digests[(j, z)] = int.from_bytes(crc, "little")  # already computed: no extra pass
         key = chunk_key(f"{self._path}/{spec.name}", 1 + len(spec.shape), z)
-        self._backend.write(key, (frame, crc))
+        try:
+            self._backend.write(key, (frame, crc), within=self._within)
+        except WriteLost as e:
+            raise self._guard.lost(e) from None
         return len(frame) + len(crc)
 
     def _reap(self, *, block: bool, ignore_errors: bool = False) -> None:
@@ -442,36 +483,35 @@ class Saver:
             raise first_error
 
     def _write_index(self) -> None:
-        n = len(self._starts)
-        if n == 0:
-            return
-        for name, values in zip(
-            INDEX_FIELDS, (self._starts, self._ends, self._first_rows, self._counts), strict=True
-        ):
-            frame, crc = encode(np.asarray(values, dtype="<i8"), self._level)
-            self._backend.write(chunk_key(index_path(self._path, name), 1, 0), (frame, crc))
-            self._stored_bytes += len(frame) + len(crc)
+        """The chunk index and the digests (``DIGESTS``), each array in one Zarr chunk."""
+        n_fields = len(self._specs)
+        digests = [
+            self._digests[(j, z)] for z in range(self._next_zarr_chunk) for j in range(n_fields)
+        ]
+        columns = (self._starts, self._ends, self._first_rows, self._counts, digests)
+        for name, values in zip((*INDEX_FIELDS, DIGESTS), columns, strict=True):
+            if values:
+                frame, crc = encode(np.asarray(values, dtype="<i8"), self._level)
+                self._index_crcs[name] = int.from_bytes(crc, "little")
+                key = chunk_key(index_path(self._path, name), 1, 0)
+                self._backend.write(key, (frame, crc), within=self._within)
+                self._stored_bytes += len(frame) + len(crc)
 
     def _write_array_metadata(self) -> None:
         """Metadata of every field and index array, with the final shapes (before the attrs)."""
-        field_docs = self._metadata.get("fields")
-        write = self._backend.write
-        for spec in self._specs:
-            doc = field_docs.get(spec.name) if isinstance(field_docs, dict) else None
-            meta = array_metadata(
-                spec,
-                self._n_rows,
-                self._rows_per_chunk,
-                self._level,
-                attributes=dict(doc) if isinstance(doc, dict) else None,
-            )
-            write(metadata_key(f"{self._path}/{spec.name}"), [metadata_json(meta)])
-        write(metadata_key(f"{self._path}/{INDEX_GROUP}"), [metadata_json(group_metadata({}))])
-        index_doc = metadata_json(index_metadata(len(self._starts), self._level))
-        for name in INDEX_FIELDS:
-            write(metadata_key(index_path(self._path, name)), [index_doc])
+        docs = array_documents(
+            self._path,
+            self._specs,
+            self._n_rows,
+            self._rows_per_chunk,
+            self._level,
+            len(self._starts),
+            self._metadata.get("fields"),
+        )
+        for key, doc in docs:
+            self._backend.write(key, [doc], within=self._within)
 
     def _write_group_attrs(self, status: str, exception: str | None = None) -> None:
         """Replace the group's ``zarr.json`` atomically: readers see old or new, never half."""
         doc = metadata_json(group_metadata(self._attrs(status, exception)))
-        self._backend.write_atomic(metadata_key(self._path), doc)
+        self._backend.write_atomic(metadata_key(self._path), doc, within=self._within)

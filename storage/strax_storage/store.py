@@ -104,8 +104,14 @@ class Store:
 
     # ---------------------------------------------------------------- queries
     def find(self, key: DataKey) -> DataSetInfo | None:
-        """The data set under ``key`` if it is complete, else None."""
+        """The data set under ``key`` if it is complete, else None.
+
+        DataCorrupted (naming the file) if a data set was published under ``key`` and its
+        group metadata is damaged: that is not a failed write to silently redo.
+        """
         info = catalog.final_info(self.backend, _check_key(key))
+        if info is not None and info.corrupted is not None:
+            raise DataCorrupted(info.corrupted, key, metadata_key(info.location))
         return info if info is not None and info.status == "complete" else None
 
     def status(self, key: DataKey) -> Status:

@@ -13,8 +13,11 @@ Plugins come from a module name (``strax_decl.testing``) or a ``.py`` file; the 
 ``PLUGINS`` list is used if it has one, else every plugin class defined in it.
 
 Exit status: 0 success, 1 the work failed (a plugin raised, data not found, ...), 2 the
-command line is wrong (unknown command, target, option or run id). Errors are one line on
-stderr; ``--debug`` shows the traceback too.
+command line is wrong (unknown command, target, option or run id), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM, as batch systems send: handled like Ctrl-C, so the pipeline stops,
+unfinished data sets are discarded and claims released before exiting). Errors are one line
+on stderr, naming the plugin, run and chunk a failure came from; ``--debug`` shows the
+traceback too.
 
 The package: ``common`` (usage errors, plugins, config, targets), ``formatting``,
 ``commands_compute`` (run, plan, graph), ``commands_store`` (ls, info, rm), ``parser``.
@@ -22,9 +25,13 @@ The package: ``common`` (usage errors, plugins, config, targets), ``formatting``
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from strax_decl.cli.common import (
     PROG,
@@ -36,6 +43,7 @@ from strax_decl.cli.common import (
 from strax_decl.cli.formatting import format_bytes
 from strax_decl.cli.parser import build_parser
 from strax_decl.config import InvalidOption
+from strax_decl.engine.stopping import failure_note
 from strax_decl.plugin import PluginDeclarationError
 from strax_decl.registry import RegistrationError
 
@@ -49,6 +57,31 @@ __all__ = [
     "parse_config",
 ]
 
+
+_TERMINATED: list[int] = []
+"""The signal that made the running command stop (SIGTERM), if any."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # A KeyboardInterrupt, so the run stops exactly as on Ctrl-C (the engine re-raises it).
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs (in the main thread), SIGTERM raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _TERMINATED.clear()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _USAGE_ERRORS = (UsageError, InvalidOption)
 _OURS = (*_USAGE_ERRORS, RegistrationError, PluginDeclarationError, OSError, LookupError)
 
@@ -60,8 +93,11 @@ def _one_line(exc: BaseException) -> tuple[str, bool]:
     ours = isinstance(exc, _OURS)
     ours = ours or type(exc).__module__.split(".")[0] in ("strax_storage", "strax_decl")
     if not text:
-        return type(exc).__name__, ours
-    return (text if ours else f"{type(exc).__name__}: {text}"), ours
+        text = type(exc).__name__
+    elif not ours:
+        text = f"{type(exc).__name__}: {text}"
+    where = failure_note(exc)  # "plugin HitFinder failed on run r1, chunk [t0, t1)"
+    return (f"{where}: {text}" if where else text), ours
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,12 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
     try:
-        args = build_parser().parse_args(args_list)
-        debug = bool(getattr(args, "debug", False))
-        status: int = args.func(args)
-        return status
+        with _sigterm_as_interrupt():
+            args = build_parser().parse_args(args_list)
+            debug = bool(getattr(args, "debug", False))
+            status: int = args.func(args)
+            return status
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        if _TERMINATED:
+            _TERMINATED.clear()
+            print(f"{PROG}: terminated (SIGTERM); unfinished data sets discarded", file=sys.stderr)
+            return 143
+        print(f"{PROG}: interrupted; unfinished data sets discarded", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `strax-decl ls | head`
         sys.stderr.close()

@@ -8,6 +8,7 @@ import sys
 
 from strax_decl.cli.common import UsageError, check_run_id, open_existing_store
 from strax_decl.cli.formatting import created, format_bytes, lineage_lines, ratio, table
+from strax_decl.engine.stopping import is_failure_note
 from strax_storage import DataNotFound, DataSetInfo, Store, validate_name
 
 __all__ = ["cmd_info", "cmd_ls", "cmd_rm"]
@@ -93,7 +94,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"status     {info.status}",
     ]
     if info.exception:
-        lines.append(f"exception  {info.exception.strip().splitlines()[-1]}")
+        lines.append(f"exception  {_last_error(info.exception)}")
     span = "-" if info.start is None else f"[{info.start}, {info.end}) ns"
     lines += [
         f"plugin     {meta.get('plugin', '-')} version {meta.get('version', '-')}",
@@ -170,3 +171,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
             continue
         print(f"removed {key}")
     return 0
+
+
+def _last_error(text: str) -> str:
+    """The ``Type: message`` line of a recorded exception, after the note saying where it
+    happened (``plugin X failed on run r, chunk [a, b)``) if there is one."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    notes = [line.strip() for line in lines if is_failure_note(line)]
+    rest = [line for line in lines if not is_failure_note(line)]
+    last = rest[-1] if rest else (lines[-1] if lines else "")
+    return f"{notes[-1]}: {last}" if notes else last

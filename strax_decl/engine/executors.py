@@ -38,6 +38,8 @@ class Executor(Protocol):
         max_messages: int = 4,
         timeout: float | None = None,
         submit: Submit | None = None,
+        keep_finished: bool = True,
+        run_id: str | None = None,
     ) -> Iterator[Chunk]: ...
 
 
@@ -54,13 +56,17 @@ def execute(
     max_messages: int = 4,
     timeout: float | None = None,
     submit: Submit | None = None,
+    keep_finished: bool = True,
+    run_id: str | None = None,
 ) -> Iterator[Chunk]:
     """Run ``graph`` with the executor named ``processor``; yield the chunks of its output.
 
     Nothing runs until the first chunk is asked for (a make-only graph: until the iterator
     is exhausted). ``hooks`` observe the run (``strax_decl.engine.hooks``). ``max_workers``,
     ``max_messages``, ``timeout`` and ``submit`` are the threaded executor's (see
-    ``run_threaded``). An unknown ``processor`` raises ValueError naming the known ones.
+    ``run_threaded``). ``keep_finished``: on a failure, what does not depend on the failing
+    plugin runs to its end and is saved (``stopping.py``); ``run_id`` is named in the note a
+    failure gets. An unknown ``processor`` raises ValueError naming the known ones.
     """
     try:
         executor = EXECUTORS[processor]
@@ -74,4 +80,6 @@ def execute(
         max_messages=max_messages,
         timeout=timeout,
         submit=submit,
+        keep_finished=keep_finished,
+        run_id=run_id,
     )

@@ -225,6 +225,6 @@ def _merge_producer(name: str, targets: tuple[str, ...], dtypes: dict[str, np.dt
         inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None, _hooks: Hooks
     ) -> Iterator[Outputs]:
         for step in aligned(inputs, {t: dtypes[t] for t in targets}):
-            yield {name: merge([step[t] for t in targets])}
+            yield {name: merge([step[t] for t in targets], names=targets)}
 
     return Producer(f"merge {name}", targets, (name,), start)

@@ -1,11 +1,13 @@
 """The savers of one run: one lifecycle for both executors.
 
 Savers are created when the run starts (so a graph that is never run writes nothing), fed
-every chunk of their data type, closed when that data type's producer has finished, and,
-when the run fails or the caller stops early, every saver that did not close is marked
-failed (a failed data set is never loaded as cache; ``Saver.fail`` after ``close`` is a
-no-op, so a data set whose producer finished before the failure stays complete). Each
-saver's work is reported to the hooks as ``"save <data type>"``.
+every chunk of their data type, and closed when that data type's producer has finished.
+When the run fails, every saver that did not close is marked failed with the original error
+(a failed data set is never loaded as cache); when it is interrupted or the caller stops
+reading early, every saver that did not close is discarded quietly (absent, not failed: see
+``stopping.py``). ``fail`` and ``discard`` after ``close`` are no-ops, so a data set whose
+producer finished before the stop stays complete. Each saver's work is reported to the hooks
+as ``"save <data type>"``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Container, Iterable, Iterator
 
 from strax_decl.engine.graph import Graph
 from strax_decl.engine.hooks import Hook
+from strax_decl.engine.mailbox import original_exception
+from strax_decl.engine.stopping import discards
 from strax_storage import Saver
 from strax_storage.chunk import Chunk
 
@@ -56,20 +60,35 @@ class RunSavers:
         """Pull mode (a saver's own thread): save every chunk of ``chunks``, then close.
 
         The saver's busy time (not the time it waited for chunks) is reported once, at the end.
+        If ``chunks`` stops with an error, the saver ends as the run will: discarded for an
+        interrupt or early stop, else failed with the original error (not the ``MailboxKilled``
+        that carried it here).
         """
         name = f"save {data_type}"
         waited = [0.0]
         t0 = time.perf_counter()
         try:
-            saver.save_from(self._counted(chunks, waited, name))
+            for chunk in self._counted(chunks, waited, name):
+                saver.send(chunk)
+            saver.close()
+        except BaseException as e:
+            self.stop_one(saver, original_exception(e))
+            raise
         finally:
             self.hooks.on_chunk(name, time.perf_counter() - t0 - waited[0], [])
 
-    def fail(self, error: BaseException, skip: Container[Saver] = ()) -> None:
-        """Mark every saver that did not close failed (except those in ``skip``: still busy)."""
+    def stop(self, error: BaseException, skip: Container[Saver] = ()) -> None:
+        """End every saver that did not close as the run ended on ``error`` (discarded for an
+        interrupt or early stop, else failed), except those in ``skip`` (still busy)."""
         for _, saver in self.items():
             if saver not in skip:
-                saver.fail(error)  # a no-op for savers that closed (complete data)
+                self.stop_one(saver, error)  # a no-op for savers that closed (complete data)
+
+    def stop_one(self, saver: Saver, error: BaseException) -> None:
+        if discards(error):
+            saver.discard()
+        else:
+            saver.fail(error)
 
     def _counted(self, chunks: Iterable[Chunk], waited: list[float], name: str) -> Iterator[Chunk]:
         """Pass chunks through, adding the time spent waiting for them to ``waited[0]`` and

@@ -4,12 +4,16 @@ It exists for debugging (``processor="serial"``: ``pdb`` steps straight into plu
 the reference the threaded pipeline must agree with. Reading a data type that is not produced
 yet advances its producer by one step; each produced chunk goes to the savers at once and is
 buffered only until every reader has taken it. Savers follow the lifecycle shared with the
-threaded executor (``saving.RunSavers``); the run is reported to its hooks.
+threaded executor (``saving.RunSavers``); the run is reported to its hooks. It stops as the
+threaded one does (``stopping.py``): an interrupt or an early stop closes every producer and
+discards the unfinished savers; a failure, with ``keep_finished``, first runs to their end the
+producers that unfinished savers need and that do not depend on the failing plugin.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 
@@ -17,10 +21,20 @@ from strax_decl.chunk import Chunk, check_touches
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
 from strax_decl.engine.saving import RunSavers
-from strax_decl.engine.threaded import ProcessingStopped
+from strax_decl.engine.stopping import (
+    ProcessingStopped,
+    Span,
+    doomed_types,
+    interrupt_behind,
+    is_interrupt,
+    needed_producers,
+    note_failure,
+)
 from strax_decl.plugin import Submit
 
 __all__ = ["run_serial"]
+
+log = logging.getLogger(__name__)
 
 
 class _Topic:
@@ -36,9 +50,22 @@ class _Topic:
         self.positions[rid] = 0
         return rid
 
+    def unsubscribe(self, rid: int) -> None:
+        """A reader that will not read again: stop buffering for it."""
+        self.positions.pop(rid, None)
+        self._trim()
+
     def push(self, chunk: Chunk) -> None:
         if self.positions:
             self.buffer.append(chunk)
+
+    def _trim(self) -> None:
+        if not self.positions:
+            self.first += len(self.buffer)
+            self.buffer.clear()
+        while self.buffer and min(self.positions.values()) > self.first:
+            self.buffer.popleft()
+            self.first += 1
 
     def read(self, rid: int) -> Iterator[Chunk]:
         while True:
@@ -46,9 +73,7 @@ class _Topic:
             if pos < self.first + len(self.buffer):
                 chunk = self.buffer[pos - self.first]
                 self.positions[rid] = pos + 1
-                while self.buffer and min(self.positions.values()) > self.first:
-                    self.buffer.popleft()
-                    self.first += 1
+                self._trim()
                 yield chunk
             elif self.node.done:
                 return
@@ -57,15 +82,30 @@ class _Topic:
 
 
 class _Node:
-    def __init__(self, producer: Producer, savers: RunSavers) -> None:
+    def __init__(self, producer: Producer, savers: RunSavers, run_id: str | None) -> None:
         self.producer = producer
         self.savers = savers
+        self.run_id = run_id
         self.topics: dict[str, _Topic] = {o: _Topic(o, self) for o in producer.outputs}
         self.previous_end: dict[str, int] = {}
         self.iterator: Iterator[object] | None = None
+        self.reads: list[tuple[_Topic, int]] = []  # the subscriptions it reads
+        self.span = Span()
         self.done = False
+        self.failed = False
 
     def advance(self) -> None:
+        """One step of the producer (which pulls its inputs on demand)."""
+        try:
+            self._advance()
+        except BaseException as e:
+            # The innermost node notes it first (note_failure adds one note only); every node
+            # the exception passes through is dead: its iterator raised.
+            self.failed = True
+            note_failure(e, self.producer.name, self.run_id, self.span.interval)
+            raise
+
+    def _advance(self) -> None:
         assert self.iterator is not None
         try:
             item = next(self.iterator)
@@ -81,6 +121,7 @@ class _Node:
                 f"{self.producer.name}, output {name!r}", chunk, self.previous_end.get(name)
             )
             self.previous_end[name] = chunk.end
+            self.span.produced(chunk)
             self.topics[name].push(chunk)
             self.savers.send(name, chunk)
 
@@ -93,52 +134,118 @@ def run_serial(
     max_messages: int = 1,
     timeout: float | None = None,
     submit: Submit | None = None,
+    keep_finished: bool = True,
+    run_id: str | None = None,
 ) -> Iterator[Chunk]:
     """Yield the chunks of ``graph.output`` (nothing for make-only graphs), saving as it goes.
 
-    On any exception (or when the caller stops reading early), every saver that has not
-    closed is marked failed and every producer is closed (its cleanup runs); data sets whose
-    producer finished before that were closed at once and stay complete. The exception
-    propagates unchanged, with its traceback, once. ``hooks`` observe the run (no mailboxes).
-    The other settings are the threaded executor's (pools, mailboxes): accepted, so that
-    every executor is called alike, and ignored: everything runs in the caller's thread.
+    On a failure, with ``keep_finished``, the producers that unfinished savers need and that
+    do not depend on the failing plugin first run to their end (their data is saved); then
+    every saver that has not closed is marked failed and every producer is closed (its
+    cleanup runs). On an interrupt or when the caller stops reading early, that happens at
+    once and the unfinished savers are discarded instead. Data sets whose producer finished
+    before were closed at once and stay complete. The exception propagates unchanged, with its
+    traceback and a note naming the plugin, run and chunk, once. ``hooks`` observe the run (no
+    mailboxes). The other settings are the threaded executor's (pools, mailboxes): accepted,
+    so that every executor is called alike, and ignored: everything runs in this thread.
     """
     run_hooks = Hooks(hooks)
     savers = RunSavers(run_hooks)
     nodes: dict[str, _Node] = {}
+    output: tuple[_Topic, int] | None = None
     try:
         savers.open(graph)
         for producer in graph.producers:
-            node = _Node(producer, savers)
+            node = _Node(producer, savers, run_id)
             for o in producer.outputs:
                 nodes[o] = node
         run_hooks.on_start(graph, {})
         for producer in graph.producers:
             node = nodes[producer.outputs[0]]
-            inputs = {
-                d: nodes[d].topics[d].read(nodes[d].topics[d].subscribe()) for d in producer.inputs
-            }
+            inputs = {}
+            for d in producer.inputs:
+                topic = nodes[d].topics[d]
+                rid = topic.subscribe()
+                node.reads.append((topic, rid))
+                inputs[d] = node.span.reading(topic.read(rid))
             node.iterator = iter(producer.start(inputs, None, run_hooks))
         if graph.output is not None:
             out_topic = nodes[graph.output].topics[graph.output]
-            yield from out_topic.read(out_topic.subscribe())
-        for producer in reversed(graph.producers):
-            node = nodes[producer.outputs[0]]
-            while not node.done:
-                node.advance()
-    except GeneratorExit:
-        stopped = ProcessingStopped("processing stopped: the caller stopped reading early")
-        _stop(savers, nodes, run_hooks, stopped)
+            output = (out_topic, out_topic.subscribe())
+            yield from out_topic.read(output[1])
+        _drain(graph, nodes, None)
+    except GeneratorExit as e:
+        # Closed by a caller unwinding on Ctrl-C: an interrupt, else an early stop.
+        stop = interrupt_behind(e) or ProcessingStopped(
+            "processing stopped: the caller stopped reading early"
+        )
+        _stop(savers, nodes, run_hooks, stop)
         raise
     except BaseException as e:
-        _stop(savers, nodes, run_hooks, e)
+        error: BaseException = e
+        if keep_finished and not is_interrupt(e):
+            try:
+                _keep_finished(graph, nodes, savers, output)
+            except BaseException as interrupt:  # only an interrupt escapes
+                error = interrupt
+        _stop(savers, nodes, run_hooks, error)
+        if error is not e:
+            raise error from None
         raise
     run_hooks.on_end(None)
 
 
+def _drain(graph: Graph, nodes: dict[str, _Node], needed: set[str] | None) -> None:
+    """Run the (``needed``; None: all) producers to their end, downstream first, so each
+    pulls its inputs on demand and nothing is buffered for long."""
+    for producer in reversed(graph.producers):
+        node = nodes[producer.outputs[0]]
+        if needed is not None and producer.name not in needed:
+            continue
+        while not node.done:
+            node.advance()
+
+
+def _keep_finished(
+    graph: Graph, nodes: dict[str, _Node], savers: RunSavers, output: tuple[_Topic, int] | None
+) -> None:
+    """After a failure: finish what unfinished savers need and does not depend on it.
+
+    A further failure dooms what depends on it too and the rest goes on; an interrupt is
+    raised at once.
+    """
+    if output is not None:
+        output[0].unsubscribe(output[1])  # the caller will not read again
+    while True:
+        failed = {o for node in nodes.values() if node.failed for o in node.producer.outputs}
+        if not failed:
+            return  # not a plugin's failure (e.g. a hook's): nothing to keep going
+        doomed = doomed_types(graph, failed)
+        wanted = {d for d, saver in savers.items() if not saver.closed and d not in doomed}
+        needed = needed_producers(graph, wanted)
+        for node in {id(n): n for n in nodes.values()}.values():
+            if node.producer.name not in needed:
+                for topic, rid in node.reads:
+                    topic.unsubscribe(rid)
+        try:
+            _drain(graph, nodes, needed)
+            return
+        except BaseException as e:
+            if is_interrupt(e):
+                raise
+            log.warning("while finishing the work a failure did not touch: %r", e)
+
+
 def _stop(savers: RunSavers, nodes: dict[str, _Node], hooks: Hooks, error: BaseException) -> None:
-    savers.fail(error)
-    _close_all(nodes)
+    """End the savers, close the producers, tell the hooks; an interrupt meanwhile (even a
+    second one) does not cut this short."""
+    while True:
+        try:
+            savers.stop(error)
+            _close_all(nodes)
+            break
+        except (KeyboardInterrupt, SystemExit) as e:
+            error = e
     hooks.on_end(error)
 
 

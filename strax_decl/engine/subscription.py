@@ -10,20 +10,36 @@ import contextlib
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any, Final
 
+from strax_decl.errors import StraxDeclError
+
 if TYPE_CHECKING:  # pragma: no cover
     from strax_decl.engine.mailbox import Mailbox, _Cursor
 
-__all__ = ["Subscription"]
+__all__ = ["ResultRaisedStopIteration", "Subscription"]
 
 _MISSING: Final = object()
 
 
-def _future_exception(fut: Future[Any]) -> BaseException | None:
-    """The exception of a *done* future (a CancelledError if it was cancelled)."""
+class ResultRaisedStopIteration(StraxDeclError, RuntimeError):
+    """A message's future failed with ``StopIteration``: raised as is, its reader (a ``for``
+    loop, ``next`` in a ``try``) would take it for the end of the stream and truncate it."""
+
+
+def _future_exception(fut: Future[Any], mailbox: str, pos: int) -> BaseException | None:
+    """The exception of a *done* future (a CancelledError if it was cancelled); a
+    StopIteration is replaced by an error saying where it came from (its ``__cause__``)."""
     try:
-        return fut.exception()
-    except CancelledError as exc:
-        return exc
+        exc = fut.exception()
+    except CancelledError as cancelled:
+        return cancelled
+    if isinstance(exc, StopIteration):
+        error = ResultRaisedStopIteration(
+            f"the computation of message {pos} of {mailbox!r} raised StopIteration ({exc!r}); "
+            "it must not look like the end of the stream, so the run fails"
+        )
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 class Subscription:
@@ -73,7 +89,7 @@ class Subscription:
                     if not isinstance(msg, Future):
                         break
                     if msg.done():
-                        exc = _future_exception(msg)
+                        exc = _future_exception(msg, mailbox.name, pos)
                         if exc is not None:
                             if mailbox._kill_locked(exc):
                                 raise exc  # the first reader to see it raises the original

@@ -5,49 +5,70 @@ from mailbox subscriptions) and sends each output chunk to that output's mailbox
 thread drains a subscription into its saver; the caller's thread reads the requested output.
 Mailboxes are bounded, so a fast producer waits for its slowest reader and memory stays flat.
 ``parallel`` plugins submit each chunk's compute to a thread pool (``True``/``"thread"``) or a
-process pool (``"process"``) of ``max_workers`` and send the future; the mailbox delivers the
-results in order.
+process pool (``"process"``) of ``max_workers`` (``pools.py``) and send the future; the mailbox
+delivers the results in order.
 
 Savers follow the lifecycle shared with the serial executor (``saving.RunSavers``); what the
 run does is reported to its hooks (``hooks.Hook``: timing, progress, its mailboxes).
 
-Failure (the guarantees the tests in ``tests/core/test_failures.py`` check):
+How a run stops (``stopping.py`` has the three ways; ``tests/core/test_failures.py``,
+``test_interrupts.py`` and ``test_early_stop.py`` check them):
 
 - The first exception anywhere (a loader, plugin, saver, a future's compute, the caller's own
-  read, or the caller stopping early) is recorded, and every mailbox that is still open is
-  killed, which wakes every waiting thread; pending pool futures are cancelled.
+  read) is recorded. With ``keep_finished`` (the default) only what depends on the failing
+  component stops: the mailboxes of every producer no unfinished saver (nor the caller) still
+  needs are killed, and the rest runs to its end, so finished upstream work is saved. Without
+  it, or for an interrupt (KeyboardInterrupt, SystemExit) or the caller stopping early, every
+  open mailbox is killed at once, which wakes every waiting thread; pending pool futures are
+  cancelled.
 - Mailboxes that were already *closed* (their producer finished) are not killed: their readers
-  drain them, so a data set whose producer finished before the failure is saved completely.
-- Every thread is joined, pools are shut down, and every saver that did not close is marked
-  failed (a failed data set is never loaded as cache). A saver that closed stays complete
-  (``Saver.fail`` after ``close`` is a no-op).
-- The caller gets the original exception (not a ``MailboxKilled``), once, with the traceback of
-  the thread that raised it. A caller that stops reading early gets no exception. The hooks'
-  ``on_end`` hears of it first, after every thread was joined.
+  drain them, so a data set whose producer finished before the stop is saved completely.
+- Every thread is joined *inside* the handler (an interrupt during the join, even a second
+  one, keeps the join going), pools are shut down without waiting for ever, and every saver
+  that did not close is marked failed (a failure) or discarded quietly (an interrupt or early
+  stop). A saver that closed stays complete. The session releases the claims after this.
+- The caller gets the original exception (not a ``MailboxKilled``), once, with the traceback
+  of the thread that raised it and a note naming the plugin, the run and the chunk interval;
+  an interrupt is re-raised as is. A caller that stops reading early gets no exception. The
+  hooks' ``on_end`` hears of it first, after every thread was joined.
 - Every thread ends because every wait is a mailbox wait that a kill wakes, and a thread that
-  ends for any reason closes or kills the mailboxes it sends to. Mailbox ``timeout`` and
-  :data:`JOIN_ALARM_S` are last-resort alarms only (a thread that outlives them is a bug,
-  reported by name), never part of the normal flow.
+  ends for any reason closes or kills the mailboxes it sends to. The mailboxes' ``timeout`` is
+  a last-resort alarm; it also bounds the wait for pool computations after a stop (else
+  :data:`JOIN_ALARM_S`, which bounds the join of the threads): a thread or pool computation
+  that outlives its bound is reported by name, and worker processes are terminated.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
-import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future
 
 from strax_decl.chunk import Chunk, check_touches
 from strax_decl.engine.futures import then
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
-from strax_decl.engine.mailbox import Mailbox, MailboxGroup, Subscription, original_exception
+from strax_decl.engine.mailbox import (
+    Mailbox,
+    MailboxGroup,
+    MailboxKilled,
+    MailboxTimeout,
+    Subscription,
+    original_exception,
+)
+from strax_decl.engine.pools import RunPools
 from strax_decl.engine.saving import RunSavers
+from strax_decl.engine.stopping import (
+    ProcessingStopped,
+    Span,
+    doomed_types,
+    interrupt_behind,
+    is_interrupt,
+    needed_producers,
+    note_failure,
+)
 from strax_decl.errors import StraxDeclError
 from strax_decl.plugin import Submit
 from strax_storage import Saver
@@ -61,36 +82,20 @@ __all__ = [
 ]
 
 JOIN_ALARM_S = 60.0
-"""Last resort: threads still running this long after the pipeline stopped are reported."""
+"""Last resort: threads still running this long after the pipeline was stopped are reported
+(a plugin call in progress may take its time to return; pool computations are given the
+``timeout`` instead, if there is one)."""
 
 THREAD_PREFIX = "sd"
 """Every thread the pipeline starts is named ``sd:<component>`` (pool threads ``sd-compute``)."""
-
-
-def _process_start_method() -> str:
-    """``$STRAX_DECL_START_METHOD``, else ``forkserver`` where available, else ``spawn``.
-
-    Not ``fork`` by default: the pool starts while loader, saver and storage threads run, and a
-    forked child inherits whatever locks they hold at that moment (a classic source of hangs;
-    Python 3.14 dropped ``fork`` as the default for this reason). The fork server is
-    single-threaded, so forking from it is safe. The price: a script whose plugins run in
-    processes needs the ``if __name__ == "__main__":`` guard, and the plugin classes must be
-    importable by module name (not defined in ``__main__`` of a notebook). Set the variable
-    to ``fork`` to trade that safety for convenience.
-    """
-    chosen = os.environ.get("STRAX_DECL_START_METHOD")
-    if chosen:
-        return chosen
-    methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class PipelineStuck(StraxDeclError, RuntimeError):
     """A thread did not end after the pipeline was stopped (a bug; names the thread)."""
 
 
-class ProcessingStopped(StraxDeclError, RuntimeError):
-    """Why savers were marked failed when the caller stopped reading before the end."""
+_STOPS_ALL = (MailboxTimeout, PipelineStuck)
+"""Failures that stop everything even with ``keep_finished`` (something is stuck)."""
 
 
 class _Run:
@@ -104,12 +109,21 @@ class _Run:
         max_messages: int,
         timeout: float | None,
         submit: Submit | None = None,
+        keep_finished: bool = True,
+        run_id: str | None = None,
     ) -> None:
         self.graph = graph
         self.hooks = hooks
-        self.submit = submit  # the caller's executor for parallel plugins (None: own pools)
-        self.max_workers = max_workers
-        self.error: BaseException | None = None
+        self.keep_finished = keep_finished
+        self.run_id = run_id
+        self.alarm = JOIN_ALARM_S
+        self.pool_alarm = JOIN_ALARM_S if timeout is None else timeout
+        self.error: BaseException | None = None  # the first failure
+        self.stop: BaseException | None = None  # the first interrupt or early stop
+        self.stopped_all = False
+        self.failed_types: set[str] = set()
+        self.caller_reading = False
+        self._deadline: float | None = None  # of the join, once everything was told to stop
         self._lock = threading.Lock()
         # One group per run: it sees when every thread of the run waits on a bound at once (a
         # deadlock on the bounds alone, e.g. a diamond around an overlap-window plugin) and
@@ -126,106 +140,81 @@ class _Run:
         self.started: list[threading.Thread] = []
         self.savers = RunSavers(hooks)
         self.saver_threads: list[tuple[Saver, threading.Thread]] = []
-        self.pools: dict[str, Executor] = {}
-        self.pending: set[Future[Any]] = set()  # submitted to a pool and not done yet
+        self.pools = RunPools(max_workers, submit, run_id)
 
     # ------------------------------------------------------------------ failure
 
-    def fail(self, exc: BaseException) -> None:
-        """Record the first error and stop everything (idempotent; never raises)."""
+    def fail(self, exc: BaseException, failed: Iterable[str] = (), *, caller: bool = False) -> None:
+        """Record why the run stops and stop what must stop (idempotent; never raises).
+
+        ``failed``: the data types of the component that failed (a producer's outputs);
+        ``caller``: the caller stopped reading the output.
+        """
+        reason = original_exception(exc)
         with self._lock:
-            if self.error is None:
-                self.error = original_exception(exc)
-            reason = self.error
-        for mb in self.mailboxes.values():
-            if not mb.closed:  # closed: its producer finished; let its readers drain it
-                mb.kill(reason)
-        self._cancel_pending()
-
-    def _cancel_pending(self) -> None:
-        with self._lock:
-            pending = list(self.pending)
-        for fut in pending:
-            fut.cancel()  # no-op for running or finished computations
-
-    def _track(self, fut: Future[Any]) -> Future[Any]:
-        with self._lock:
-            self.pending.add(fut)
-        fut.add_done_callback(self._untrack)
-        if self.error is not None:  # submitted after the failure was recorded
-            fut.cancel()
-        return fut
-
-    def _untrack(self, fut: Future[Any]) -> None:
-        with self._lock:
-            self.pending.discard(fut)
-
-    # ------------------------------------------------------------------ pools
-
-    def _submitter(self, producer: Producer) -> Submit | None:
-        """The ``submit`` given to a parallel plugin (None: compute inline)."""
-        mode = producer.parallel
-        if mode and self.submit is not None:  # e.g. a Dask cluster (strax_decl.cluster)
-            custom = self.submit
-
-            def submit_custom(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-                return self._track(custom(fn, *args, **kwargs))
-
-            return submit_custom
-        if not mode or self.max_workers <= 1:
-            return None
-        if mode == "process":
-            pool = self.pools.get("process")
-            if pool is None:
-                context = multiprocessing.get_context(_process_start_method())
-                pool = self.pools["process"] = ProcessPoolExecutor(
-                    self.max_workers, mp_context=context
-                )
-            process_pool = pool
-
-            def submit_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-                # Pickle here, in the producer's thread: an unpicklable plugin raises at once,
-                # naming the plugin, instead of breaking the pool's feeder thread.
-                try:
-                    payload = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception as e:
-                    e.add_note(
-                        f"plugin {producer.name} has parallel='process': the plugin instance "
-                        "and its inputs are pickled to a worker process, so they must be "
-                        "picklable and the plugin class importable by module name"
-                    )
-                    raise
-                return self._track(process_pool.submit(_call_pickled, payload))
-
-            return submit_process
-        pool = self.pools.get("thread")
-        if pool is None:
-            pool = self.pools["thread"] = ThreadPoolExecutor(
-                self.max_workers, thread_name_prefix=f"{THREAD_PREFIX}-compute"
+            if is_interrupt(reason) or isinstance(reason, ProcessingStopped):
+                if self.stop is None:
+                    self.stop = reason
+            elif self.error is None:
+                self.error = reason
+            self.failed_types.update(failed)
+            if caller:
+                self.caller_reading = False
+            killer = self.stop or self.error
+            assert killer is not None
+            everything = (
+                self.stop is not None
+                or not self.keep_finished
+                or isinstance(self.error, _STOPS_ALL)
             )
-        thread_pool = pool
+            if everything and not self.stopped_all:
+                self.stopped_all = True
+                self._deadline = time.monotonic() + self.alarm
+        if everything:
+            for mb in self.mailboxes.values():
+                if not mb.closed:  # closed: its producer finished; let its readers drain it
+                    mb.kill(killer)
+            self.pools.cancel_pending()
+        else:
+            self._prune(killer)
 
-        def submit_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-            return self._track(thread_pool.submit(fn, *args, **kwargs))
-
-        return submit_thread
+    def _prune(self, reason: BaseException) -> None:
+        """Stop the producers that nothing still wanted depends on (``keep_finished``)."""
+        with self._lock:
+            doomed = doomed_types(self.graph, self.failed_types)
+            caller_reading = self.caller_reading
+        wanted = {d for d, saver in self.savers.items() if not saver.closed and d not in doomed}
+        output = self.graph.output
+        if caller_reading and output is not None and output not in doomed:
+            wanted.add(output)
+        needed = needed_producers(self.graph, wanted)
+        for producer in self.graph.producers:
+            if producer.name not in needed:
+                for o in producer.outputs:
+                    if not self.mailboxes[o].closed:
+                        self.mailboxes[o].kill(reason)
 
     # ------------------------------------------------------------------ threads
 
     def _spawn(
-        self, name: str, body: Callable[[], None], sends_to: list[Mailbox]
+        self,
+        name: str,
+        body: Callable[[], None],
+        sends_to: list[Mailbox],
+        failed: tuple[str, ...] = (),
     ) -> threading.Thread:
         def main() -> None:
             try:
                 body()
             except BaseException as e:  # every error must stop the pipeline
-                self.fail(e)
+                self.fail(e, failed)
             finally:
                 # Whatever happened, nobody may wait for this thread any more.
                 for mb in sends_to:
                     if not mb.closed and not mb.killed:
                         mb.kill(
-                            self.error
+                            self.stop
+                            or self.error
                             or PipelineStuck(f"thread {name!r} ended without closing {mb.name!r}")
                         )
                 self.group.thread_done()
@@ -236,24 +225,30 @@ class _Run:
 
     def _add_producer(self, producer: Producer) -> None:
         inputs = {d: self.mailboxes[d].subscribe() for d in producer.inputs}
-        submit = self._submitter(producer)
+        submit = self.pools.submitter(producer.name, producer.parallel)
         outputs = {o: self.mailboxes[o] for o in producer.outputs}
 
         def body() -> None:
-            _produce(producer, inputs, outputs, submit, self.hooks)
+            _produce(producer, inputs, outputs, submit, self.hooks, self.run_id)
 
-        self._spawn(producer.name, body, list(outputs.values()))
+        self._spawn(producer.name, body, list(outputs.values()), producer.outputs)
 
     def _add_saver(self, data_type: str, saver: Saver) -> None:
         subscription = self.mailboxes[data_type].subscribe()
+        name = f"save {data_type}"
 
         def body() -> None:
             try:
                 self.savers.drain(data_type, saver, subscription)
+            except MailboxKilled:
+                raise
+            except BaseException as e:
+                note_failure(e, name, self.run_id, None)
+                raise
             finally:
                 subscription.close()
 
-        self.saver_threads.append((saver, self._spawn(f"save {data_type}", body, [])))
+        self.saver_threads.append((saver, self._spawn(name, body, [])))
 
     # ------------------------------------------------------------------ run
 
@@ -269,6 +264,7 @@ class _Run:
                 self._add_producer(producer)
             if self.graph.output is not None:
                 output = self.mailboxes[self.graph.output].subscribe()
+                self.caller_reading = True
             self.hooks.on_start(self.graph, self.mailboxes)
             # The caller reading the output takes part in the run like a thread: while it is
             # busy with a chunk (not waiting on the output), nothing is deadlocked.
@@ -284,11 +280,16 @@ class _Run:
                     self.group.thread_done()  # never started: never to wait
             if output is not None:
                 yield from output
-        except GeneratorExit:
+        except GeneratorExit as e:
             stopped_early = True
-            self.fail(ProcessingStopped("processing stopped: the caller stopped reading early"))
+            # Closed by a caller unwinding on Ctrl-C: an interrupt, else an early stop.
+            self.fail(
+                interrupt_behind(e)
+                or ProcessingStopped("processing stopped: the caller stopped reading early"),
+                caller=True,
+            )
         except BaseException as e:  # recorded, raised once by _finish
-            self.fail(e)
+            self.fail(e, caller=True)
         finally:
             if output is not None:
                 output.close()
@@ -297,30 +298,59 @@ class _Run:
         self._finish(raise_error=not stopped_early)
 
     def _finish(self, raise_error: bool) -> None:
-        deadline = time.monotonic() + JOIN_ALARM_S
-        for thread in self.started:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self.started if t.is_alive()]
-        if self.error is not None:
-            self._cancel_pending()
-        for pool in self.pools.values():
-            pool.shutdown(wait=not stuck, cancel_futures=True)
-        error = self.error
-        if error is not None:  # a saver whose thread is stuck may still be writing
-            busy = [saver for saver, thread in self.saver_threads if thread.is_alive()]
-            self.savers.fail(error, skip=busy)
+        """Join, shut down, end the savers; then tell the hooks and raise. An interrupt that
+        arrives meanwhile (even a second one) stops everything and the winding down goes on."""
+        while True:
+            try:
+                stuck, running = self._wind_down()
+                break
+            except (KeyboardInterrupt, SystemExit) as e:
+                self.fail(e)
+        ending = self.stop or self.error
+        problems = []
         if stuck:
-            message = (
-                f"pipeline threads still running {JOIN_ALARM_S:g} s after the pipeline "
+            problems.append(
+                f"pipeline threads still running {self.alarm:g} s after the pipeline was "
                 f"stopped (a bug in strax_decl or a plugin that never returns): {stuck}"
             )
+        if running:
+            problems.append(
+                f"computations of plugin(s) {', '.join(running)} still running in the pool "
+                f"{self.pool_alarm:g} s after the pipeline was stopped (a plugin that never "
+                "returns)"
+            )
+        error = ending
+        if problems:
             if error is None:
-                error = PipelineStuck(message)
+                error = PipelineStuck("; ".join(problems))
             else:
-                error.add_note(message)
+                for problem in problems:
+                    error.add_note(problem)
         self.hooks.on_end(error)
-        if error is not None and (raise_error or error is not self.error):
+        if self.stop is not None and is_interrupt(self.stop):
+            if raise_error:
+                raise self.stop
+            return
+        if error is not None and (raise_error or error is not ending):
             raise error
+
+    def _wind_down(self) -> tuple[list[str], list[str]]:
+        """Join every thread (bounded once everything was told to stop), shut the pools down,
+        end the savers that did not close. Idempotent, so an interrupt may restart it."""
+        for thread in self.started:
+            while thread.is_alive():
+                deadline = self._deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                thread.join(0.05)
+        stuck = [t.name for t in self.started if t.is_alive()]
+        ending = self.stop or self.error
+        deadline = time.monotonic() + self.pool_alarm
+        running = self.pools.shutdown(ending is not None or bool(stuck), deadline)
+        if ending is not None:  # a saver whose thread is stuck may still be writing
+            busy = [saver for saver, thread in self.saver_threads if thread.is_alive()]
+            self.savers.stop(ending, skip=busy)
+        return stuck, running
 
 
 def _produce(
@@ -329,13 +359,16 @@ def _produce(
     outputs: Mapping[str, Mailbox],
     submit: Submit | None,
     hooks: Hooks,
+    run_id: str | None = None,
 ) -> None:
     """A producer thread's work: iterate the producer, send its outputs, close them."""
     # Outputs nobody reads (a by-product of a multi-output plugin that is neither saved nor
     # requested) are dropped here instead of filling a mailbox forever.
     live = {o: mb for o, mb in outputs.items() if mb.active_subscribers}
     previous_end: dict[str, int] = {}
-    iterator = iter(producer.start(inputs, submit, hooks))
+    span = Span()
+    read = {d: span.reading(sub) for d, sub in inputs.items()}
+    iterator = iter(producer.start(read, submit, hooks))
     try:
         for item in iterator:
             if isinstance(item, Future):
@@ -343,6 +376,7 @@ def _produce(
                     mailbox.send(_pick(item, o))
                 continue
             for o, chunk in item.items():
+                span.produced(chunk)
                 mb = live.get(o)
                 if mb is None:
                     continue
@@ -351,6 +385,11 @@ def _produce(
                 mb.send(chunk)
         for mb in outputs.values():
             mb.close()
+    except MailboxKilled:
+        raise  # someone else's failure
+    except BaseException as e:
+        note_failure(e, producer.name, run_id, span.interval)
+        raise
     finally:
         # Run the producer's cleanup (a generator's finally blocks) in its own thread, and
         # stop holding back the mailboxes it read.
@@ -360,12 +399,6 @@ def _produce(
                 close()
         for sub in inputs.values():
             sub.close()
-
-
-def _call_pickled(payload: bytes) -> Any:
-    """Runs in a worker process: the call pickled by the submitting thread."""
-    fn, args, kwargs = pickle.loads(payload)
-    return fn(*args, **kwargs)
 
 
 def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
@@ -382,15 +415,21 @@ def run_threaded(
     max_messages: int = 4,
     timeout: float | None = None,
     submit: Submit | None = None,
+    keep_finished: bool = True,
+    run_id: str | None = None,
 ) -> Iterator[Chunk]:
     """Run ``graph`` in threads; yield the chunks of ``graph.output``.
 
     ``hooks`` observe the run (``strax_decl.engine.hooks``; ``MailboxesSeen`` keeps its
     mailboxes, e.g. ``Mailbox.peak``, for inspection). ``max_messages``: each mailbox's bound
-    (a producer's own ``max_messages`` wins); ``timeout``: the mailboxes' last-resort alarm.
-    ``submit``: where ``parallel`` plugins' chunk computations go instead of the pipeline's
-    own pools of ``max_workers`` (a callable like ``Executor.submit`` returning
-    ``concurrent.futures.Future``, e.g. ``strax_decl.cluster.ClientSubmit``); used
-    whatever ``max_workers`` is.
+    (a producer's own ``max_messages`` wins); ``timeout``: the last-resort alarm of every wait
+    (mailboxes, and pool computations after a stop). ``submit``: where
+    ``parallel`` plugins' chunk computations go instead of the pipeline's own pools of
+    ``max_workers`` (a callable like ``Executor.submit`` returning
+    ``concurrent.futures.Future``, e.g. ``strax_decl.cluster.ClientSubmit``); used whatever
+    ``max_workers`` is. ``keep_finished``: on a failure, let what does not depend on the
+    failing component finish (see the module docstring). ``run_id``: named in failure notes.
     """
-    return _Run(graph, Hooks(hooks), max_workers, max_messages, timeout, submit).run()
+    return _Run(
+        graph, Hooks(hooks), max_workers, max_messages, timeout, submit, keep_finished, run_id
+    ).run()

@@ -149,12 +149,18 @@ def test_runtime_failure_exits_1_with_one_line(capsys, tmp_path):
         "peaks",
     )
     assert code == 1
-    assert_one_line_error(err, "RuntimeError: ToyRecords crashed on purpose at chunk 1", "--debug")
+    # Where first (plugin, run, chunk), then what: one line.
+    assert_one_line_error(
+        err,
+        "plugin ToyRecords failed on run r1: RuntimeError: ToyRecords crashed on purpose at "
+        "chunk 1",
+        "--debug",
+    )
     code, out, _ = run_cli(capsys, "ls", "-s", path, "--status", "failed")
     assert code == 0 and "records" in out and "failed" in out
     code, out, _ = run_cli(capsys, "info", "-s", path, "r1", "records")
     assert code == 0 and "status     failed" in out
-    assert "exception  " in out and "ToyRecords crashed on purpose at chunk 1" in out
+    assert "exception  plugin ToyRecords failed on run r1: RuntimeError: ToyRecords crashed" in out
 
 
 def test_debug_shows_the_traceback(capsys, tmp_path):
@@ -173,7 +179,8 @@ def test_debug_shows_the_traceback(capsys, tmp_path):
     )
     assert code == 1
     assert "Traceback (most recent call last)" in err
-    assert err.strip().splitlines()[-1].startswith("strax-decl: error: RuntimeError")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("strax-decl: error: plugin ToyRecords failed on run r1: RuntimeError")
 
 
 # --------------------------------------------------------------------------- plan

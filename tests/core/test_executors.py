@@ -64,7 +64,7 @@ def test_hooks_see_the_run_from_start_to_end(processor: str) -> None:
     recorder, stats = Recorder(), RunStats()
     graph = graph_of(ctx, "peaks")
     chunks = list(execute(graph, processor, hooks=[recorder, stats]))
-    assert len(chunks) == 3
+    assert sum(map(len, chunks)) == 3 * 20  # Peaks' output chunks need not match its input's
     events = recorder.events
     assert events[0] == "start" and events[-1] == "end" and recorder.error is None
     assert events.count("chunk ToyRecords") == 3 and events.count("chunk Peaks") == 3
@@ -108,7 +108,8 @@ def test_a_hook_failing_at_the_end_neither_hides_nor_stops_anything(
 ) -> None:
     ctx = sd.Context(storage=None, plugins=TOY_PLUGINS, config={"n_chunks": 2})
     recorder = Recorder()
-    assert len(list(execute(graph_of(ctx, "peaks"), hooks=[BrokenAtEnd(), recorder]))) == 2
+    chunks = list(execute(graph_of(ctx, "peaks"), hooks=[BrokenAtEnd(), recorder]))
+    assert sum(map(len, chunks)) == 2 * 20
     assert recorder.events[-1] == "end"
     assert "a broken hook" in caplog.text
 

@@ -292,8 +292,8 @@ class SplitSummary(sd.LoopPlugin):
         event_spans: Event = sd.output(kind="events")
 
     def compute_loop(self, event: np.void, hits: np.ndarray) -> dict:
-        span = Event.zeros(1)[0]
-        span["time"], span["endtime"] = event["time"], event["time"] + 1
+        span = Event.zeros(1)[0]  # a numpy row; same kind, so the event's own interval
+        span["time"], span["endtime"] = event["time"], event["endtime"]
         return {"event_counts": {"n_near": len(hits)}, "event_spans": span}
 
 
@@ -301,7 +301,7 @@ def test_loop_with_two_outputs(processor):
     counts = get(processor, [SplitSummary], "event_counts", hit_times=HIT_TIMES, event_spans=EVENTS)
     assert list(counts["n_near"]) == [2, 2, 4, 0]
     spans = get(processor, [SplitSummary], "event_spans", hit_times=HIT_TIMES, event_spans=EVENTS)
-    assert list(spans["endtime"] - spans["time"]) == [1, 1, 1, 1]
+    assert [(int(s["time"]), int(s["endtime"])) for s in spans] == [tuple(e) for e in EVENTS]
 
 
 def test_loop_refuses_overlapping_base_rows(processor):

@@ -22,9 +22,9 @@ from strax_decl.engine.threaded import run_threaded
 from strax_decl.testing import (
     FLAKY_PLUGINS,
     TOY_PLUGINS,
+    FlakyPeaks,
     PeakProperties,
     PeakRecordCount,
-    Peaks,
     ProcessFlakyPeakProperties,
     ProcessFlakyPeaks,
     ThreadFlakyPeakProperties,
@@ -136,7 +136,8 @@ def test_parallel_plugins_run_chunks_concurrently(tmp_path: Path) -> None:
 def _chain_graph(n_chunks: int, storage: str | None = None) -> tuple[sd.Context, Graph]:
     ctx = sd.Context(
         storage=storage,
-        plugins=[ToyRecords, Peaks, PeakProperties],
+        # FlakyPeaks: the plain (one output chunk per input chunk) variant of Peaks
+        plugins=[ToyRecords, FlakyPeaks, PeakProperties],
         config={"n_chunks": n_chunks, "rows_per_chunk": 5, "group": 5},
     )
     plan = ctx.plan("run_1", "peak_basics")

@@ -39,20 +39,20 @@ class CountingBackend(LocalBackend):
             self.listings.clear()
             self.writes = 0
 
-    def read(self, key: str) -> bytes | None:
+    def read(self, key: str, limit: int | None = None) -> bytes | None:
         with self._lock:
             self.reads[key] += 1
-        return super().read(key)
+        return super().read(key, limit)
 
     def children(self, prefix: str) -> list[str]:
         with self._lock:
             self.listings[prefix] += 1
         return super().children(prefix)
 
-    def write(self, key: str, parts: Sequence[Bytes]) -> None:
+    def write(self, key: str, parts: Sequence[Bytes], *, within: str | None = None) -> None:
         with self._lock:
             self.writes += 1
-        super().write(key, parts)
+        super().write(key, parts, within=within)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         with self._lock:

@@ -162,4 +162,30 @@ def test_a_data_set_moved_to_another_lineage_is_not_trusted(
     assert info.status == "failed" and "not trusted" in (info.exception or "")
     plan = other.plan(RUN, "peaks")
     assert plan.steps["peaks"].action == "compute"
-    assert len(other.get_array(RUN, "peaks")) == len(expected["records"]) // 4
+    bins = np.unique(expected["records"]["time"] // 400)  # Peaks: one peak per 4 * 100 ns bin
+    assert len(other.get_array(RUN, "peaks")) == len(bins)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_zarr_json_of_a_published_data_set_is_corruption_not_a_failed_write(
+    stored: tuple[sd.Context, dict[str, np.ndarray]], damage: str
+) -> None:
+    """It raises naming the file (never silently recomputed and overwritten); recomputed
+    only with ``on_corrupted="recompute"``."""
+    ctx, expected = stored
+    doc = group(ctx, "peaks") / "zarr.json"
+    if damage == "missing":
+        doc.unlink()
+    else:
+        doc.write_bytes(doc.read_bytes()[:100])
+    before = sorted(p.name for p in doc.parent.iterdir())
+    with pytest.raises(DataCorrupted, match=str(doc)):
+        ctx.get_array(RUN, "peaks")
+    with pytest.raises(DataCorrupted, match=str(doc)):
+        ctx.make(RUN, "peak_basics", processor="serial")  # peak_basics is stored: no error
+        ctx.get_array(RUN, "peak_extras")  # needs peaks
+    assert sorted(p.name for p in doc.parent.iterdir()) == before  # nothing was rewritten
+    fixing = ctx.new_context(on_corrupted="recompute")
+    np.testing.assert_array_equal(fixing.get_array(RUN, "peaks"), expected["peaks"])
+    np.testing.assert_array_equal(ctx.get_array(RUN, "peaks"), expected["peaks"])
+    assert ctx.last_plan is not None and ctx.last_plan.to_compute == []

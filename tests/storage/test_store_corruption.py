@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import zarr
 from conftest import KEY, RECORDS, ROWS_PER_CHUNK, make_chunks, save
 
-from strax_storage import DataCorrupted, Store, open_store
+from strax_storage import Chunk, DataCorrupted, DataKey, Store, open_store
 
 NAME = "run_1/records-abc234def"
 
@@ -66,10 +68,26 @@ def test_truncated_chunk_file(saved: tuple[Store, Path]) -> None:
         store.load_array(KEY)
 
 
+def forget_index_checksums(group: Path) -> None:
+    """Drop the index arrays' recorded CRC32Cs from the attributes, as a careful editor
+    would: what is left to catch an edit is the index's consistency."""
+    doc = json.loads((group / "zarr.json").read_text())
+    del doc["attributes"]["strax_decl"]["digests"]["index_crc32c"]
+    (group / "zarr.json").write_text(json.dumps(doc))
+
+
+def test_an_index_edited_with_plain_zarr_does_not_belong(saved: tuple[Store, Path]) -> None:
+    store, group = saved
+    zarr.open_array(group / "_index" / "n_rows", mode="r+")[2] = 11
+    with pytest.raises(DataCorrupted, match=r"does not belong here.*_index/n_rows/c/0"):
+        store.load(KEY)
+
+
 def test_index_row_counts_that_lie(saved: tuple[Store, Path]) -> None:
     store, group = saved
     # edited with plain zarr, so the checksum is valid: only the numbers are wrong
     zarr.open_array(group / "_index" / "n_rows", mode="r+")[2] = 11
+    forget_index_checksums(group)
     with pytest.raises(
         DataCorrupted, match=rf"{NAME} is corrupted: the chunk index row counts sum to 19"
     ):
@@ -82,6 +100,7 @@ def test_index_rows_moved_between_chunks(saved: tuple[Store, Path]) -> None:
     index = zarr.open_group(group / "_index", mode="r+")
     index["n_rows"][:] = [6, 0, 11, 3]
     index["first_row"][:] = [0, 6, 6, 17]
+    forget_index_checksums(group)
     with pytest.raises(DataCorrupted, match="rows loaded for strax chunk 0"):
         load_everything(store)
 
@@ -126,12 +145,27 @@ def test_array_metadata_deleted(saved: tuple[Store, Path]) -> None:
         store.load(KEY)
 
 
-def test_unreadable_group_metadata_is_failed_not_complete(saved: tuple[Store, Path]) -> None:
+@pytest.mark.parametrize("damage", ["unreadable", "missing"])
+def test_damaged_group_metadata_of_a_published_data_set_is_corruption(
+    saved: tuple[Store, Path], damage: str
+) -> None:
+    """Only finished writes are published: damaged metadata there is not a failed write."""
     store, group = saved
-    (group / "zarr.json").write_text("{not json")
-    assert store.find(KEY) is None
+    doc = group / "zarr.json"
+    if damage == "missing":
+        doc.unlink()
+    else:
+        doc.write_text("{not json")
+    with pytest.raises(DataCorrupted, match=rf"{damage}.*{re.escape(str(doc))}") as caught:
+        store.find(KEY)
+    assert caught.value.key == KEY
+    with pytest.raises(DataCorrupted, match=re.escape(str(doc))):
+        list(store.load(KEY))
     assert store.status(KEY) == "failed"
-    assert "unreadable group metadata" in (store.info(KEY).exception or "")
+    info = store.info(KEY)
+    assert (info.exception or "").startswith("DataCorrupted") and info.corrupted is not None
+    [listed] = store.list()
+    assert listed.corrupted is not None and listed.status == "failed"
 
 
 def test_swapped_chunk_files(saved: tuple[Store, Path]) -> None:
@@ -140,7 +174,74 @@ def test_swapped_chunk_files(saved: tuple[Store, Path]) -> None:
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
-    with pytest.raises(DataCorrupted, match="outside it or unsorted"):
+    with pytest.raises(DataCorrupted, match=rf"does not belong here.*{re.escape(str(a))}"):
+        store.load_array(KEY)
+
+
+BELONG = "a chunk file does not belong here"
+
+
+def test_swapped_chunk_files_of_a_non_time_field_are_detected(saved: tuple[Store, Path]) -> None:
+    """The time field looks right, so only the digests in the index can tell."""
+    store, group = saved
+    a, b = group / "area" / "c" / "0", group / "area" / "c" / "1"
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    assert data_a != data_b
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    with pytest.raises(DataCorrupted, match=rf"{BELONG}.*{re.escape(str(a))}"):
+        store.load_array(KEY)
+    with pytest.raises(DataCorrupted, match=BELONG):
+        list(store.load(KEY))
+    with pytest.raises(DataCorrupted, match=BELONG):
+        list(store.load(KEY, time_range=(0, 10**6)))
+
+
+def test_a_chunk_file_from_another_data_set_of_the_same_dtype_is_detected(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path, rows_per_chunk=ROWS_PER_CHUNK)
+    other = DataKey(KEY.run_id, KEY.data_type, "otherhash2")
+    chunks = make_chunks(RECORDS, [5, 0, 12, 3])
+    save(store, chunks)
+    changed = [Chunk(c.start, c.end, c.data.copy()) for c in chunks]
+    for c in changed:
+        c.data["channel"] += 1
+    store.saver(other, RECORDS, {}).save_from(changed)
+    mine = tmp_path / KEY.path / "channel" / "c" / "1"
+    mine.write_bytes((tmp_path / other.path / "channel" / "c" / "1").read_bytes())
+    np.testing.assert_array_equal(store.load_array(other)["channel"], concat_channel(changed))
+    with pytest.raises(DataCorrupted, match=rf"{BELONG}.*{re.escape(str(mine))}") as caught:
+        store.load_array(KEY)
+    assert caught.value.key == KEY
+
+
+def concat_channel(chunks: list[Chunk]) -> np.ndarray:
+    return np.concatenate([c.data["channel"] for c in chunks])
+
+
+def test_a_format_version_1_data_set_without_digests_still_loads(
+    saved: tuple[Store, Path],
+) -> None:
+    store, group = saved
+    expected = store.load_array(KEY)
+    shutil.rmtree(group / "_index" / "digests")
+    doc = json.loads((group / "zarr.json").read_text())
+    ours = doc["attributes"]["strax_decl"]
+    ours["format_version"] = 1
+    del ours["digests"]
+    (group / "zarr.json").write_text(json.dumps(doc))
+    np.testing.assert_array_equal(store.load_array(KEY), expected)
+
+
+def test_a_swapped_digest_array_is_detected(tmp_path: Path) -> None:
+    store = open_store(tmp_path, rows_per_chunk=ROWS_PER_CHUNK)
+    other = DataKey(KEY.run_id, KEY.data_type, "otherhash2")
+    save(store, make_chunks(RECORDS, [5, 12]))
+    store.saver(other, RECORDS, {}).save_from(make_chunks(RECORDS, [5, 12], seed=3))
+    mine = tmp_path / KEY.path / "_index" / "digests" / "c" / "0"
+    mine.write_bytes((tmp_path / other.path / "_index" / "digests" / "c" / "0").read_bytes())
+    with pytest.raises(DataCorrupted, match=rf"{BELONG}.*{re.escape(str(mine))}"):
         store.load_array(KEY)
 
 

@@ -193,9 +193,9 @@ class CountingBackend(LocalBackend):
         self.reads: Counter[str] = Counter()
         self.listed: Counter[str] = Counter()
 
-    def read(self, key: str) -> bytes | None:
+    def read(self, key: str, limit: int | None = None) -> bytes | None:
         self.reads[key] += 1
-        return super().read(key)
+        return super().read(key, limit)
 
     def children(self, prefix: str) -> list[str]:
         self.listed[prefix] += 1

@@ -1,0 +1,197 @@
+"""The pools of one threaded run: where ``parallel`` plugins' chunk computations go.
+
+``True``/``"thread"``: a thread pool, ``"process"``: a process pool, both of ``max_workers``
+and created on first use; or the caller's own ``submit`` (e.g. a Dask cluster). Every
+computation is tracked until done, so a stop can cancel what has not started, and wrapped
+so that its exception gets its note (plugin, run, chunk) in the worker, before any reader
+sees it. Shutting down after a stop never waits past a deadline: computations still running
+then are reported by plugin (and worker processes are terminated; a thread cannot be).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+from strax_decl.engine.stopping import note_failure
+from strax_decl.plugin import Submit
+
+__all__ = ["COMPUTE_THREAD_PREFIX", "RunPools"]
+
+COMPUTE_THREAD_PREFIX = "sd-compute"
+"""Thread pool threads are named ``sd-compute_<n>``."""
+
+
+def _process_start_method() -> str:
+    """``$STRAX_DECL_START_METHOD``, else ``forkserver`` where available, else ``spawn``.
+
+    Not ``fork`` by default: the pool starts while loader, saver and storage threads run, and a
+    forked child inherits whatever locks they hold at that moment (a classic source of hangs;
+    Python 3.14 dropped ``fork`` as the default for this reason). The fork server is
+    single-threaded, so forking from it is safe. The price: a script whose plugins run in
+    processes needs the ``if __name__ == "__main__":`` guard, and the plugin classes must be
+    importable by module name (not defined in ``__main__`` of a notebook). Set the variable
+    to ``fork`` to trade that safety for convenience.
+    """
+    chosen = os.environ.get("STRAX_DECL_START_METHOD")
+    if chosen:
+        return chosen
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+class RunPools:
+    """The pools and pending computations of one run."""
+
+    def __init__(self, max_workers: int, submit: Submit | None, run_id: str | None) -> None:
+        self.max_workers = max_workers
+        self.submit = submit  # the caller's executor for parallel plugins (None: own pools)
+        self.run_id = run_id
+        self.pools: dict[str, Executor] = {}
+        self.pending: dict[Future[Any], str] = {}  # submitted, not done yet -> plugin name
+        self.stopped = False
+        self._lock = threading.Lock()
+
+    def cancel_pending(self) -> None:
+        """Cancel what has not started (from now on, also what is submitted later)."""
+        self.stopped = True
+        with self._lock:
+            pending = list(self.pending)
+        for fut in pending:
+            fut.cancel()  # no-op for running or finished computations
+
+    def _track(self, fut: Future[Any], name: str) -> Future[Any]:
+        with self._lock:
+            self.pending[fut] = name
+        fut.add_done_callback(self._untrack)
+        if self.stopped:  # submitted after the run was told to stop
+            fut.cancel()
+        return fut
+
+    def _untrack(self, fut: Future[Any]) -> None:
+        with self._lock:
+            self.pending.pop(fut, None)
+
+    def submitter(self, name: str, mode: bool | str) -> Submit | None:
+        """The ``submit`` given to the parallel plugin ``name`` (None: compute inline)."""
+        run_id = self.run_id
+        if mode and self.submit is not None:  # e.g. a Dask cluster (strax_decl.cluster)
+            custom = self.submit
+
+            def submit_custom(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+                fut = custom(fn, *args, **kwargs)
+                fut.add_done_callback(lambda f: _note_future(f, name, run_id, args))
+                return self._track(fut, name)
+
+            return submit_custom
+        if not mode or self.max_workers <= 1:
+            return None
+        if mode == "process":
+            pool = self.pools.get("process")
+            if pool is None:
+                context = multiprocessing.get_context(_process_start_method())
+                pool = self.pools["process"] = ProcessPoolExecutor(
+                    self.max_workers, mp_context=context
+                )
+            process_pool = pool
+
+            def submit_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+                # Pickle here, in the producer's thread: an unpicklable plugin raises at once,
+                # naming the plugin, instead of breaking the pool's feeder thread.
+                try:
+                    payload = pickle.dumps(
+                        (_call_noting, (name, run_id, fn, *args), kwargs),
+                        protocol=pickle.HIGHEST_PROTOCOL,
+                    )
+                except Exception as e:
+                    e.add_note(
+                        f"plugin {name} has parallel='process': the plugin instance "
+                        "and its inputs are pickled to a worker process, so they must be "
+                        "picklable and the plugin class importable by module name"
+                    )
+                    raise
+                return self._track(process_pool.submit(_call_pickled, payload), name)
+
+            return submit_process
+        pool = self.pools.get("thread")
+        if pool is None:
+            pool = self.pools["thread"] = ThreadPoolExecutor(
+                self.max_workers, thread_name_prefix=COMPUTE_THREAD_PREFIX
+            )
+        thread_pool = pool
+
+        def submit_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+            fut = thread_pool.submit(_call_noting, name, run_id, fn, *args, **kwargs)
+            return self._track(fut, name)
+
+        return submit_thread
+
+    def shutdown(self, stopped: bool, deadline: float) -> list[str]:
+        """Shut the pools down; after a stop, without waiting past ``deadline`` (monotonic).
+        Returns the plugins whose computations were still running then."""
+        if not stopped:  # every future was read, so every computation is done
+            for pool in self.pools.values():
+                pool.shutdown(wait=True)
+            return []
+        self.cancel_pending()
+        with self._lock:
+            pending = dict(self.pending)
+        wait_futures(list(pending), timeout=max(0.0, deadline - time.monotonic()))
+        running = sorted({name for fut, name in pending.items() if not fut.done()})
+        for pool in self.pools.values():
+            if not running:  # nothing runs any more: this is quick
+                pool.shutdown(wait=True, cancel_futures=True)
+                continue
+            threads = [
+                *getattr(pool, "_threads", ()),
+                getattr(pool, "_executor_manager_thread", None),
+            ]
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:  # a process can be ended; a thread cannot
+                with contextlib.suppress(Exception):
+                    process.terminate()
+            for thread in threads:
+                if isinstance(thread, threading.Thread):
+                    thread.join(max(0.0, deadline - time.monotonic()))
+        return running
+
+
+def _interval(args: tuple[Any, ...]) -> tuple[int, int] | None:
+    """The step ``(start, end)`` of a ``compute_step(by_kind, start, end)`` call's arguments."""
+    if len(args) >= 2 and all(isinstance(a, int) for a in args[-2:]):
+        return int(args[-2]), int(args[-1])
+    return None
+
+
+def _call_noting(
+    name: str, run_id: str | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """Runs in a pool's worker: the computation, its exception noted where it happened."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as e:
+        note_failure(e, name, run_id, _interval(args))
+        raise
+
+
+def _note_future(fut: Future[Any], name: str, run_id: str | None, args: tuple[Any, ...]) -> None:
+    """Done-callback for futures of a caller's executor (best effort: it runs after)."""
+    if not fut.cancelled():
+        exc = fut.exception()
+        if exc is not None:
+            note_failure(exc, name, run_id, _interval(args))
+
+
+def _call_pickled(payload: bytes) -> Any:
+    """Runs in a worker process: the call pickled by the submitting thread."""
+    fn, args, kwargs = pickle.loads(payload)
+    return fn(*args, **kwargs)
