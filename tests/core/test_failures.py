@@ -338,7 +338,9 @@ def test_failure_matrix_200_times_without_a_hang(tmp_path: Path) -> None:
                 status = ctx.stores[0].status(ctx.key_for("run_1", data_type))
                 expected = ("complete",) if data_type in case.complete else case.not_complete_status
                 assert status in expected, (i, case.name, processor, data_type, status)
-    assert time.perf_counter() - t0 < 120
+    # A bound on hangs, not a speed target: 2,200 requests take ~100 s alone, more on a
+    # loaded 2-core CI machine with coverage.
+    assert time.perf_counter() - t0 < 270
 
 
 # ------------------------------------------------------------------------- process pools
