@@ -194,6 +194,12 @@ class Kernel:
         self.thread = threading.Thread(target=main, name="kernel")
 
 
+@pytest.mark.skipif(
+    sys.gettrace() is not None,
+    reason="under a tracer (coverage) an asynchronous KeyboardInterrupt was once not seen by "
+    "the request (hung until the test timeout): open, see the note on issue 16; runs "
+    "without --cov",
+)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("processor", ["threaded", "serial"])
 @pytest.mark.parametrize("times", [1, 2])
