@@ -20,8 +20,8 @@ Run it with ``python examples/kinds_example.py``.
 - ``CutBusy`` is a cut plugin and ``PulseInfo`` a merge-only plugin (pulses, crowding and the
   cut as one data type).
 - ``Waveforms`` down-chunks: its compute is a generator handing on big rows a few at a time.
-- Outputs are rechunked when stored (``sd.output(chunk_target_mb=...)``); ``waveforms``
-  forbids it (``rechunk=False``).
+- Stored data keeps the chunks each plugin made: loaded back, every data type arrives in the
+  chunks it was computed in, so what is computed from it is the same as live.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Pulses(sd.Plugin):
     version = "0.1.0"
 
     class Outputs(sd.Outputs):
-        pulses: Pulse = sd.output(chunk_target_mb=0.01)
+        pulses: Pulse = sd.output()
 
     class Options(sd.Options):
         seed: int = sd.option(1, description="random seed")
@@ -155,7 +155,7 @@ class Crowding(sd.OverlapWindowPlugin):
         pulses: Pulse
 
     class Outputs(sd.Outputs):
-        crowding: Crowd = sd.output(kind="pulses", chunk_target_mb=0.01)
+        crowding: Crowd = sd.output(kind="pulses")
 
     class Options(sd.Options):
         crowd_ns: int = sd.option(2_000, ge=0, description="half-width of the window [ns]")
@@ -257,7 +257,7 @@ class Waveforms(sd.Plugin):
         pulses: Pulse
 
     class Outputs(sd.Outputs):
-        waveforms: Waveform = sd.output(kind="pulses", rechunk=False)
+        waveforms: Waveform = sd.output(kind="pulses")
 
     class Options(sd.Options):
         rows_per_piece: int = sd.option(100, ge=1, description="rows per output chunk")
@@ -322,7 +322,7 @@ def main() -> None:
             t: ctx.stores[0].info(ctx.key_for("run_1", t)).n_chunks for t in ["pulses", *TARGETS]
         }
         print(f"chunks computed: {computed}\nchunks stored:   {stored}")
-        for t in TARGETS:  # loaded back from the rechunked store: still identical
+        for t in TARGETS:  # loaded back from the store: still identical
             assert np.array_equal(ctx.get_array("run_1", t), want[t]), t
         print("loaded from the store: identical")
 

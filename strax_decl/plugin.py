@@ -127,11 +127,14 @@ def output(
     *,
     kind: str | None = None,
     save: SaveWhen | str = SaveWhen.ALWAYS,
-    rechunk: bool = True,
-    chunk_target_mb: float = 200.0,
     description: str = "",
 ) -> Any:
-    """Declare how an output is handled: its data kind, save policy and rechunking."""
+    """Declare how an output is handled: its data kind and save policy.
+
+    There is no rechunking on save (strax's ``rechunk_on_save``): a stored data set keeps the
+    chunks its plugin made, because consumers computed from a loaded input must see the
+    chunk boundaries they would see live (see docs/storage.md, "Chunks are part of the data").
+    """
     save_when = SaveWhen[save.upper()] if isinstance(save, str) else SaveWhen(save)
     return Field(
         default=None,
@@ -139,8 +142,6 @@ def output(
         json_schema_extra={
             "kind": kind,
             "save": int(save_when),
-            "rechunk": rechunk,
-            "chunk_target_mb": chunk_target_mb,
         },
     )
 
@@ -162,8 +163,6 @@ class OutputSpec:
     schema: type[Schema]
     kind: str
     save: SaveWhen
-    rechunk: bool
-    chunk_target_mb: float
     description: str
 
     @property
@@ -283,8 +282,6 @@ class Plugin:
                 schema=schema,
                 kind=extra.get("kind") or f,
                 save=SaveWhen(extra.get("save", SaveWhen.ALWAYS)),
-                rechunk=bool(extra.get("rechunk", True)),
-                chunk_target_mb=float(extra.get("chunk_target_mb", 200.0)),
                 description=info.description or "",
             )
         if not outputs:

@@ -26,9 +26,12 @@ from strax_decl.runner import PluginRunner
 from strax_decl.schema import DType
 
 __all__ = [
+    "CHUNK_DEPENDENT_PLUGINS",
     "FLAKY_PLUGINS",
     "TOY_PLUGINS",
     "BigPeak",
+    "ChunkPeak",
+    "ChunkPeaks",
     "FailedOnPurpose",
     "FlakyPeakProperties",
     "FlakyPeaks",
@@ -222,7 +225,39 @@ class PeakRecordCount(sd.Plugin):
         return out
 
 
+class ChunkPeak(sd.Schema):
+    time: sd.i64 = sd.field("start of the input chunk", unit="ns")
+    endtime: sd.i64 = sd.field("end of the input chunk", unit="ns")
+    area: sd.f64 = sd.field("area of the records of the chunk", unit="ADC")
+    n_records: sd.i32 = sd.field("records in the chunk")
+
+
+class ChunkPeaks(sd.Plugin):
+    """Deliberately chunk-dependent: one row per chunk of ``records``, spanning that chunk.
+
+    Legal (chunk boundaries are fixed by the source's options, so by the lineage) but fragile:
+    its rows change with ``ToyRecords``' chunking, and the store must hand it the chunks the
+    source made, loaded or live. Tests of resume and of ``verify`` use it.
+    """
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        records: Record
+
+    class Outputs(sd.Outputs):
+        chunk_peaks: ChunkPeak
+
+    def compute(self, records: np.ndarray, start: int, end: int) -> np.ndarray:
+        row = ChunkPeak.zeros(1)
+        row["time"], row["endtime"] = start, end
+        row["area"], row["n_records"] = records["area"].sum(), len(records)
+        return row
+
+
 TOY_PLUGINS: list[type[sd.Plugin]] = [ToyRecords, Peaks, PeakProperties, PeakRecordCount]
+CHUNK_DEPENDENT_PLUGINS: list[type[sd.Plugin]] = [*TOY_PLUGINS, ChunkPeaks]
+"""The toy pipeline and ``ChunkPeaks``, whose rows depend on the chunking of ``records``."""
 #: What ``strax-decl --plugins strax_decl.testing`` registers.
 PLUGINS = TOY_PLUGINS
 

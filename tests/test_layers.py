@@ -45,7 +45,7 @@ LAYERS: dict[str, int] = {
     "strax_decl.engine": ENGINE,
     "strax_decl.session": SESSION,
     "strax_decl.runs": SESSION,  # make_runs_here reports progress
-    "strax_decl.context": CONTEXT,
+    "strax_decl.context": CONTEXT,  # the package: context.py, getters.py
     "strax_decl.cluster": FACES,
     "strax_decl.cli": FACES,
     "strax_decl.testing": FACES,
@@ -55,7 +55,7 @@ LAYERS: dict[str, int] = {
 
 #: (importer, imported) pairs allowed to point up: lazy imports of the optional Dask face.
 ALLOWED_UPWARD = {
-    ("strax_decl.context", "strax_decl.cluster"),
+    ("strax_decl.context.getters", "strax_decl.cluster"),
 }
 
 

@@ -22,7 +22,6 @@ the saver reads them when their Zarr chunk is written.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import traceback
 import uuid
@@ -59,7 +58,6 @@ from strax_storage.layout import (
 from strax_storage.ownership import WriteGuard
 from strax_storage.pool import n_threads, pool
 from strax_storage.process import process_identity
-from strax_storage.rechunk import SPLIT_GAP_NS, check_target, split_chunk
 
 __all__ = ["Saver"]
 
@@ -96,15 +94,9 @@ class Saver:
         rows_per_chunk: int,
         level: int,
         claims: Claims | None = None,
-        target_mb: float | None = None,
     ) -> None:
         self.key = key
         self.dtype = dtype
-        # rechunking toward target_mb: see send()
-        self._target_bytes = (
-            None if target_mb is None else check_target(target_mb, f"data set {key}")
-        )
-        self._entry_bytes = math.inf  # bytes in the last chunk-index entry
         self._backend = backend
         self._metadata = metadata
         self._overwrite = overwrite
@@ -117,7 +109,8 @@ class Saver:
         # fail() may come from another thread (the pipeline, when upstream dies) while the
         # producer thread is inside send(): one lock keeps the state and the queues consistent
         self._lock = threading.RLock()
-        # chunk index, one entry per strax chunk
+        # chunk index: one entry per strax chunk exactly as sent (its boundaries are part of
+        # the result: consumers of the loaded data must see the chunks the producer made)
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._first_rows: list[int] = []
@@ -198,11 +191,10 @@ class Saver:
     def send(self, chunk: Chunk) -> None:
         """Check and buffer one strax chunk; writes whole Zarr chunks as they fill up.
 
-        With a ``target_mb``, chunks are rechunked toward it as they are stored: a chunk of
-        twice the target or more is split at gaps of at least ``SPLIT_GAP_NS`` (into views),
-        and small chunks extend the previous chunk-index entry until it reaches the target.
-        Combining touches the index only, since the rows land in the same fixed-size Zarr
-        chunks either way: nothing is copied or held back.
+        The chunk becomes one entry of the chunk index, with its own start and end, so a
+        loader hands consumers exactly the chunks the producer made. The rows land in
+        fixed-size Zarr chunks whatever the strax chunk sizes: many tiny strax chunks cost
+        one index entry each, not one file each.
         """
         with self._lock:
             self._send(chunk)
@@ -223,29 +215,18 @@ class Saver:
                 previous_end=self._ends[-1] if self._ends else None,
             )
             self._reap(block=False)
-            target = self._target_bytes
-            if target is None:
-                self._add(chunk, extend=False)
-            else:
-                for piece in split_chunk(chunk, target, SPLIT_GAP_NS):
-                    extend = self._entry_bytes < target
-                    self._add(piece, extend)
-                    self._entry_bytes = (self._entry_bytes if extend else 0) + piece.nbytes
+            self._add(chunk)
         except BaseException as e:
             self.fail(e)
             raise
 
-    def _add(self, chunk: Chunk, extend: bool) -> None:
-        """Record a checked chunk in the index (as a new entry or extending the last one)."""
+    def _add(self, chunk: Chunk) -> None:
+        """Record a checked chunk as the next index entry and queue its rows for writing."""
         n = len(chunk.data)
-        if extend and self._starts:
-            self._ends[-1] = chunk.end
-            self._counts[-1] += n
-        else:
-            self._starts.append(chunk.start)
-            self._ends.append(chunk.end)
-            self._first_rows.append(self._n_rows)
-            self._counts.append(n)
+        self._starts.append(chunk.start)
+        self._ends.append(chunk.end)
+        self._first_rows.append(self._n_rows)
+        self._counts.append(n)
         self._n_rows += n
         if n:
             self._pending.append(chunk.data)

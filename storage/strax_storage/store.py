@@ -329,7 +329,6 @@ class Store:
         *,
         overwrite: bool = False,
         check_claim: bool = True,
-        target_mb: float | None = None,
     ) -> Saver:
         """A Saver writing rows of ``dtype`` under ``key``, recording ``metadata`` (JSON dict).
 
@@ -341,8 +340,8 @@ class Store:
         holds the claim already; ClaimHeld if another live process holds it. ``check_claim=
         False`` skips this, for a caller that holds the claim in another process.
 
-        ``target_mb``: rechunk toward chunks of about that many MB (1e6 bytes) as they are
-        stored (see ``Saver.send``); None stores the chunks as sent.
+        Every chunk sent is stored as one chunk (see ``Saver.send``): a load gives back the
+        same chunks, whatever their sizes.
         """
         key = _check_key(key)
         self._check_writable(f"save {key}")
@@ -371,7 +370,6 @@ class Store:
             rows_per_chunk=rows,
             level=self.zstd_level,
             claims=self.claims if check_claim else None,
-            target_mb=target_mb,
         )
 
     # ---------------------------------------------------------------- loading

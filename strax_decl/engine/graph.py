@@ -82,8 +82,6 @@ def saver_metadata(plan: Plan, registry: Registry, data_type: str) -> dict[str, 
         "lineage_hash": plan.steps[data_type].key.lineage_hash,
         "description": spec.description,
         "fields": spec.schema.field_docs(),
-        "chunk_target_mb": spec.chunk_target_mb,
-        "rechunk": spec.rechunk,
         "strax_decl_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(),
     }
@@ -111,18 +109,12 @@ def build_graph(
             if step.store is None:  # the resolver records where every load comes from
                 raise ValueError(f"plan step {data_type!r} loads, but names no store")
             load_range = time_range if data_type not in consumed_by_compute else None
-            spec = registry.output_spec(data_type)
-            split_mb = spec.chunk_target_mb if spec.rechunk else None
-            producers.append(
-                _loader(data_type, step.store, step.key, load_range, split_mb, info=step.info)
-            )
+            producers.append(_loader(data_type, step.store, step.key, load_range, step.info))
             continue
         if step.save:
             meta = saver_metadata(plan, registry, data_type)
-            spec = registry.output_spec(data_type)
-            target_mb = spec.chunk_target_mb if spec.rechunk else None
             savers[data_type] = [
-                _saver_factory(s, step.key, dtypes[data_type], meta, target_mb)
+                _saver_factory(s, step.key, dtypes[data_type], meta)
                 for s in stores
                 if not s.readonly
             ]
@@ -143,11 +135,11 @@ def build_graph(
 
 
 def _saver_factory(
-    store: Store, key: DataKey, dtype: np.dtype, meta: dict[str, Any], target_mb: float | None
+    store: Store, key: DataKey, dtype: np.dtype, meta: dict[str, Any]
 ) -> Callable[[], Saver]:
     # Savers are created only when the run starts, so a plan that is never run writes nothing.
     def make() -> Saver:
-        return store.saver(key, dtype, meta, overwrite=True, target_mb=target_mb)
+        return store.saver(key, dtype, meta, overwrite=True)
 
     return make
 
@@ -157,7 +149,6 @@ def _loader(
     store: Store,
     key: DataKey,
     time_range: tuple[int, int] | None,
-    split_mb: float | None = None,
     info: DataSetInfo | None = None,
 ) -> Producer:
     name = f"load {data_type}"
@@ -165,8 +156,8 @@ def _loader(
     def start(
         _inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None, hooks: Hooks
     ) -> Iterator[Outputs]:
-        # split_mb bounds memory if the data was stored in bigger chunks
-        chunks = store.load(key, time_range=time_range, max_chunk_mb=split_mb, info=info)
+        # the stored chunks are the producer's: consumers see what they would see live
+        chunks = store.load(key, time_range=time_range, info=info)
         while True:
             t0 = time.perf_counter()
             chunk = next(chunks, None)

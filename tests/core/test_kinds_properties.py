@@ -3,7 +3,7 @@
 Hypothesis draws interval data of two kinds (``hits``, possibly overlapping, and disjoint
 ``windows``) and a random chunking of each. Overlap-window, loop, time-synced multi-kind,
 merge-only, cut and down-chunking plugins must give exactly what a single-chunk run gives,
-under both processors, and so must data that went through a rechunking store and back.
+under both processors, and so must data that went through the store and back.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ RUN_END = 120_000
 # Small mailboxes on purpose: plugins reading both an overlap-window plugin's input and its
 # output (WindowSummary, HitInfo) lag by the window; the pipeline must not deadlock on that.
 MAX_MESSAGES = 2
-TARGET_MB = 7.5 * 28 / 1e6  # rechunk to >= 8 hits (28 bytes) per stored chunk
 
 
 class Hit(sd.Schema):
@@ -46,7 +45,7 @@ class HitSource(sd.Plugin):
     """Hits ``(time, length)`` from the options, chunked at ``hit_bounds``."""
 
     class Outputs(sd.Outputs):
-        hits: Hit = sd.output(chunk_target_mb=TARGET_MB)
+        hits: Hit = sd.output()
 
     class Options(sd.Options):
         hit_rows: tuple[tuple[int, int], ...] = sd.option((), description="(time, length)")
@@ -63,7 +62,7 @@ class WindowSource(sd.Plugin):
     """Disjoint windows from the options, chunked at ``window_bounds``."""
 
     class Outputs(sd.Outputs):
-        windows: Window = sd.output(chunk_target_mb=TARGET_MB)
+        windows: Window = sd.output()
 
     class Options(sd.Options):
         window_rows: tuple[tuple[int, int], ...] = sd.option((), description="(start, end)")
@@ -90,7 +89,7 @@ class Crowding(sd.OverlapWindowPlugin):
         hits: Hit
 
     class Outputs(sd.Outputs):
-        crowding: Crowd = sd.output(kind="hits", chunk_target_mb=TARGET_MB)
+        crowding: Crowd = sd.output(kind="hits")
 
     class Options(sd.Options):
         crowd_ns: int = sd.option(1500, ge=0, description="half-width of the window [ns]")
@@ -127,7 +126,7 @@ class Coincidences(sd.OverlapWindowPlugin):
         hits: Hit
 
     class Outputs(sd.Outputs):
-        coincidences: Coincidence = sd.output(chunk_target_mb=TARGET_MB)
+        coincidences: Coincidence = sd.output()
 
     def compute(self, hits: np.ndarray) -> np.ndarray:
         t = hits["time"]
@@ -156,7 +155,7 @@ class WindowSurroundings(sd.OverlapWindowPlugin):
         hits: Hit
 
     class Outputs(sd.Outputs):
-        surroundings: Surroundings = sd.output(kind="windows", chunk_target_mb=TARGET_MB)
+        surroundings: Surroundings = sd.output(kind="windows")
 
     def compute(self, windows: np.ndarray, hits: np.ndarray) -> np.ndarray:
         t = hits["time"]
@@ -188,7 +187,7 @@ class WindowSummary(sd.LoopPlugin):
         crowding: Crowd
 
     class Outputs(sd.Outputs):
-        window_summary: Summary = sd.output(kind="windows", chunk_target_mb=TARGET_MB)
+        window_summary: Summary = sd.output(kind="windows")
 
     def compute_loop(self, window: np.void, hits: np.ndarray) -> dict:
         return {
@@ -213,7 +212,7 @@ class HitsInWindows(sd.Plugin):
         hits: Hit
 
     class Outputs(sd.Outputs):
-        hits_in_windows: Counts = sd.output(kind="windows", chunk_target_mb=TARGET_MB)
+        hits_in_windows: Counts = sd.output(kind="windows")
 
     def compute(self, windows: np.ndarray, hits: np.ndarray) -> np.ndarray:
         out = Counts.zeros(len(windows))
@@ -261,7 +260,7 @@ class HitPieces(sd.Plugin):
         hits: Hit
 
     class Outputs(sd.Outputs):
-        hit_pieces: Piece = sd.output(kind="hits", chunk_target_mb=TARGET_MB)
+        hit_pieces: Piece = sd.output(kind="hits")
 
     def compute(self, hits: np.ndarray, start: int, end: int) -> Iterator[sd.Chunk]:
         rows = Piece.zeros(len(hits))
@@ -378,7 +377,7 @@ STORED = ["crowding", "coincidences", "window_summary", "hit_pieces"]
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(datasets(), st.sampled_from(["serial", "threaded"]))
-def test_rechunked_storage_and_recomputing_from_it_give_the_single_chunk_result(config, processor):
+def test_storage_and_recomputing_from_it_give_the_single_chunk_result(config, processor):
     want = arrays(sd.Context(storage=None, plugins=PLUGINS, config=single_chunk(config)), STORED)
     other = {**config, "crowd_ns": 700}
     want_other = arrays(
@@ -394,7 +393,7 @@ def test_rechunked_storage_and_recomputing_from_it_give_the_single_chunk_result(
         )
         ctx.make("run_1", STORED)
         assert ctx.plan("run_1", STORED).to_compute == []
-        assert_same(arrays(ctx, STORED), want)  # loaded: stored rechunked
+        assert_same(arrays(ctx, STORED), want)  # loaded
         # a new option: hits and windows come from the store, the rest is recomputed
         again = ctx.new_context(config={"crowd_ns": 700})
         plan = again.plan("run_1", STORED)

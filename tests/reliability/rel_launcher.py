@@ -32,7 +32,7 @@ import strax_decl as sd
 import strax_decl.engine.serial
 import strax_decl.engine.threaded
 import strax_decl.progress
-from strax_decl.testing import TOY_PLUGINS
+from strax_decl.testing import CHUNK_DEPENDENT_PLUGINS, TOY_PLUGINS
 from strax_storage import open_store
 
 RUN_ID = "run_1"
@@ -75,9 +75,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     store = open_store(
         job["store"], rows_per_chunk=job.get("rows_per_chunk"), readonly=job.get("readonly", False)
     )
+    plugins = CHUNK_DEPENDENT_PLUGINS if job.get("chunk_dependent") else TOY_PLUGINS
     ctx = sd.Context(
         storage=store,
-        plugins=TOY_PLUGINS,
+        plugins=plugins,
         config=job.get("config", {}),
         on_conflict=job.get("on_conflict", "wait"),
     )

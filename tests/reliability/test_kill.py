@@ -1,6 +1,7 @@
 """SIGKILL at random moments while saving: nothing incomplete is ever loaded, nothing is lost.
 
-A forked child runs the toy pipeline (five saved data types, ~1 s) and is killed with SIGKILL
+A forked child runs the toy pipeline (six saved data types, ~1 s; one of them, ``chunk_peaks``,
+deliberately depends on the chunking of ``records``) and is killed with SIGKILL
 at a seeded random moment. Then, in this process:
 
 1. every data set that is ``complete`` equals the clean run's bit for bit; every other one is
@@ -26,7 +27,7 @@ import pytest
 from rel_helpers import Launcher, launched, read_result
 
 import strax_decl as sd
-from strax_decl.testing import TOY_PLUGINS
+from strax_decl.testing import CHUNK_DEPENDENT_PLUGINS
 from strax_storage import DataKey, DataNotFound, Store, open_store
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ def launcher() -> Iterator[Launcher]:
 
 
 RUN = "run_1"
-ALL_TYPES = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras"]
+ALL_TYPES = ["records", "peaks", "peak_basics", "big_peaks", "peak_extras", "chunk_peaks"]
 TARGETS = ALL_TYPES  # every data type is requested (and saved), so every one is resumed
 CONFIG = {"n_chunks": 100, "rows_per_chunk": 2000}
 ROWS_PER_ZARR_CHUNK = 5000  # many chunk files, so kills land in the middle of writes
@@ -56,7 +57,7 @@ def open_(path: Path) -> Store:
 
 
 def context(path: Path) -> sd.Context:
-    return sd.Context(storage=open_(path), plugins=TOY_PLUGINS, config=CONFIG)
+    return sd.Context(storage=open_(path), plugins=CHUNK_DEPENDENT_PLUGINS, config=CONFIG)
 
 
 def job(path: Path, result: Path | None = None) -> dict[str, Any]:
@@ -65,6 +66,7 @@ def job(path: Path, result: Path | None = None) -> dict[str, Any]:
         "rows_per_chunk": ROWS_PER_ZARR_CHUNK,
         "config": CONFIG,
         "targets": TARGETS,
+        "chunk_dependent": True,
         "result": str(result) if result else None,
     }
 
@@ -263,6 +265,10 @@ def test_killing_a_resumed_run_too(
 
 def test_keys_of_the_reference_are_the_toy_pipeline(reference: Reference) -> None:
     assert set(reference.keys) == set(ALL_TYPES)
+    # one chunk peak per records chunk: a resumed run that loaded records in other chunks
+    # would store another number of them under the same lineage
+    chunk_peaks = open_(reference.path).load_array(reference.keys["chunk_peaks"])
+    assert len(chunk_peaks) == CONFIG["n_chunks"]
     assert all(isinstance(k, DataKey) for k in reference.keys.values())
     assert reference.seconds < 30
 

@@ -1,221 +1,47 @@
-"""Context: the user's entry point. Register plugins, configure, get data.
+"""Getting data: the part of ``Context`` that streams, gets and makes data sets.
 
-::
-
-    ctx = sd.Context(storage="./strax_data", plugins=[RecordSource, PeakFinder],
-                     config={"gap": 200})
-    peaks = ctx.get_array("run_1", "peaks")
-    print(ctx.plan("run_1", "peaks"))
+A mixin of :class:`~strax_decl.context.Context` (kept apart so each module has one job): it
+turns the user's arguments into a ``session.Request`` and hands it to the context's session.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
 from strax_decl.chunk import Chunk
-from strax_decl.config import validate_config
-from strax_decl.lineage import Lineages
-from strax_decl.plugin import Plugin, Submit
+from strax_decl.plugin import Submit
 from strax_decl.registry import Registry
-from strax_decl.resolver import Plan
-from strax_decl.rows import OptionTable, option_table, select, sub_dtype, tag_runs, trim
+from strax_decl.rows import select, sub_dtype, tag_runs, trim
 from strax_decl.runs import run_list
 from strax_decl.selection import Selection, make_mask, project
-from strax_decl.session import OnConflict, OnCorrupted, Request, Session
-from strax_decl.stats import RunStats
-from strax_storage import DataKey, Store, open_store
+from strax_decl.session import Request, Session
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; Dask is an optional extra
     import dask.array as da
     import dask.dataframe as dd
     from distributed import Client
 
-    from strax_decl.render import GraphFormat
+    from strax_decl.context.context import Context
     from strax_decl.runs import MultiRunResult
-    from strax_decl.spec import ContextSpec
 
-__all__ = ["Context", "OptionTable"]
+__all__ = ["Getters", "Processor", "RunIds", "Targets", "as_list"]
 
-log = logging.getLogger(__name__)
-
-StorageArg = str | Store | Sequence[str | Store] | None
 RunIds = list[str] | tuple[str, ...]
 Targets = str | Sequence[str]
 Processor = Literal["threaded", "serial"]
 
 
-class Context:
-    """Plugins + configuration + storage. Immutable once built: derive with ``new_context``."""
+class Getters:
+    """``iter_chunks``, ``get_array``, ``get_df``, ``make`` and the Dask views."""
 
-    def __init__(
-        self,
-        storage: StorageArg = "./strax_data",
-        plugins: Sequence[type[Plugin]] = (),
-        config: Mapping[str, Any] | None = None,
-        *,
-        processor: Processor = "threaded",
-        max_workers: int = 2,
-        max_messages: int = 4,
-        timeout: float | None = None,
-        on_conflict: OnConflict = "wait",
-        on_corrupted: OnCorrupted = "raise",
-        keep_finished: bool = True,
-    ) -> None:
-        """``on_conflict``: when another process is writing a data set this one would save,
-        ``"wait"`` for it and load it, or ``"fail"`` at once (ClaimHeld naming the data set
-        and the writer). ``on_corrupted``: when stored data turns out corrupted while loading,
-        ``"raise"`` DataCorrupted, or ``"recompute"``: mark it failed, compute and save it again
-        (see ``iter_chunks`` for streams that already yielded rows). ``keep_finished``: when a
-        plugin fails, the data types that do not depend on it still run to their end and are
-        saved, so the rerun after the fix loads them and computes only what failed (False:
-        everything stops at once). ``timeout``: seconds any single wait may last (mailboxes,
-        pool computations, the winding down after a stop) before the run fails naming what
-        it waited for; None: no limit."""
-        if processor not in ("threaded", "serial"):
-            raise ValueError(f"processor must be 'threaded' or 'serial', got {processor!r}")
-        if on_conflict not in ("wait", "fail"):
-            raise ValueError(f"on_conflict must be 'wait' or 'fail', got {on_conflict!r}")
-        if on_corrupted not in ("raise", "recompute"):
-            raise ValueError(f"on_corrupted must be 'raise' or 'recompute', got {on_corrupted!r}")
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-        self._storage_arg = storage
-        if storage is None:
-            storage = []
-        elif isinstance(storage, str | Store):
-            storage = [storage]
-        self.stores: list[Store] = [open_store(s) for s in storage]
-        self.plugins = tuple(plugins)
-        self.registry = Registry.build(self.plugins)
-        self.config: dict[str, Any] = dict(config or {})
-        self.options = validate_config(self.registry, self.config)
-        self.lineages = Lineages(self.registry, self.options)
-        self.processor: Processor = processor
-        self.max_workers = max_workers
-        self.max_messages = max_messages
-        self.timeout = timeout
-        self.on_conflict: OnConflict = on_conflict
-        self.on_corrupted: OnCorrupted = on_corrupted
-        self.keep_finished = bool(keep_finished)
-        self._session = Session(
-            self.registry,
-            self.lineages,
-            self.options,
-            self.stores,
-            processor=processor,
-            max_workers=max_workers,
-            max_messages=max_messages,
-            timeout=timeout,
-            on_conflict=on_conflict,
-            on_corrupted=on_corrupted,
-            keep_finished=self.keep_finished,
-        )
+    registry: Registry
+    _session: Session
 
-    @property
-    def last_stats(self) -> RunStats | None:
-        """Statistics of the latest get/make (``last_stats.summary()``: where time went)."""
-        return self._session.last_stats
-
-    @property
-    def last_plan(self) -> Plan | None:
-        """The plan the latest get/make executed (made while holding its claims)."""
-        return self._session.last_plan
-
-    def new_context(
-        self,
-        *,
-        storage: StorageArg = None,
-        plugins: Sequence[type[Plugin]] | None = None,
-        config: Mapping[str, Any] | None = None,
-        replace_config: bool = False,
-        **settings: Any,
-    ) -> Context:
-        """A derived context: config is merged (or replaced), plugins replace same-named ones."""
-        merged_plugins = {p.name: p for p in self.plugins}
-        for p in plugins or ():
-            for old in list(merged_plugins.values()):
-                if set(old.outputs) & set(p.outputs):
-                    del merged_plugins[old.name]
-            merged_plugins[p.name] = p
-        new_config = dict(config or {}) if replace_config else {**self.config, **(config or {})}
-        return Context(
-            storage=self.stores if storage is None else storage,
-            plugins=list(merged_plugins.values()),
-            config=new_config,
-            **{**self.settings(), **settings},
-        )
-
-    def settings(self) -> dict[str, Any]:
-        """The keyword-only settings (processor, max_workers, on_conflict, ...) as a dict.
-
-        Read from ``__init__``'s signature, so a setting added there is carried by
-        ``new_context`` and to other processes too; each is kept as an attribute of its name.
-        """
-        names = [
-            p.name
-            for p in inspect.signature(Context.__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        return {n: getattr(self, n) for n in names}
-
-    # ------------------------------------------------------------------ other processes
-
-    def spec(self) -> ContextSpec:
-        """A picklable description to rebuild this context elsewhere (``from_spec``).
-
-        Plugins by import path (they must be importable there), stores by location (a path
-        every process sees, or an object-store URL), config and processor settings.
-        """
-        from strax_decl.spec import ContextSpec
-
-        return ContextSpec.of(self)
-
-    @classmethod
-    def from_spec(cls, spec: ContextSpec) -> Context:
-        """Rebuild a context from ``spec``; refuses if its plugins give other lineages."""
-        ctx = cls(**spec.arguments())
-        spec.check(ctx)
-        return ctx
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Pickled as its spec (open stores and registries are rebuilt, not copied).
-        return (Context.from_spec, (self.spec(),))
-
-    # ------------------------------------------------------------------ introspection
-
-    def lineage(self, data_type: str) -> dict[str, Any]:
-        return self.lineages.lineage(data_type)
-
-    def key_for(self, run_id: str, data_type: str) -> DataKey:
-        return DataKey(
-            run_id=run_id, data_type=data_type, lineage_hash=self.lineages.hash(data_type)
-        )
-
-    def is_stored(self, run_id: str, data_type: str) -> bool:
-        key = self.key_for(run_id, data_type)
-        return any(s.status(key) == "complete" for s in self.stores)
-
-    def plan(self, run_id: str, targets: Targets, save: Sequence[str] = ()) -> Plan:
-        """What a get/make of ``targets`` would load, compute and save, and why (reads only)."""
-        return self._session.resolve(Request(run_id, tuple(_as_list(targets)), tuple(save)))
-
-    def show_config(self, data_type: str | None = None) -> OptionTable:
-        """Every option: who takes it, type, default, current value, description."""
-        return option_table(self.registry, self.options, data_type)
-
-    def graph(self, format: GraphFormat = "text", targets: Targets | None = None) -> str:
-        """The plugin DAG (of ``targets`` and what they need; None: all) as ``"text"``,
-        Graphviz ``"dot"`` or ``"mermaid"``, as ``strax-decl graph`` prints it."""
-        from strax_decl.render import render_graph
-
-        return render_graph(self.registry, format, None if targets is None else _as_list(targets))
-
-    # ------------------------------------------------------------------ getting data
+    def _context(self) -> Context:
+        return cast("Context", self)  # a Getters is always a Context (its only user)
 
     def iter_chunks(
         self,
@@ -248,7 +74,7 @@ class Context:
         DataCorrupted is raised (rows already yielded cannot be taken back): iterating again
         recomputes it.
         """
-        target_list = _as_list(targets)
+        target_list = as_list(targets)
         kinds = {self.registry.kind(t) for t in target_list}
         if len(kinds) > 1:
             raise ValueError(
@@ -316,13 +142,13 @@ class Context:
             _close(chunks)
         if parts:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
-        dtype = self._dtype(_as_list(targets))
+        dtype = self._dtype(as_list(targets))
         fields = project(dtype, keep_columns, drop_columns, f"{targets} of run {run_id!r}")
         return np.zeros(0, dtype=dtype if fields is None else sub_dtype(dtype, fields))
 
     def _get_runs(self, runs: list[str], targets: Targets, **kwargs: Any) -> np.ndarray:
         """``get_array`` of several runs, tagged with a ``run_id`` field."""
-        target_list = _as_list(targets)
+        target_list = as_list(targets)
         keep, drop = kwargs.pop("keep_columns", None), kwargs.pop("drop_columns", None)
 
         def get(run: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
@@ -428,9 +254,9 @@ class Context:
 
             runs = run_list(run_id)
             return make_runs(
-                self,
+                self._context(),
                 runs,
-                _as_list(targets),
+                as_list(targets),
                 save=save,
                 processor=processor,
                 progress=progress,
@@ -456,7 +282,7 @@ class Context:
     ) -> None:
         request = Request(
             run_id,
-            tuple(_as_list(targets)),
+            tuple(as_list(targets)),
             tuple(save),
             output=False,
             processor=processor,
@@ -470,8 +296,6 @@ class Context:
         finally:
             _close(chunks)
 
-    # ------------------------------------------------------------------ Dask
-
     def to_dask(
         self, run_ids: str | Sequence[str], data_type: str, *, fields: Sequence[str] | None = None
     ) -> dict[str, da.Array]:
@@ -483,7 +307,7 @@ class Context:
         """
         from strax_decl.cluster import to_dask_arrays
 
-        return to_dask_arrays(self, run_ids, data_type, fields=fields)
+        return to_dask_arrays(self._context(), run_ids, data_type, fields=fields)
 
     def to_dask_dataframe(
         self, run_ids: str | Sequence[str], data_type: str, *, fields: Sequence[str] | None = None
@@ -495,7 +319,7 @@ class Context:
         """
         from strax_decl.cluster import to_dask_dataframe
 
-        return to_dask_dataframe(self, run_ids, data_type, fields=fields)
+        return to_dask_dataframe(self._context(), run_ids, data_type, fields=fields)
 
 
 def _close(chunks: Iterator[Chunk]) -> None:
@@ -505,7 +329,7 @@ def _close(chunks: Iterator[Chunk]) -> None:
         close()
 
 
-def _as_list(targets: Targets) -> list[str]:
+def as_list(targets: Targets) -> list[str]:
     if isinstance(targets, str):
         return [targets]
     out = list(targets)

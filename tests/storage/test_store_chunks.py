@@ -1,4 +1,5 @@
-"""Rechunking owned by the store: ``Store.saver(target_mb=)`` and ``Store.load(max_chunk_mb=)``.
+"""Chunks in the store: a saver keeps the chunks it is sent, ``Store.load(max_chunk_mb=)``
+splits big ones for a reader that asks.
 
 Also what one load costs: given the ``info`` the caller already has, a load reads no group
 metadata again; ``find`` and ``list`` list a run folder at most once.
@@ -24,7 +25,6 @@ from strax_storage import (
     open_store,
 )
 from strax_storage.backend import LocalBackend
-from strax_storage.rechunk import SPLIT_GAP_NS
 
 DT = np.dtype([("time", "<i8"), ("endtime", "<i8"), ("value", "<f8")])  # 24 bytes a row
 KEY = DataKey("run_1", "pulses", "abc234def")
@@ -46,8 +46,8 @@ def pulses(n_chunks: int, rows_per_chunk: int, cluster: int = 1) -> list[Chunk]:
     return out
 
 
-def save(store: Store, chunks: Sequence[Chunk], target_mb: float | None) -> None:
-    store.saver(KEY, DT, {"plugin": "Test"}, target_mb=target_mb).save_from(chunks)
+def save(store: Store, chunks: Sequence[Chunk]) -> None:
+    store.saver(KEY, DT, {"plugin": "Test"}).save_from(chunks)
 
 
 def lengths(chunks: Sequence[Chunk]) -> list[int]:
@@ -73,58 +73,48 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 # --------------------------------------------------------------------------- saver
 
 
-def test_the_saver_combines_small_chunks_toward_the_target(store):
+def test_the_saver_stores_every_chunk_as_sent_however_small(store):
     original = pulses(20, 5)
-    save(store, original, TARGET_MB)
-    assert store.info(KEY).n_chunks == 4
+    save(store, original)
+    assert store.info(KEY).n_chunks == 20
     loaded = list(store.load(KEY))
-    assert lengths(loaded) == [30, 30, 30, 10]
+    assert [(c.start, c.end) for c in loaded] == [(c.start, c.end) for c in original]
     assert_lawful(loaded, original)
 
 
-def test_the_saver_splits_a_huge_chunk_at_gaps_only(store):
-    save(store, pulses(1, 100), TARGET_MB)
-    assert lengths(list(store.load(KEY))) == [30, 30, 40]
-    # clusters of 25 touching pulses: only the gaps between clusters are >= SPLIT_GAP_NS
-    assert SPLIT_GAP_NS <= 2000 * 25 - 10 * 25
-    save_again = store.saver(KEY, DT, {}, overwrite=True, target_mb=TARGET_MB)
-    save_again.save_from(pulses(1, 100, cluster=25))
-    assert lengths(list(store.load(KEY))) == [50, 50]
+def test_a_huge_chunk_is_stored_whole_and_loads_whole(store):
+    save(store, pulses(1, 100))
+    assert lengths(list(store.load(KEY))) == [100]  # rows span 15 Zarr chunks of 7 rows
 
 
-def test_without_a_target_chunks_are_stored_as_sent(store):
-    original = pulses(20, 5)
-    save(store, original, None)
-    assert lengths(list(store.load(KEY))) == [5] * 20
-
-
-def test_send_close_mode_rechunks_too(store):
+def test_send_close_mode_keeps_the_chunks_too(store):
     original = pulses(7, 10)
-    with store.saver(KEY, DT, {}, target_mb=TARGET_MB) as saver:
+    with store.saver(KEY, DT, {}) as saver:
         for chunk in original:
             saver.send(chunk)
-        assert saver.n_rows == 70
-    assert lengths(list(store.load(KEY))) == [30, 30, 10]
+        assert saver.n_rows == 70 and saver.n_chunks == 7
+    assert lengths(list(store.load(KEY))) == [10] * 7
 
 
-def test_a_chunk_that_does_not_touch_fails_the_rechunking_saver(store):
+def test_empty_chunks_keep_their_place(store):
+    a, b, c = pulses(3, 5)
+    empty = Chunk(b.start, b.end, b.data[:0])
+    save(store, [a, empty, c])
+    loaded = list(store.load(KEY))
+    assert lengths(loaded) == [5, 0, 5] and (loaded[1].start, loaded[1].end) == (b.start, b.end)
+
+
+def test_a_chunk_that_does_not_touch_fails_the_saver(store):
     a, _, c = pulses(3, 5)
-    saver = store.saver(KEY, DT, {}, target_mb=TARGET_MB)
+    saver = store.saver(KEY, DT, {})
     saver.send(a)
     with pytest.raises(ValueError, match="does not touch"):
         saver.send(c)
     assert saver.closed and store.status(KEY) == "failed"
 
 
-@pytest.mark.parametrize("bad", [0, -1.0])
-def test_a_target_must_be_positive_and_nothing_is_written(store, bad):
-    with pytest.raises(ValueError, match="target size must be positive"):
-        store.saver(KEY, DT, {}, target_mb=bad)
-    assert store.status(KEY) == "absent"
-    assert store.claim_holder(KEY) is None
-
-
-def test_extend_previous_is_not_public():
+def test_the_saver_takes_no_rechunking_target():
+    assert "target_mb" not in inspect.signature(Store.saver).parameters
     assert list(inspect.signature(Saver.send).parameters) == ["self", "chunk"]
 
 
@@ -133,7 +123,7 @@ def test_extend_previous_is_not_public():
 
 def test_load_splits_big_stored_chunks_but_never_combines(store):
     original = pulses(1, 100)
-    save(store, original, None)
+    save(store, original)
     assert lengths(list(store.load(KEY))) == [100]
     loaded = list(store.load(KEY, max_chunk_mb=TARGET_MB))
     assert lengths(loaded) == [30, 30, 40]
@@ -144,21 +134,21 @@ def test_load_splits_big_stored_chunks_but_never_combines(store):
 
 
 def test_load_splits_with_a_time_range(store):
-    save(store, pulses(1, 100), None)
+    save(store, pulses(1, 100))
     loaded = list(store.load(KEY, time_range=(0, 80 * 2000), max_chunk_mb=TARGET_MB))
     assert lengths(loaded) == [30, 50]
     assert loaded[-1].end == 80 * 2000
 
 
 def test_a_bad_max_chunk_size_is_refused_at_once(store):
-    save(store, pulses(2, 5), None)
+    save(store, pulses(2, 5))
     with pytest.raises(ValueError, match="target size must be positive"):
         store.load(KEY, max_chunk_mb=0)
 
 
 def test_load_with_the_info_of_find_or_list(store):
     original = pulses(20, 5)
-    save(store, original, TARGET_MB)
+    save(store, original)
     found = store.find(KEY)
     assert found is not None
     listed = store.list(run_id="run_1")
@@ -171,7 +161,7 @@ def test_load_with_the_info_of_find_or_list(store):
 
 
 def test_load_refuses_an_info_of_another_key_or_not_complete(store):
-    save(store, pulses(2, 5), None)
+    save(store, pulses(2, 5))
     info = store.find(KEY)
     assert info is not None
     with pytest.raises(ValueError, match="not of"):
@@ -210,7 +200,7 @@ class CountingBackend(LocalBackend):
 def counted(tmp_path: Path) -> tuple[Store, CountingBackend]:
     backend = CountingBackend(tmp_path / "data")
     store = Store(backend, rows_per_chunk=7)
-    save(store, pulses(20, 5), TARGET_MB)
+    save(store, pulses(20, 5))
     other = DataKey("run_1", "peaks", "abc234def")
     store.saver(other, DT, {}).save_from(pulses(2, 5))
     backend.reset()
@@ -235,7 +225,7 @@ def test_load_with_info_reads_no_group_metadata_and_the_index_once(counted):
     store, backend = counted
     info = store.find(KEY)
     backend.reset()
-    assert lengths(list(store.load(KEY, info=info))) == [30, 30, 30, 10]
+    assert lengths(list(store.load(KEY, info=info))) == [5] * 20
     assert backend.reads[f"{KEY.path}/zarr.json"] == 0
     index = {k: n for k, n in backend.reads.items() if "/_index/" in k}
     assert index and set(index.values()) == {1}

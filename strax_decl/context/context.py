@@ -1,0 +1,207 @@
+"""Context: the user's entry point. Register plugins, configure, get data.
+
+::
+
+    ctx = sd.Context(storage="./strax_data", plugins=[RecordSource, PeakFinder],
+                     config={"gap": 200})
+    peaks = ctx.get_array("run_1", "peaks")
+    print(ctx.plan("run_1", "peaks"))
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from strax_decl.config import validate_config
+from strax_decl.context.getters import Getters, Processor, Targets, as_list
+from strax_decl.lineage import Lineages
+from strax_decl.plugin import Plugin
+from strax_decl.registry import Registry
+from strax_decl.resolver import Plan
+from strax_decl.rows import OptionTable, option_table
+from strax_decl.session import OnConflict, OnCorrupted, Request, Session
+from strax_decl.stats import RunStats
+from strax_storage import DataKey, Store, open_store
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from strax_decl.render import GraphFormat
+    from strax_decl.spec import ContextSpec
+
+__all__ = ["Context", "StorageArg"]
+
+log = logging.getLogger(__name__)
+
+StorageArg = str | Store | Sequence[str | Store] | None
+
+
+class Context(Getters):
+    """Plugins + configuration + storage. Immutable once built: derive with ``new_context``.
+
+    Getting data (``iter_chunks``, ``get_array``, ``make``, ...) is in ``getters.py``.
+    """
+
+    def __init__(
+        self,
+        storage: StorageArg = "./strax_data",
+        plugins: Sequence[type[Plugin]] = (),
+        config: Mapping[str, Any] | None = None,
+        *,
+        processor: Processor = "threaded",
+        max_workers: int = 2,
+        max_messages: int = 4,
+        timeout: float | None = None,
+        on_conflict: OnConflict = "wait",
+        on_corrupted: OnCorrupted = "raise",
+        keep_finished: bool = True,
+    ) -> None:
+        """``on_conflict``: when another process is writing a data set this one would save,
+        ``"wait"`` for it and load it, or ``"fail"`` at once (ClaimHeld naming the data set
+        and the writer). ``on_corrupted``: when stored data turns out corrupted while loading,
+        ``"raise"`` DataCorrupted, or ``"recompute"``: mark it failed, compute and save it again
+        (see ``iter_chunks`` for streams that already yielded rows). ``keep_finished``: when a
+        plugin fails, the data types that do not depend on it still run to their end and are
+        saved, so the rerun after the fix loads them and computes only what failed (False:
+        everything stops at once). ``timeout``: seconds any single wait may last (mailboxes,
+        pool computations, the winding down after a stop) before the run fails naming what
+        it waited for; None: no limit."""
+        if processor not in ("threaded", "serial"):
+            raise ValueError(f"processor must be 'threaded' or 'serial', got {processor!r}")
+        if on_conflict not in ("wait", "fail"):
+            raise ValueError(f"on_conflict must be 'wait' or 'fail', got {on_conflict!r}")
+        if on_corrupted not in ("raise", "recompute"):
+            raise ValueError(f"on_corrupted must be 'raise' or 'recompute', got {on_corrupted!r}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self._storage_arg = storage
+        if storage is None:
+            storage = []
+        elif isinstance(storage, str | Store):
+            storage = [storage]
+        self.stores: list[Store] = [open_store(s) for s in storage]
+        self.plugins = tuple(plugins)
+        self.registry = Registry.build(self.plugins)
+        self.config: dict[str, Any] = dict(config or {})
+        self.options = validate_config(self.registry, self.config)
+        self.lineages = Lineages(self.registry, self.options)
+        self.processor: Processor = processor
+        self.max_workers = max_workers
+        self.max_messages = max_messages
+        self.timeout = timeout
+        self.on_conflict: OnConflict = on_conflict
+        self.on_corrupted: OnCorrupted = on_corrupted
+        self.keep_finished = bool(keep_finished)
+        self._session = Session(
+            self.registry,
+            self.lineages,
+            self.options,
+            self.stores,
+            processor=processor,
+            max_workers=max_workers,
+            max_messages=max_messages,
+            timeout=timeout,
+            on_conflict=on_conflict,
+            on_corrupted=on_corrupted,
+            keep_finished=self.keep_finished,
+        )
+
+    @property
+    def last_stats(self) -> RunStats | None:
+        """Statistics of the latest get/make (``last_stats.summary()``: where time went)."""
+        return self._session.last_stats
+
+    @property
+    def last_plan(self) -> Plan | None:
+        """The plan the latest get/make executed (made while holding its claims)."""
+        return self._session.last_plan
+
+    def new_context(
+        self,
+        *,
+        storage: StorageArg = None,
+        plugins: Sequence[type[Plugin]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        replace_config: bool = False,
+        **settings: Any,
+    ) -> Context:
+        """A derived context: config is merged (or replaced), plugins replace same-named ones."""
+        merged_plugins = {p.name: p for p in self.plugins}
+        for p in plugins or ():
+            for old in list(merged_plugins.values()):
+                if set(old.outputs) & set(p.outputs):
+                    del merged_plugins[old.name]
+            merged_plugins[p.name] = p
+        new_config = dict(config or {}) if replace_config else {**self.config, **(config or {})}
+        return Context(
+            storage=self.stores if storage is None else storage,
+            plugins=list(merged_plugins.values()),
+            config=new_config,
+            **{**self.settings(), **settings},
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The keyword-only settings (processor, max_workers, on_conflict, ...) as a dict.
+
+        Read from ``__init__``'s signature, so a setting added there is carried by
+        ``new_context`` and to other processes too; each is kept as an attribute of its name.
+        """
+        names = [
+            p.name
+            for p in inspect.signature(Context.__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        return {n: getattr(self, n) for n in names}
+
+    # ------------------------------------------------------------------ other processes
+
+    def spec(self) -> ContextSpec:
+        """A picklable description to rebuild this context elsewhere (``from_spec``).
+
+        Plugins by import path (they must be importable there), stores by location (a path
+        every process sees, or an object-store URL), config and processor settings.
+        """
+        from strax_decl.spec import ContextSpec
+
+        return ContextSpec.of(self)
+
+    @classmethod
+    def from_spec(cls, spec: ContextSpec) -> Context:
+        """Rebuild a context from ``spec``; refuses if its plugins give other lineages."""
+        ctx = cls(**spec.arguments())
+        spec.check(ctx)
+        return ctx
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled as its spec (open stores and registries are rebuilt, not copied).
+        return (Context.from_spec, (self.spec(),))
+
+    # ------------------------------------------------------------------ introspection
+
+    def lineage(self, data_type: str) -> dict[str, Any]:
+        return self.lineages.lineage(data_type)
+
+    def key_for(self, run_id: str, data_type: str) -> DataKey:
+        return DataKey(
+            run_id=run_id, data_type=data_type, lineage_hash=self.lineages.hash(data_type)
+        )
+
+    def is_stored(self, run_id: str, data_type: str) -> bool:
+        key = self.key_for(run_id, data_type)
+        return any(s.status(key) == "complete" for s in self.stores)
+
+    def plan(self, run_id: str, targets: Targets, save: Sequence[str] = ()) -> Plan:
+        """What a get/make of ``targets`` would load, compute and save, and why (reads only)."""
+        return self._session.resolve(Request(run_id, tuple(as_list(targets)), tuple(save)))
+
+    def show_config(self, data_type: str | None = None) -> OptionTable:
+        """Every option: who takes it, type, default, current value, description."""
+        return option_table(self.registry, self.options, data_type)
+
+    def graph(self, format: GraphFormat = "text", targets: Targets | None = None) -> str:
+        """The plugin DAG (of ``targets`` and what they need; None: all) as ``"text"``,
+        Graphviz ``"dot"`` or ``"mermaid"``, as ``strax-decl graph`` prints it."""
+        from strax_decl.render import render_graph
+
+        return render_graph(self.registry, format, None if targets is None else as_list(targets))
