@@ -1,84 +1,38 @@
-"""strax_decl: declarative streaming plugins for chunked, time-ordered data, stored in Zarr."""
+"""strax_decl: declarative streaming plugins for chunked, time-ordered data, stored in Zarr.
 
-from strax_decl.chunk import Chunk, ChunkLawViolation
-from strax_decl.config import InvalidOption
-from strax_decl.context import Context
-from strax_decl.errors import StraxDeclError
-from strax_decl.kinds import CutPlugin, LoopPlugin, MergeOnlyPlugin, OverlapWindowPlugin
-from strax_decl.plugin import (
-    Inputs,
-    Options,
-    Outputs,
-    Plugin,
-    PluginDeclarationError,
-    PluginGaveWrongOutput,
-    PluginRaisedStopIteration,
-    SaveWhen,
-    option,
-    output,
-)
-from strax_decl.registry import RegistrationError
-from strax_decl.resolver import Plan, StaleVersionWarning, Step
-from strax_decl.runs import MultiRunResult, RunsFailed
-from strax_decl.schema import (
-    Schema,
-    SchemaError,
-    array,
-    bool_,
-    f32,
-    f64,
-    field,
-    i8,
-    i16,
-    i32,
-    i64,
-    u8,
-    u16,
-    u32,
-    u64,
-)
-from strax_decl.version import __version__
+The names below are loaded on first use (PEP 562) from ``strax_decl.api``: importing a
+submodule (``strax_decl.cli`` for the command line's start-up) does not import the whole
+framework (numba, zarr, pydantic). ``import strax_decl as sd; sd.Context`` works as usual.
+"""
 
-__all__ = [
-    "Chunk",
-    "ChunkLawViolation",
-    "Context",
-    "CutPlugin",
-    "Inputs",
-    "InvalidOption",
-    "LoopPlugin",
-    "MergeOnlyPlugin",
-    "MultiRunResult",
-    "Options",
-    "Outputs",
-    "OverlapWindowPlugin",
-    "Plan",
-    "Plugin",
-    "PluginDeclarationError",
-    "PluginGaveWrongOutput",
-    "PluginRaisedStopIteration",
-    "RegistrationError",
-    "RunsFailed",
-    "SaveWhen",
-    "Schema",
-    "SchemaError",
-    "StaleVersionWarning",
-    "Step",
-    "StraxDeclError",
-    "__version__",
-    "array",
-    "bool_",
-    "f32",
-    "f64",
-    "field",
-    "i8",
-    "i16",
-    "i32",
-    "i64",
-    "option",
-    "output",
-    "u8",
-    "u16",
-    "u32",
-    "u64",
-]
+from typing import TYPE_CHECKING, Any
+
+from strax_decl.version import __version__ as __version__
+
+if TYPE_CHECKING:  # pragma: no cover - the names, for type checkers and IDEs
+    from strax_decl.api import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    """``sd.Context`` and friends: the public API, imported on first use."""
+    import importlib
+
+    api = importlib.import_module("strax_decl.api")  # the one list of public names
+    if name == "__all__":
+        return api.__all__
+    if name in api.__all__:
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    try:  # a submodule used as an attribute (``sd.testing`` after importing it)
+        return importlib.import_module(f"strax_decl.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"strax_decl.{name}":
+            raise
+        raise AttributeError(f"module 'strax_decl' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    import importlib
+
+    return sorted(set(globals()) | set(importlib.import_module("strax_decl.api").__all__))

@@ -30,6 +30,7 @@ __all__ = [
     "CannotSplit",
     "Chunk",
     "ChunkLawViolation",
+    "OutputWhere",
     "check_chunk",
     "check_touches",
     "common_split_point",
@@ -73,7 +74,10 @@ def merged_dtype(dtypes: tuple[np.dtype, ...]) -> np.dtype:
 def merge(chunks: Sequence[Chunk], names: Sequence[str] | None = None) -> Chunk:
     """Merge same-kind chunks (same interval, same rows) into one array with all fields.
 
-    ``names``: the data types of ``chunks``, for the error messages.
+    The rule for a field several of them have (strax's): time fields (``time``, ``endtime``,
+    ``dt``, ``length``) must agree row by row; any other shared field takes the values of the
+    *last* chunk holding it (inputs in declaration order: the later input wins). Fields are
+    in first-appearance order. ``names``: the data types of ``chunks``, for the messages.
     """
     if len(chunks) == 1:
         return chunks[0]
@@ -94,11 +98,38 @@ def merge(chunks: Sequence[Chunk], names: Sequence[str] | None = None) -> Chunk:
     except TypeError as e:
         raise TypeError(f"cannot merge {', '.join(labels)}: {e}") from None
     out = np.empty(len(first), dtype=dtype)
-    done: set[str] = set()
-    for c in chunks:
+    done: dict[str, str] = {}
+    for label, c in reversed(list(zip(labels, chunks, strict=True))):
         for name in c.data.dtype.names or ():
             if name in done:
+                if name in TIME_FIELDS and name != "time":
+                    _check_agree(name, out[name], c.data[name], done[name], label)
                 continue
             out[name] = c.data[name]
-            done.add(name)
+            done[name] = label
     return Chunk(first.start, first.end, out)
+
+
+def _check_agree(field: str, later: np.ndarray, earlier: np.ndarray, a: str, b: str) -> None:
+    bad = np.flatnonzero(later != earlier)
+    if len(bad):
+        i = int(bad[0])
+        raise ChunkLawViolation(
+            f"cannot merge {b} with {a}: time field {field!r} differs in row {i} "
+            f"({earlier[i]} vs {later[i]}); data types of one kind must have the same rows"
+        )
+
+
+class OutputWhere:
+    """``where`` of a chunk-law message, formatted only if there is one (once per chunk)."""
+
+    __slots__ = ("chunk", "output", "plugin")
+
+    def __init__(self, plugin: str, output: str, chunk: Chunk) -> None:
+        self.plugin, self.output, self.chunk = plugin, output, chunk
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin}, output {self.output!r}, chunk {self.chunk!r}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)

@@ -241,6 +241,7 @@ class _RunnerHandle:
     run_id: str
     input_kinds: dict[str, str]
     input_dtypes: dict[str, np.dtype]
+    outputs: dict[str, Any]  # the instance's output specs (schemas resolved at build)
 
     @classmethod
     def of(cls, runner: PluginRunner) -> _RunnerHandle:
@@ -253,6 +254,7 @@ class _RunnerHandle:
             run_id=plugin.run_id,
             input_kinds=dict(plugin.input_kinds),
             input_dtypes=dict(plugin.input_dtypes),
+            outputs=dict(plugin.outputs),
         )
 
     def instance(self) -> PluginRunner:
@@ -264,6 +266,7 @@ class _RunnerHandle:
         cls = self.plugin.resolve()
         plugin = cls(cls.Options.model_validate(self.options), self.run_id, self.input_kinds)
         plugin.input_dtypes = dict(self.input_dtypes)
+        plugin.__dict__["outputs"] = dict(self.outputs)  # the schemas resolved at build
         runner = runner_for(plugin)  # nobody to report to here: the client times the call
         with _worker_runners_lock:
             _worker_runners[self.token] = runner

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import create_model
 
-from strax_decl.chunk import TIME_FIELDS, endtimes, merged_dtype
+from strax_decl.chunk import TIME_FIELDS, Chunk, endtimes, merged_dtype
 from strax_decl.plugin import (
     Inputs,
     Options,
@@ -45,8 +45,8 @@ from strax_decl.plugin import (
     _schema_annotation,
     output,
 )
-from strax_decl.runner import OverlapWindowRunner
-from strax_decl.schema import Schema, bool_, field, i64, schema_from_dtype
+from strax_decl.runner import OverlapWindowRunner, PluginRunner
+from strax_decl.schema import Schema, SchemaError, bool_, field, i64, schema_from_dtype
 
 __all__ = ["CutPlugin", "LoopPlugin", "MergeOnlyPlugin", "OverlapWindowPlugin"]
 
@@ -325,43 +325,95 @@ class _DerivedOutput(Plugin):
         self.check_input_kinds(self.input_kinds)
 
 
+class MergeOnlyRunner(PluginRunner):
+    """Runs a ``MergeOnlyPlugin``: merged rows arrive in the output's dtype (new fields 0)."""
+
+    plugin: MergeOnlyPlugin
+
+    def merge_by_kind(self, step: Mapping[str, Chunk]) -> dict[str, Chunk]:
+        dtype = self.plugin.outputs[self.plugin.provided].dtype
+        return {
+            kind: Chunk(c.start, c.end, _as_dtype(c.data, dtype))
+            for kind, c in super().merge_by_kind(step).items()
+        }
+
+
+def _as_dtype(rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if rows.dtype == dtype:
+        return rows
+    out = np.zeros(len(rows), dtype=dtype)
+    for f in dtype.names or ():
+        if f in (rows.dtype.names or ()):
+            out[f] = rows[f]
+    return out
+
+
 class MergeOnlyPlugin(_DerivedOutput):
-    """One data type holding the fields of several same-kind inputs; no compute.
+    """One data type holding the fields of several same-kind inputs, optionally plus a few
+    fields derived from them.
 
     Declare ``Inputs`` (the schemas whose fields to keep), ``provides`` and ``kind`` (default:
-    the first input's name). The output schema is the union of the input schemas' fields.
-    Saved only when listed in ``save=`` by default (``save = "always"`` to change): it holds
-    nothing its inputs do not.
+    the first input's name). The output schema is the union of the input schemas' fields (a
+    shared field, of one dtype, is kept once: the later input's values win, as in any
+    same-kind merge). Saved only when listed in ``save=`` by default: it holds nothing new.
+
+    With ``extra_fields = <abstract schema of new fields>`` and a ``compute(self, <kind>)``
+    of its own it merges, then derives: compute gets the merged rows in the output's dtype
+    (new fields zero) and returns them filled in (in place is fine). Saved by default.
     """
 
     abstract = True
     save: ClassVar[SaveWhen | str] = SaveWhen.EXPLICIT
+    extra_fields: ClassVar[type[Schema] | None] = None
+    _runner = MergeOnlyRunner
+
+    @classmethod
+    def _read_declaration(cls) -> None:
+        own = cls.__mro__[: cls.__mro__.index(MergeOnlyPlugin)]
+        declared = any("save" in b.__dict__ for b in own)
+        if cls.compute is not MergeOnlyPlugin.compute and not declared:
+            cls.save = SaveWhen.ALWAYS  # it holds fields its inputs do not
+        super()._read_declaration()
 
     @classmethod
     def _output_schema(cls, inputs: dict[str, type[Schema]]) -> type[Schema]:
-        seen: dict[str, str] = {}
         docs: dict[str, dict[str, Any]] = {}
-        for data_type, schema in inputs.items():
-            for f in schema.dtype.names or ():
-                if f in seen and f not in TIME_FIELDS:
-                    raise PluginDeclarationError(
-                        f"plugin {cls.__name__}: field {f!r} is declared by inputs "
-                        f"{seen[f]!r} and {data_type!r}; the merged data type can hold it once"
-                    )
-                seen.setdefault(f, data_type)
-                docs.setdefault(f, schema.field_docs().get(f, {}))
+        for schema in inputs.values():
+            for f, doc in schema.field_docs().items():
+                if f not in docs or f not in TIME_FIELDS:
+                    docs[f] = doc  # the later input's, like its values
         try:
             dtype = merged_dtype(tuple(s.dtype for s in inputs.values()))
         except TypeError as e:
             raise PluginDeclarationError(f"plugin {cls.__name__}: {e}") from None
-        return schema_from_dtype(f"{cls.__name__}Row", dtype, docs)
+        merged = schema_from_dtype(f"{cls.__name__}Row", dtype, docs)
+        extra = cls.extra_fields
+        if extra is None:
+            return merged
+        if not (isinstance(extra, type) and issubclass(extra, Schema)):
+            raise PluginDeclarationError(
+                f"plugin {cls.__name__}: extra_fields must be a sd.Schema subclass (an "
+                f"abstract one holding the new fields), got {extra!r}"
+            )
+        try:
+            return merged.derive(f"{cls.__name__}Row", add=extra)
+        except SchemaError as e:
+            raise PluginDeclarationError(f"plugin {cls.__name__}: extra_fields: {e}") from None
 
     @classmethod
     def _check_declaration(cls) -> None:
-        if cls.compute is not MergeOnlyPlugin.compute:
+        has_compute = cls.compute is not MergeOnlyPlugin.compute
+        if has_compute and cls.extra_fields is None:
             raise PluginDeclarationError(
-                f"plugin {cls.name}: a MergeOnlyPlugin has no compute of its own"
+                f"plugin {cls.name}: a MergeOnlyPlugin with a compute of its own derives "
+                "fields: declare them as extra_fields = <an abstract sd.Schema>"
             )
+        if cls.extra_fields is not None and not has_compute:
+            raise PluginDeclarationError(
+                f"plugin {cls.name}: extra_fields are declared, but no compute fills them in"
+            )
+        if has_compute and cls.compute_is_generator:
+            raise PluginDeclarationError(f"plugin {cls.name}: a MergeOnlyPlugin cannot down-chunk")
 
     @classmethod
     def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
@@ -378,16 +430,12 @@ class MergeOnlyPlugin(_DerivedOutput):
                 f"{provided.name!r} is declared of kind {provided.kind!r}; set kind = "
                 f"{kinds[0]!r}"
             )
+        if cls.compute is not MergeOnlyPlugin.compute:
+            _check_kind_parameters(cls.name, cls.compute, kinds)
 
     def compute(self, **kinds: np.ndarray) -> np.ndarray:
         (rows,) = kinds.values()
-        dtype = self.outputs[self.provided].dtype
-        if rows.dtype == dtype:
-            return rows
-        out = np.empty(len(rows), dtype=dtype)
-        for f in dtype.names or ():
-            out[f] = rows[f]
-        return out
+        return _as_dtype(rows, self.outputs[self.provided].dtype)
 
 
 class CutPlugin(_DerivedOutput):

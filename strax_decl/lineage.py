@@ -21,7 +21,7 @@ import enum
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,7 @@ __all__ = [
     "TYPE_TAG",
     "Lineages",
     "OptionNotHashable",
+    "PerRunLineage",
     "canonical",
     "canonical_json",
     "diff",
@@ -49,6 +50,10 @@ HASH_LENGTH = 16  # base32 characters: 80 bits, plenty against accidental collis
 
 class OptionNotHashable(StraxDeclError, TypeError, ValueError):
     """An option value that the lineage cannot represent faithfully (names the option)."""
+
+
+class PerRunLineage(StraxDeclError, LookupError):
+    """A lineage asked for without a run, of a data type whose options vary by run."""
 
 
 TYPE_TAG = "__sd_type__"
@@ -167,9 +172,21 @@ def make_lineage(
     version: str,
     options: Mapping[str, Any],
     inputs: Mapping[str, Mapping[str, Any]],
+    sources: Mapping[str, Mapping[str, str]] | None = None,
+    dtype: np.dtype | None = None,
 ) -> dict[str, Any]:
-    """The lineage dict of one output of one plugin, given its inputs' lineages."""
-    return {
+    """The lineage dict of one output of one plugin, given its inputs' lineages.
+
+    ``sources``: for options resolved per run from a correction, ``{option: {"correction":
+    name, "version": version, ...}}``: the correction's name enters as ``option_sources`` (only
+    when there are any, so lineages without per-run options keep their hashes); the version
+    does not: the resolved value is in ``options``, so a new version that leaves a run's value
+    alone leaves that run's data valid (the version is provenance: in the data set's metadata
+    and the plan). ``dtype``: the row dtype of
+    an output whose schema is resolved when the context is built (from options or inputs),
+    as ``[[field, type, shape], ...]``; declared schemas are fixed by the plugin's version and
+    stay out, so their hashes do not change."""
+    lineage = {
         "output": output,
         "plugin": plugin,
         "version": version,
@@ -179,6 +196,15 @@ def make_lineage(
         },
         "inputs": {name: dict(inputs[name]) for name in sorted(inputs)},
     }
+    named = {k: dict(v) for k, v in (sources or {}).items() if "correction" in v}
+    if named:
+        lineage["option_sources"] = {
+            k: {"correction": str(v["correction"])} for k, v in sorted(named.items())
+        }
+    if dtype is not None:
+        fields: Any = [[n, dtype[n].base.str, list(dtype[n].shape)] for n in dtype.names or ()]
+        lineage["dtype"] = fields
+    return lineage
 
 
 def diff(old: Any, new: Any, path: str = "") -> list[str]:
@@ -199,18 +225,37 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
     return []
 
 
+def _resolved_dtype(registry: Registry, data_type: str) -> np.dtype | None:
+    spec = registry.output_spec(data_type)
+    return spec.dtype if spec.resolved_at_build else None
+
+
 class Lineages:
     """Lineage dict and hash per data type for one validated configuration (memoised)."""
 
-    def __init__(self, registry: Registry, options: Mapping[str, Options]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        options: Mapping[str, Options],
+        sources: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+        unresolved: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
+        """``sources``: per plugin, where its per-run option values came from (see
+        ``config.RunOptions``). ``unresolved``: plugins whose per-run options these
+        lineages do not know (a context's run-independent view): asking for a lineage that
+        depends on them raises PerRunLineage instead of hashing a default."""
         self.registry = registry
         self.options = options
+        self.sources = sources or {}
+        self.unresolved = unresolved or {}
         self._lineage: dict[str, dict[str, Any]] = {}
         self._hash: dict[str, str] = {}
 
     def lineage(self, data_type: str) -> dict[str, Any]:
         if data_type not in self._lineage:
             plugin = self.registry.provider(data_type)
+            if self.unresolved:
+                self._refuse_per_run(data_type)
             opts = self.options[plugin.name]
             tracked = {
                 name: getattr(opts, name)
@@ -219,9 +264,33 @@ class Lineages:
             }
             inputs = {d: self.lineage(d) for d in plugin.inputs}
             self._lineage[data_type] = make_lineage(
-                data_type, plugin.name, plugin.version, tracked, inputs
+                data_type,
+                plugin.name,
+                plugin.version,
+                tracked,
+                inputs,
+                self.sources.get(plugin.name),
+                _resolved_dtype(self.registry, data_type),
             )
         return self._lineage[data_type]
+
+    def _refuse_per_run(self, data_type: str) -> None:
+        """PerRunLineage if ``data_type`` or anything it is computed from takes per-run
+        options these lineages do not know."""
+        todo, seen = [data_type], set()
+        while todo:
+            d = todo.pop()
+            plugin = self.registry.provider(d)
+            if plugin.name in self.unresolved:
+                options = ", ".join(map(repr, sorted(self.unresolved[plugin.name])))
+                via = "" if d == data_type else f" (through {d!r})"
+                raise PerRunLineage(
+                    f"the lineage of {data_type!r} depends on the run{via}: plugin "
+                    f"{plugin.name} takes per-run option(s) {options}; ask for one run's "
+                    f"(e.g. ctx.lineage({data_type!r}, run_id=...), ctx.key_for(run_id, ...))"
+                )
+            seen.add(d)
+            todo.extend(i for i in plugin.inputs if i not in seen)
 
     def hash(self, data_type: str) -> str:
         if data_type not in self._hash:

@@ -24,7 +24,9 @@ declaration raise ``PluginDeclarationError`` naming the plugin right there.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -38,7 +40,8 @@ from pydantic_core import PydanticUndefined
 from strax_decl.chunk import Chunk
 from strax_decl.code_hash import code_hash
 from strax_decl.errors import StraxDeclError
-from strax_decl.schema import Schema
+from strax_decl.schema import Schema, schema_from_dtype
+from strax_storage.codec_choice import check_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     from strax_decl.runner import PluginRunner
@@ -111,15 +114,23 @@ def option(
     *,
     description: str,
     track: bool = True,
+    per_run: bool = False,
     **constraints: Any,
 ) -> Any:
     """Declare an option: default, description, pydantic constraints (``ge=0`` ...).
 
     ``track=False`` keeps the value out of the lineage (for options that cannot change the
-    result, such as a chunk size of a simulated source).
+    result, such as a chunk size of a simulated source). ``per_run=True``: the value may vary
+    from run to run (``sd.by_run(...)``, ``sd.correction(...)`` in the config; see
+    ``strax_decl.config``); each run's resolved value enters that run's lineage.
     """
+    if per_run and not track:
+        raise ValueError("a per_run option changes results run by run: it cannot be track=False")
     return Field(
-        default, description=description, json_schema_extra={"track": track}, **constraints
+        default,
+        description=description,
+        json_schema_extra={"track": track, "per_run": per_run},
+        **constraints,
     )
 
 
@@ -128,20 +139,38 @@ def output(
     kind: str | None = None,
     save: SaveWhen | str = SaveWhen.ALWAYS,
     description: str = "",
+    fields_from: str | None = None,
+    codec: str | Mapping[str, str] | None = None,
 ) -> Any:
-    """Declare how an output is handled: its data kind and save policy.
+    """Declare how an output is handled: its data kind, save policy and codec.
+
+    ``fields_from="<input>"``: the output's rows have every field of that input (as its
+    provider declares it, resolved when the context is built) followed by the fields of the
+    annotated schema (usually an ``abstract`` one holding only the new fields); see
+    ``Plugin.output_schemas`` for subsets and other derivations.
 
     There is no rechunking on save (strax's ``rechunk_on_save``): a stored data set keeps the
     chunks its plugin made, because consumers computed from a loaded input must see the
     chunk boundaries they would see live (see docs/storage.md, "Chunks are part of the data").
+
+    ``codec``: how the stored fields are compressed, a name for all of them (``"zstd:3"``,
+    ``"blosc-zstd"``, ...) or ``{field: name}`` (see ``strax_storage.codec_choice``); None
+    is the measured default per field. It changes only the bytes on disk, never the rows, so
+    it is not part of the lineage (docs/storage.md, "Codecs").
     """
     save_when = SaveWhen[save.upper()] if isinstance(save, str) else SaveWhen(save)
+    try:
+        checked: Any = check_choice(codec)  # JSON: a name, a {field: name} dict or None
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"sd.output(codec=...): {e}") from None
     return Field(
         default=None,
         description=description or None,
         json_schema_extra={
             "kind": kind,
             "save": int(save_when),
+            "fields_from": fields_from,
+            "codec": checked,
         },
     )
 
@@ -164,10 +193,38 @@ class OutputSpec:
     kind: str
     save: SaveWhen
     description: str
+    #: Whether the schema is resolved when the context is built (``Plugin.output_schemas``
+    #: or ``fields_from``): ``schema`` is then the declared base until it is.
+    resolved_at_build: bool = False
+    fields_from: str | None = None
+    #: ``sd.output(codec=...)``: handed to ``Store.saver`` (not part of the lineage)
+    codec: str | dict[str, str] | None = None
 
     @property
     def dtype(self) -> np.dtype:
         return self.schema.dtype
+
+    def __reduce__(self) -> Any:
+        # A schema built at run time (Schema.derive, from_dtype) cannot be pickled by name;
+        # process pools and Dask workers get it rebuilt from its dtype and field docs.
+        fields = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        if _importable(self.schema):
+            return (OutputSpec, tuple(fields))
+        schema = (self.schema.__name__, self.schema.dtype, self.schema.field_docs())
+        return (_rebuilt_output_spec, (schema, fields[0], *fields[2:]))
+
+
+def _importable(cls: type) -> bool:
+    module = sys.modules.get(cls.__module__)
+    found: Any = module
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is cls
+
+
+def _rebuilt_output_spec(schema: tuple[str, np.dtype, dict[str, Any]], *rest: Any) -> OutputSpec:
+    name, dtype, docs = schema
+    return OutputSpec(rest[0], schema_from_dtype(name, dtype, docs), *rest[1:])
 
 
 @dataclass(frozen=True)
@@ -178,6 +235,7 @@ class OptionSpec:
     description: str
     track: bool
     plugin: str
+    per_run: bool = False
 
     @property
     def required(self) -> bool:
@@ -219,6 +277,16 @@ class Plugin:
     version: ClassVar[str] = "0.0.0"
     parallel: ClassVar[bool | str] = False
     max_messages: ClassVar[int | None] = None
+    #: Superrun-level: on a superrun, computed once on the subruns' joined inputs and stored
+    #: under the superrun (only when listed in ``save=``); else made per subrun (strax's name).
+    allow_superrun: ClassVar[bool] = False
+    #: Live source: ``source`` may yield ``sd.NOT_YET`` (no new data yet, the run goes on);
+    #: the runner then waits ``live_poll`` s and asks again (docs/live.md).
+    live: ClassVar[bool] = False
+    live_poll: ClassVar[float] = 0.2
+    #: False: a rerun after a kill recomputes it from the start (it keeps state across
+    #: chunks) instead of resuming after its last final chunk.
+    resumable: ClassVar[bool] = True
     abstract: ClassVar[bool] = True
 
     Inputs: ClassVar[type[Inputs]] = Inputs
@@ -270,19 +338,34 @@ class Plugin:
             for f, info in cls.Inputs.model_fields.items()
         }
         outputs: dict[str, OutputSpec] = {}
+        hook = cls.has_schema_hook()
         for f, info in cls.Outputs.model_fields.items():
             schema = _schema_annotation(name, "output", f, info.annotation)
-            if getattr(schema, "abstract", False) and "abstract" in schema.__dict__:
-                raise PluginDeclarationError(
-                    f"plugin {name}: output {f!r} uses abstract schema {schema.__name__}"
-                )
             extra = _extra(info)
+            fields_from = extra.get("fields_from")
+            if fields_from is not None and fields_from not in cls.inputs:
+                raise PluginDeclarationError(
+                    f"plugin {name}: output {f!r} takes fields_from={fields_from!r}, which is "
+                    f"not an input (inputs: {', '.join(cls.inputs) or 'none'})"
+                )
+            abstract = schema is Schema or (
+                getattr(schema, "abstract", False) and "abstract" in schema.__dict__
+            )
+            if abstract and not (hook or fields_from):
+                raise PluginDeclarationError(
+                    f"plugin {name}: output {f!r} uses abstract schema {schema.__name__} "
+                    "(a schema resolved when the context is built needs output_schemas() "
+                    "or sd.output(fields_from=...))"
+                )
             outputs[f] = OutputSpec(
                 name=f,
                 schema=schema,
                 kind=extra.get("kind") or f,
                 save=SaveWhen(extra.get("save", SaveWhen.ALWAYS)),
                 description=info.description or "",
+                resolved_at_build=hook or fields_from is not None,
+                fields_from=fields_from,
+                codec=extra.get("codec"),
             )
         if not outputs:
             raise PluginDeclarationError(f"plugin {name}: Outputs declares no data type")
@@ -302,6 +385,7 @@ class Plugin:
                 description=info.description or "",
                 track=bool(_extra(info).get("track", True)),
                 plugin=name,
+                per_run=bool(_extra(info).get("per_run", False)),
             )
             for f, info in cls.Options.model_fields.items()
         }
@@ -335,6 +419,24 @@ class Plugin:
     @classmethod
     def _check_declaration(cls) -> None:
         """Hook for plugin kinds to check their extra declarations."""
+
+    @classmethod
+    def output_schemas(
+        cls, options: Any, inputs: Mapping[str, type[Schema]]
+    ) -> Mapping[str, type[Schema]] | type[Schema]:
+        """Define to compute output schemas when the context is built: ``{output: schema}``
+        (or one schema for a single output) from this plugin's validated ``options`` and the
+        schemas its inputs' providers declare (``inputs``: data type -> schema). It may also be
+        written ``output_schemas(cls, options)``. Each returned schema must hold the fields of
+        the output's annotated schema (its base; ``sd.Schema`` or an ``abstract`` one for
+        none). Consumers are checked against the result and the dtype enters the lineage.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def has_schema_hook(cls) -> bool:
+        """Whether this plugin computes its output schemas (defines ``output_schemas``)."""
+        return cls.output_schemas.__func__ is not Plugin.output_schemas.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
@@ -374,4 +476,9 @@ class Plugin:
         Used only for the progress bar's ETA (progress = end of the latest chunk / run end);
         the default, None, means unknown (the bar then shows rates without an ETA).
         """
+        return None
+
+    def run_metadata(self, run_id: str) -> Mapping[str, Any] | None:
+        """Sources may override: the run document of ``run_id`` (start, end, mode, tags, ...;
+        see ``strax_decl.run_meta.RunDoc``), stored with the run when it is first made."""
         return None

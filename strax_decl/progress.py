@@ -1,8 +1,13 @@
 """A small progress bar for long runs: a run hook, built from the plan.
 
 ``Context.get_array / iter_chunks / make`` take ``progress: bool | None``: ``None`` (the
-default) shows the bar only when stderr is a terminal, so scripts, pipes, CI and notebooks'
-captured output stay quiet; ``True`` forces it, ``False`` silences it.
+default) shows the bar only when stderr is a terminal or the code runs in a Jupyter kernel, so
+scripts, pipes and CI stay quiet; ``True`` forces it, ``False`` silences it.
+
+In a Jupyter kernel (a notebook, JupyterLab, VS Code) the bar is drawn by ``tqdm.auto``: a
+widget where ipywidgets is installed (tqdm's own text bar in the cell's output otherwise),
+with the same figures after it, red and saying ``interrupted`` or ``failed`` when the run
+did not complete. On a terminal (and in log files) it is the one line below.
 
 The bar counts the data *entering* the pipeline (chunks of source plugins and loaders): rows,
 megabytes and chunks, with their rates. When the end of the run is known in advance (a stored
@@ -21,17 +26,25 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from strax_decl.engine.hooks import Hook
 from strax_decl.engine.stopping import outcome
+from strax_decl.stats import format_rate, format_size
 from strax_storage.chunk import Chunk
 
 if TYPE_CHECKING:  # pragma: no cover
     from strax_decl.plugin import Plugin
     from strax_decl.resolver import Plan
 
-__all__ = ["ProgressBar", "enabled", "format_count", "format_duration", "progress_bar"]
+__all__ = [
+    "ProgressBar",
+    "enabled",
+    "format_count",
+    "format_duration",
+    "in_jupyter_kernel",
+    "progress_bar",
+]
 
 BAR_CHARS = " ▏▎▍▌▋▊▉█"
 
@@ -77,8 +90,13 @@ class ProgressBar(Hook):
         delay: float = 0.5,
         width: int | None = None,
         sources: Iterable[str] = (),
+        notebook: bool | None = None,
     ) -> None:
+        """``notebook``: draw with ``tqdm.auto`` (None: when in a Jupyter kernel and no
+        ``stream`` is given)."""
         self.label = label
+        self.notebook = in_jupyter_kernel() and stream is None if notebook is None else notebook
+        self._tqdm: Any = None
         self.inputs = inputs
         self.run_start, self.run_end = span
         self._sources = set(sources)
@@ -211,6 +229,10 @@ class ProgressBar(Hook):
         return line if len(line) <= total or not self.tty else line[: total - 1]
 
     def _draw(self, now: float, final: bool = False) -> None:
+        if self.notebook:
+            self._draw_tqdm(now, final)
+            self._last_draw = now
+            return
         line = self.render(now, final=final)
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
@@ -218,6 +240,59 @@ class ProgressBar(Hook):
             self.stream.write(line + "\n")
         self.stream.flush()
         self._last_draw = now
+
+    def _draw_tqdm(self, now: float, final: bool) -> None:
+        """Update the ``tqdm.auto`` bar (made at the first draw): percent done if the run's
+        end is known, else a counter of chunks; the figures as its postfix."""
+        frac = self.fraction
+        if self._tqdm is None:
+            from tqdm.auto import tqdm
+
+            known = frac is not None
+            self._tqdm = tqdm(
+                total=100 if known else None,
+                desc=self.label,
+                unit="%" if known else " chunks",
+                bar_format="{l_bar}{bar}|{postfix}" if known else "{desc}{postfix}",
+                file=None if self.stream is sys.stderr else self.stream,
+                leave=True,
+                dynamic_ncols=True,
+            )
+        bar = self._tqdm
+        elapsed = max(now - self.started, 1e-9)
+        figures = (
+            f"{format_count(self.rows)} rows {format_size(self.nbytes)} {self.chunks} chunks "
+            f"| {format_count(self.rows / elapsed)} rows/s {format_rate(self.nbytes / elapsed)}"
+        )
+        if bar.total is not None and frac is not None:
+            bar.n = 100 if final and self.ending == "done" else round(frac * 100)
+        elif bar.total is None:
+            bar.n = self.chunks
+        if final:
+            ending = self.ending
+            timing = f"{ending} {'in' if ending == 'done' else 'after'} {format_duration(elapsed)}"
+            if ending != "done":
+                bar.set_description_str(f"{self.label} {ending.upper()}", refresh=False)
+                if bar.total is None:
+                    bar.total = max(bar.n, 1) + 1  # a red bar in a widget: not complete
+            bar.set_postfix_str(f"{figures} | {timing}", refresh=False)
+            bar.refresh()
+            bar.close()
+            return
+        eta = f"ETA {format_duration(elapsed * (1 - frac) / frac)}" if frac else ""
+        bar.set_postfix_str(f"{figures} | {eta or format_duration(elapsed) + ' elapsed'}")
+
+
+def in_jupyter_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (IPython's kernel app, as tqdm checks)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or "ipykernel" not in sys.modules:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # pragma: no cover - a broken IPython: no notebook
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _bar(frac: float, width: int) -> str:
@@ -228,9 +303,12 @@ def _bar(frac: float, width: int) -> str:
 
 
 def enabled(progress: bool | None, stream: TextIO | None = None) -> bool:
-    """``progress`` if given, else whether ``stream`` (default stderr) is a terminal."""
+    """``progress`` if given, else whether ``stream`` (default stderr) is a terminal, or
+    this is a Jupyter kernel (where the bar is a widget)."""
     if progress is not None:
         return bool(progress)
+    if stream is None and in_jupyter_kernel():
+        return True
     s = stream if stream is not None else sys.stderr
     return bool(getattr(s, "isatty", lambda: False)())
 

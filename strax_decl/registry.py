@@ -3,17 +3,19 @@
 Every mistake in how plugins fit together is reported here, when the context is built, with
 the names of the plugins involved: an unknown input, two providers of one data type, a
 dependency cycle, a provider whose output lacks fields a consumer declares, one option name
-declared with different types or defaults, and one field coming from two same-kind inputs.
+declared with different types (each plugin may have its own default), and one field coming
+from two same-kind inputs with different dtypes. Output schemas resolved when the context is
+built (``strax_decl.output_schemas``) are checked again once they are (``with_resolved``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from strax_decl.chunk import TIME_FIELDS
 from strax_decl.errors import StraxDeclError
 from strax_decl.plugin import OptionSpec, OutputSpec, Plugin
 
@@ -32,6 +34,9 @@ class Registry:
     providers: dict[str, type[Plugin]]  # by data type
     options: dict[str, OptionSpec]  # by option name (one spec; consistency checked)
     option_users: dict[str, tuple[str, ...]]  # option name -> plugin names
+    #: Output specs whose schema was resolved when the context was built (option-dependent
+    #: or derived from inputs), by data type; see ``strax_decl.output_schemas``.
+    resolved: Mapping[str, OutputSpec] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, plugins: Iterable[type[Plugin]]) -> Registry:
@@ -75,7 +80,24 @@ class Registry:
             ) from None
 
     def output_spec(self, data_type: str) -> OutputSpec:
-        return self.provider(data_type).outputs[data_type]
+        """The output's spec, with its schema as resolved for this configuration."""
+        spec = self.resolved.get(data_type)
+        return spec if spec is not None else self.provider(data_type).outputs[data_type]
+
+    def outputs_of(self, plugin: type[Plugin]) -> dict[str, OutputSpec]:
+        """``plugin.outputs`` with the schemas resolved for this configuration."""
+        return {d: self.output_spec(d) for d in plugin.outputs}
+
+    def schema_known(self, data_type: str) -> bool:
+        """False for a schema resolved at context build that has not been resolved yet."""
+        return data_type in self.resolved or not self.output_spec(data_type).resolved_at_build
+
+    def with_resolved(self, resolved: Mapping[str, OutputSpec]) -> Registry:
+        """This registry with resolved output schemas, checked again for every consumer."""
+        registry = dataclasses.replace(self, resolved=dict(resolved))
+        registry._check_inputs()
+        registry._check_kinds()
+        return registry
 
     def kind(self, data_type: str) -> str:
         return self.output_spec(data_type).kind
@@ -102,9 +124,9 @@ class Registry:
                         f"plugin provides (registered: {', '.join(sorted(self.providers))})"
                     )
                 required = spec.fields
-                if required is None:
+                if required is None or not self.schema_known(data_type):
                     continue
-                provided = provider.outputs[data_type].dtype
+                provided = self.dtype(data_type)
                 for field in required.names or ():
                     have = provided.fields.get(field) if provided.fields else None
                     if have is None:
@@ -137,22 +159,27 @@ class Registry:
             visit(p, [])
 
     def _check_kinds(self) -> None:
+        """Same-kind inputs may share fields (they are merged row by row, the later input's
+        values winning; time fields must agree row by row), but not with different dtypes."""
         for p in self.plugins.values():
-            seen: dict[tuple[str, str], str] = {}
+            seen: dict[tuple[str, str], tuple[str, np.dtype]] = {}
             for data_type in p.inputs:
+                if not self.schema_known(data_type):
+                    continue
                 kind = self.kind(data_type)
-                for field in self.dtype(data_type).names or ():
-                    if field in TIME_FIELDS:
-                        continue
+                dtype = self.dtype(data_type)
+                for field in dtype.names or ():
+                    sub = dtype[field]
                     other = seen.get((kind, field))
-                    if other is not None:
+                    if other is not None and other[1] != sub:
                         raise RegistrationError(
-                            f"plugin {p.name}: field {field!r} comes from both {other!r} "
-                            f"({self.providers[other].name}) and {data_type!r} "
-                            f"({self.providers[data_type].name}), which are of the same kind "
-                            f"{kind!r} and would be merged; rename one of the fields"
+                            f"plugin {p.name}: field {field!r} is {other[1]} in {other[0]!r} "
+                            f"({self.providers[other[0]].name}) but {sub} in {data_type!r} "
+                            f"({self.providers[data_type].name}); both are of kind {kind!r} "
+                            "and are merged row by row, so a shared field needs one dtype "
+                            "(change one, or rename it)"
                         )
-                    seen[(kind, field)] = data_type
+                    seen[(kind, field)] = (data_type, sub)
 
 
 def _check_options(
@@ -171,17 +198,13 @@ def _check_options(
                         f"option {name!r} is declared by plugins {first.plugin} and {p.name} "
                         f"with different types ({first.type_name} vs {spec.type_name})"
                     )
-                if not _same_default(first.default, spec.default):
+                if first.per_run != spec.per_run:
                     raise RegistrationError(
-                        f"option {name!r} is declared by plugins {first.plugin} and {p.name} "
-                        f"with different defaults ({first.default!r} vs {spec.default!r})"
+                        f"option {name!r} is declared per_run by one of plugins {first.plugin} "
+                        f"and {p.name} but not by the other"
                     )
+                # different defaults are fine: each plugin has its own (a child plugin's
+                # variant of its parent's option); config values apply to every plugin
+                # taking the option unless scoped ("Plugin.option")
             users.setdefault(name, []).append(p.name)
     return options, {k: tuple(v) for k, v in users.items()}
-
-
-def _same_default(a: object, b: object) -> bool:
-    try:
-        return bool(a == b) and type(a) is type(b)
-    except Exception:  # e.g. arrays
-        return a is b

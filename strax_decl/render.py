@@ -7,9 +7,10 @@ picture is the same from Python and from the command line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from strax_decl.registry import Registry
+if TYPE_CHECKING:  # pragma: no cover - annotations only (the CLI's tables start at once)
+    from strax_decl.registry import Registry
 
 __all__ = [
     "FORMATS",

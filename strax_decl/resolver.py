@@ -22,6 +22,7 @@ from typing import Any, Literal
 from strax_decl.lineage import Lineages, diff
 from strax_decl.plugin import SaveWhen
 from strax_decl.registry import Registry
+from strax_decl.resuming import ResumeFrom, resume_of
 from strax_storage import DataCorrupted, DataKey, DataSetInfo, RunFolder, Status, Store
 
 __all__ = [
@@ -57,6 +58,8 @@ class Step:
     """For a load: the store the data set is loaded from (None for a compute)."""
     info: DataSetInfo | None = field(default=None, compare=False, repr=False)
     """For a load: the data set's info as read while resolving (the loader trusts it)."""
+    resume: ResumeFrom | None = field(default=None, compare=False, repr=False)
+    """For a compute: the killed writer's final prefix it continues after (``resuming``)."""
 
     def describe(self) -> str:
         what = f"{self.action} ({self.reason})"
@@ -76,6 +79,8 @@ class Plan:
     #: The run folder of each store (by URL) that resolving listed: claiming the data sets to
     #: save looks for their leftovers there instead of listing the folder again.
     folders: dict[str, RunFolder] = field(repr=False, default_factory=dict, compare=False)
+    #: Per-run option values of this run: plugin -> option -> {"value", "source", ...}.
+    options: dict[str, dict[str, dict[str, Any]]] = field(repr=False, default_factory=dict)
 
     @property
     def to_load(self) -> list[str]:
@@ -84,6 +89,11 @@ class Plan:
     @property
     def to_compute(self) -> list[str]:
         return [d for d, s in self.steps.items() if s.action == "compute"]
+
+    @property
+    def to_resume(self) -> list[str]:
+        """Computed data types that continue after a killed writer's final prefix."""
+        return [d for d, s in self.steps.items() if s.resume is not None]
 
     @property
     def to_save(self) -> list[str]:
@@ -123,6 +133,17 @@ class Plan:
         extras = [d for d, s in self.steps.items() if not s.needed]
         for d in extras:
             lines.append(f"  also {d}: {self.steps[d].describe()}")
+        running = set(self.plugins_to_run) | {s.plugin for s in self.steps.values()}
+        shown_options = [
+            (p, o, v) for p, opts in self.options.items() if p in running for o, v in opts.items()
+        ]
+        if shown_options:
+            lines.append(f"  per-run options of run {self.run_id!r}:")
+            for plugin, option, v in shown_options:
+                where = v["source"]
+                if "correction" in v:
+                    where += f" {v['correction']} {v['version']}"
+                lines.append(f"    {plugin}.{option} = {v['value']!r:.80} ({where})")
         return "\n".join(lines)
 
 
@@ -222,6 +243,13 @@ def resolve(
             do_save, save_why = _save_decision(
                 spec.save, out in targets, out in save, saving, bool(writable), out_complete
             )
+            resume, resume_why = (
+                resume_of(plugin, steps, writable, key(out), snapshots.of(writable[0]).folder)
+                if do_save and len(writable) == 1
+                else (None, "")
+            )
+            if resume_why:
+                out_why = resume_why if out == data_type else out_why
             steps[out] = Step(
                 out,
                 spec.kind,
@@ -233,6 +261,7 @@ def resolve(
                 do_save,
                 save_why,
                 needed=out == data_type,
+                resume=resume,
             )
 
     for t in targets:

@@ -66,7 +66,8 @@ def trim(chunks: Iterator[Chunk], time_range: tuple[int, int]) -> Iterator[Chunk
             break
         data = c.data
         if len(data):
-            mask = (data["time"] >= t0) & (endtimes(data) <= t1)
+            # a point row at t1 lies outside [t0, t1), like in a chunk
+            mask = (data["time"] >= t0) & (data["time"] < t1) & (endtimes(data) <= t1)
             data = data[mask]
         yield Chunk(max(c.start, t0), min(c.end, t1), data)
 
@@ -117,7 +118,15 @@ def tag_runs(
 
 
 class OptionTable(list[dict[str, Any]]):
-    """Rows of ``show_config``; prints as an aligned table."""
+    """Rows of ``show_config``; prints as an aligned table; ``to_df()``: a pandas DataFrame."""
+
+    def to_df(self) -> Any:
+        """The rows as a pandas DataFrame (columns option, plugins, type, default, current,
+        description; needs ``strax-decl[pandas]``)."""
+        import pandas as pd
+
+        cols = ["option", "plugins", "type", "default", "current", "description"]
+        return pd.DataFrame([{c: r[c] for c in cols} for r in self], columns=cols)
 
     def __str__(self) -> str:
         cols = ["option", "plugins", "type", "default", "current", "description"]
@@ -132,24 +141,36 @@ class OptionTable(list[dict[str, Any]]):
 
 
 def option_table(
-    registry: Registry, options: Mapping[str, Options], data_type: str | None = None
+    registry: Registry,
+    options: Mapping[str, Options],
+    data_type: str | None = None,
+    per_run: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> OptionTable:
     """Every option (of ``data_type``'s plugin, if given): who takes it, type, default,
-    current value, description."""
+    current value, description. Plugins with different values of one option (scoped values,
+    a child plugin's own default) get a row each; ``per_run`` (plugin -> option -> source)
+    shows per-run values by their source."""
     plugins = [registry.provider(data_type)] if data_type else list(registry.plugins.values())
+    per_run = per_run or {}
     rows = OptionTable()
     for name, spec in sorted(registry.options.items()):
         users = [p for p in registry.option_users[name] if any(q.name == p for q in plugins)]
-        if not users:
-            continue
-        rows.append(
-            {
-                "option": name,
-                "plugins": ",".join(users),
-                "type": spec.type_name,
-                "default": "<required>" if spec.required else repr(spec.default),
-                "current": repr(getattr(options[users[0]], name)),
-                "description": spec.description,
-            }
-        )
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for user in users:
+            src = per_run.get(user, {}).get(name)
+            current = src.describe() if src is not None else repr(getattr(options[user], name))
+            own = registry.plugins[user].option_specs[name]
+            default = "<required>" if own.required else repr(own.default)
+            groups.setdefault((default, current, own.description), []).append(user)
+        for (default, current, description), group in groups.items():
+            rows.append(
+                {
+                    "option": name,
+                    "plugins": ",".join(group),
+                    "type": spec.type_name,
+                    "default": default,
+                    "current": current,
+                    "description": description,
+                }
+            )
     return rows

@@ -25,6 +25,7 @@ import numpy as np
 from strax_decl.chunk import (
     Chunk,
     ChunkLawViolation,
+    OutputWhere,
     check_chunk,
     check_touches,
     common_split_point,
@@ -36,14 +37,26 @@ from strax_decl.chunk import (
     split,
 )
 from strax_decl.plugin import Plugin, PluginGaveWrongOutput, PluginRaisedStopIteration, Submit
+from strax_decl.schema import dtype_difference, same_layout
 from strax_decl.sync import aligned
 
 if TYPE_CHECKING:  # pragma: no cover
     from strax_decl.kinds import OverlapWindowPlugin
 
-__all__ = ["ChunkReport", "OverlapWindowRunner", "PluginRunner", "runner_for"]
+__all__ = ["NOT_YET", "ChunkReport", "OverlapWindowRunner", "PluginRunner", "runner_for"]
 
 _DONE: Any = object()  # end-of-iteration marker for next(iterator, _DONE)
+
+
+class _NotYet:
+    """The type of ``NOT_YET``."""
+
+    def __repr__(self) -> str:
+        return "sd.NOT_YET"
+
+
+NOT_YET: Any = _NotYet()
+"""Yielded by a live source (``live = True``): no new data yet, but the run goes on."""
 
 
 class ChunkReport(Protocol):
@@ -64,6 +77,7 @@ class PluginRunner:
         self.plugin = plugin
         self.name = plugin.name
         self.report = report
+        self._names_by_kind: dict[str, list[str]] | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -92,7 +106,7 @@ class PluginRunner:
         """Time-aligned steps ``(one merged chunk per input kind, start, end)``."""
         plugin = self.plugin
         dtypes = {
-            name: plugin.input_dtypes.get(name, spec.schema.dtype)
+            name: d if (d := plugin.input_dtypes.get(name)) is not None else spec.schema.dtype
             for name, spec in plugin.inputs.items()
         }
         for step in aligned(inputs, dtypes):
@@ -101,15 +115,18 @@ class PluginRunner:
 
     def merge_by_kind(self, step: Mapping[str, Chunk]) -> dict[str, Chunk]:
         """One chunk per input kind, same-kind inputs merged field-wise."""
-        plugin = self.plugin
-        groups: dict[str, list[Chunk]] = {}
-        for data_type in plugin.inputs:
-            kind = plugin.input_kinds.get(data_type, data_type)
-            groups.setdefault(kind, []).append(step[data_type])
-        names: dict[str, list[str]] = {}
-        for data_type in plugin.inputs:
-            names.setdefault(plugin.input_kinds.get(data_type, data_type), []).append(data_type)
-        return {kind: merge(chunks, names=names[kind]) for kind, chunks in groups.items()}
+        names = self._names_by_kind
+        if names is None:  # the grouping is the plugin's: worked out once
+            plugin = self.plugin
+            names = {}
+            for data_type in plugin.inputs:
+                kind = plugin.input_kinds.get(data_type, data_type)
+                names.setdefault(kind, []).append(data_type)
+            self._names_by_kind = names
+        return {
+            kind: step[types[0]] if len(types) == 1 else merge([step[t] for t in types], types)
+            for kind, types in names.items()
+        }
 
     def compute_step(self, by_kind: Mapping[str, Chunk], start: int, end: int) -> dict[str, Chunk]:
         """Call compute on one aligned step and wrap its result in checked chunks."""
@@ -232,9 +249,16 @@ class PluginRunner:
         """
         expected = rows[offset : offset + len(got)]
         n = min(len(got), len(expected))
-        bad = np.flatnonzero(got["time"][:n] != expected["time"][:n])
         names = got.dtype.names or ()
         has_end = "endtime" in names or ("dt" in names and "length" in names)
+        if (
+            len(got) == len(expected)
+            and not (last and offset + len(got) != len(rows))
+            and np.array_equal(got["time"], expected["time"])
+            and (not has_end or np.array_equal(endtimes(got), endtimes(expected)))
+        ):
+            return  # the common case: every row matches
+        bad = np.flatnonzero(got["time"][:n] != expected["time"][:n])
         if has_end and n:
             bad_end = np.flatnonzero(endtimes(got[:n]) != endtimes(expected[:n]))
             bad = np.union1d(bad, bad_end)
@@ -284,16 +308,24 @@ class PluginRunner:
     def to_output_chunks(self, result: Any, start: int, end: int) -> dict[str, Chunk]:
         """Wrap compute's return value as one chunk per output, checking dtypes."""
         outputs = self.plugin.outputs
-        if not isinstance(result, Mapping):
+        if not isinstance(result, Mapping) or self._are_columns(result):
             result = {self._single_output(): result}
         missing = set(outputs) - set(result)
         extra = set(result) - set(outputs)
         if missing or extra:
+            hint = ""
+            if len(outputs) == 1:
+                fields = ", ".join(next(iter(outputs.values())).dtype.names or ())
+                hint = f" (or return a dict {{field: column}} of the fields {fields})"
             raise PluginGaveWrongOutput(
-                f"plugin {self.name} returned outputs {sorted(result)}, declared {sorted(outputs)}"
+                f"plugin {self.name} returned outputs {sorted(result)}, declared "
+                f"{sorted(outputs)}{hint}"
             )
         out: dict[str, Chunk] = {}
         for name, value in result.items():
+            expected = outputs[name].dtype
+            if isinstance(value, Mapping):
+                value = self._from_columns(name, value, expected)
             if isinstance(value, Chunk):
                 chunk = value
             elif isinstance(value, np.ndarray):
@@ -301,18 +333,67 @@ class PluginRunner:
             else:
                 raise PluginGaveWrongOutput(
                     f"plugin {self.name}, output {name!r}: compute returned "
-                    f"{type(value).__name__}, expected a numpy structured array"
+                    f"{type(value).__name__}, expected a numpy structured array (or a dict "
+                    "{field: column} of its fields)"
                 )
-            expected = outputs[name].dtype
             if chunk.data.dtype != expected:
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}, output {name!r}: rows have dtype "
-                    f"{chunk.data.dtype.descr}, expected {expected.descr} (build rows with "
-                    f"{outputs[name].schema.__name__}.zeros(n))"
-                )
-            check_chunk(chunk, where=f"plugin {self.name}, output {name!r}, chunk {chunk!r}")
+                if not same_layout(chunk.data.dtype, expected):
+                    raise PluginGaveWrongOutput(
+                        f"plugin {self.name}, output {name!r}: rows have dtype other than the "
+                        f"declared one: {dtype_difference(chunk.data.dtype, expected)} (build "
+                        f"rows with {outputs[name].schema.__name__}.zeros(n))"
+                    )
+                # the same bytes (e.g. a strax dtype with titles): the declared dtype's view
+                chunk = Chunk(chunk.start, chunk.end, chunk.data.view(expected))
+            check_chunk(chunk, where=OutputWhere(self.name, name, chunk))
             out[name] = chunk
         return out
+
+    def _are_columns(self, result: Mapping[str, Any]) -> bool:
+        """Whether a single-output plugin's dict is ``{field: column}`` (not ``{output: rows}``)."""
+        outputs = self.plugin.outputs
+        if len(outputs) != 1 or not result:
+            return False
+        ((name, spec),) = outputs.items()
+        if set(result) == {name} and not _is_column(result[name]):
+            return False
+        return set(result) <= set(spec.dtype.names or ())
+
+    def _from_columns(self, name: str, columns: Mapping[str, Any], dtype: np.dtype) -> np.ndarray:
+        """Rows of ``dtype`` from ``{field: column}``: every field, columns of one length."""
+        fields = dtype.names or ()
+        missing = [f for f in fields if f not in columns]
+        unknown = [f for f in columns if f not in fields]
+        if missing or unknown:
+            what = []
+            if missing:
+                what.append(f"lacks field(s) {', '.join(map(repr, missing))}")
+            if unknown:
+                what.append(f"has key(s) {', '.join(map(repr, unknown))} that are not fields")
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name}, output {name!r}: compute returned a dict that "
+                f"{' and '.join(what)}; return the rows, or a dict of columns with exactly "
+                f"the fields {', '.join(fields)}"
+                + ("" if len(self.plugin.outputs) == 1 else " (or {output: rows})")
+            )
+        lengths = {f: len(c) for f, c in columns.items() if np.ndim(c)}  # scalars broadcast
+        n = next(iter(lengths.values()), 0)
+        if any(v != n for v in lengths.values()):
+            shown = ", ".join(f"{f}: {v}" for f, v in lengths.items())
+            raise PluginGaveWrongOutput(
+                f"plugin {self.name}, output {name!r}: the columns returned have different "
+                f"lengths ({shown})"
+            )
+        rows = np.zeros(n, dtype=dtype)
+        for f, column in columns.items():
+            try:
+                rows[f] = column
+            except (TypeError, ValueError) as e:
+                raise PluginGaveWrongOutput(
+                    f"plugin {self.name}, output {name!r}, field {f!r}: the column returned "
+                    f"does not fit {dtype[f]}: {e}"
+                ) from None
+        return rows
 
     def _single_output(self) -> str:
         outputs = self.plugin.outputs
@@ -340,6 +421,12 @@ class PluginRunner:
             item = self._next(items, "source", None, None)
             if item is _DONE:
                 return
+            if item is NOT_YET and plugin.live:
+                # no busy loop: wait, then hand control back (an empty step), so that the
+                # executor can stop a run waiting for data
+                time.sleep(plugin.live_poll)
+                yield {}
+                continue
             if isinstance(item, Chunk):
                 out = self.to_output_chunks(item, item.start, item.end)
             elif isinstance(item, Mapping):
@@ -414,6 +501,15 @@ class OverlapWindowRunner(PluginRunner):
                     "on input"
                 )
         return Chunk(sent, chunk.end, data[i:])
+
+
+def _is_column(value: Any) -> bool:
+    """A column of values, not rows: a plain (unstructured) array or sequence."""
+    if isinstance(value, Chunk):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.dtype.names is None
+    return not isinstance(value, Mapping)
 
 
 def runner_for(plugin: Plugin, report: ChunkReport | None = None) -> PluginRunner:

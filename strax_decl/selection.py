@@ -4,7 +4,8 @@
 a list of such strings (all must hold), or a callable ``f(rows) -> boolean mask``. Strings are
 parsed with :mod:`ast` and evaluated on the fields with numpy, never with ``eval``: only field
 names, numbers, arithmetic (``**`` only to a constant power up to 64), comparisons,
-``and``/``or``/``not`` (and ``&``/``|``/``^``/``~``), and a few numpy functions are allowed;
+``and``/``or``/``not`` (and ``&``/``|``/``^``/``~``), a few numpy functions, and strings compared
+with a text field (``veto_type == "he_veto"``) are allowed;
 anything else is refused with a message saying what.
 
 Python binds ``&`` tighter than ``>``, so ``a > 1 & b < 2`` means ``a > (1 & b) < 2``, a
@@ -61,6 +62,7 @@ class _Evaluator:
 
     def __init__(self, text: str, tree: ast.Expression, names: Sequence[str], what: str) -> None:
         self.text, self.tree, self.names, self.what = text, tree, set(names), what
+        self._compared_text: set[int] = set()  # string constants compared with a field
         self._check(tree.body)
 
     def _fail(self, message: str) -> ValueError:
@@ -90,6 +92,9 @@ class _Evaluator:
                         "'&', '|' and '^' bind tighter than comparisons; put each condition "
                         "in parentheses, e.g. '(a > 1) & (b < 2)', or use 'and'/'or'"
                     )
+            for side in (node.left, *node.comparators):  # a text field: veto_type == "he_veto"
+                if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                    self._compared_text.add(id(side))
         elif isinstance(node, ast.Name):
             if node.id not in self.names:
                 raise self._fail(f"no field {node.id!r}; the fields are {sorted(self.names)}")
@@ -101,8 +106,12 @@ class _Evaluator:
                 self._check(arg)
             return
         elif isinstance(node, ast.Constant):
-            if not isinstance(node.value, int | float):  # bool is an int
-                raise self._fail(f"{node.value!r}: only numbers are allowed as constants")
+            text = isinstance(node.value, str) and id(node) in self._compared_text
+            if not isinstance(node.value, int | float) and not text:  # bool is an int
+                raise self._fail(
+                    f"{node.value!r}: only numbers are allowed as constants (and strings "
+                    "compared with a text field, e.g. veto_type == 'he_veto')"
+                )
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY:
                 raise self._fail(f"operator {type(node.op).__name__} is not allowed")
@@ -161,11 +170,20 @@ class _Evaluator:
             result: Any = True
             for op, right_node in zip(node.ops, node.comparators, strict=True):
                 right = self._eval(right_node, rows)
+                _text_against_text(left, right)
                 result = np.logical_and(result, _COMPARE[type(op)](left, right))
                 left = right
             return result
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         return _FUNCTIONS[node.func.id](*(self._eval(a, rows) for a in node.args))
+
+
+def _text_against_text(left: Any, right: Any) -> None:
+    """A string is compared only with a text field (numpy would quietly say False)."""
+    for a, b in ((left, right), (right, left)):
+        if isinstance(a, str) and np.asarray(b).dtype.kind not in "US":
+            dtype = np.asarray(b).dtype
+            raise TypeError(f"{a!r} is text, but the value compared with it is {dtype}")
 
 
 def _small_number(node: ast.expr) -> bool:

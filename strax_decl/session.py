@@ -21,16 +21,19 @@ same stored data set twice, and the plan that runs is always one its claims cove
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from strax_decl.chunk import Chunk
+from strax_decl.claiming import recording, tracked, wait_for_writer
 from strax_decl.engine.executors import execute
 from strax_decl.engine.graph import Graph, build_graph
 from strax_decl.engine.hooks import Hook
+from strax_decl.errors import StraxDeclError
 from strax_decl.lineage import Lineages
 from strax_decl.plugin import Options, Submit
 from strax_decl.progress import progress_bar
@@ -50,6 +53,7 @@ from strax_storage import (
 )
 
 __all__ = [
+    "CorruptedAfterRows",
     "OnConflict",
     "OnCorrupted",
     "Refusal",
@@ -62,6 +66,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+RunConfig = tuple[Lineages, Mapping[str, Options], dict[str, dict[str, dict[str, Any]]]]
+"""One run's lineages, options per plugin, and per plugin and option its per-run value and
+where it came from (shown by ``Plan``)."""
 
 OnConflict = Literal["wait", "fail"]
 """What a run does when another process is writing a data set it would save."""
@@ -94,6 +102,12 @@ class Request:
     submit: Submit | None = None
 
 
+class CorruptedAfterRows(DataCorrupted, StraxDeclError):
+    """Corruption found in a stream that already yielded rows (``on_corrupted="recompute"``):
+    the data set was marked failed, so the same request made again recomputes it (what
+    ``get_array``, which has handed out no rows yet, does by itself)."""
+
+
 class Session:
     """Runs requests against one set of plugins, options and stores (one per Context)."""
 
@@ -111,10 +125,14 @@ class Session:
         on_conflict: OnConflict = "wait",
         on_corrupted: OnCorrupted = "raise",
         keep_finished: bool = True,
+        for_run: Callable[[str], RunConfig] | None = None,
     ) -> None:
+        """``for_run``: the lineages and options of one run, for a configuration with
+        per-run options (None: ``lineages`` and ``options`` hold for every run)."""
         self.registry = registry
         self.lineages = lineages
         self.options = options
+        self._for_run = for_run
         self.stores = list(stores)
         self.processor = processor
         self.max_workers = max_workers
@@ -138,28 +156,41 @@ class Session:
         distrusted = set(distrust)
         while True:
             try:
-                return resolve(
+                lineages, _, described = self.configured(request.run_id)
+                plan = resolve(
                     self.registry,
-                    self.lineages,
+                    lineages,
                     self.stores,
                     request.run_id,
                     request.targets,
                     request.save,
                     distrust=distrusted,
                 )
+                return dataclasses.replace(plan, options=described) if described else plan
             except DataCorrupted as e:
                 if self.on_corrupted != "recompute" or e.key is None or e.key in distrusted:
                     raise
                 log.warning("%s; recomputing it (on_corrupted='recompute')", e)
                 distrusted.add(e.key)
 
+    def configured(self, run_id: str) -> RunConfig:
+        """Lineages, options and the per-run values' description for ``run_id``."""
+        if self._for_run is None:
+            return self.lineages, self.options, {}
+        return self._for_run(run_id)
+
     def run(self, request: Request, plan: Plan | None = None) -> Iterator[Chunk]:
         """Yield the chunks of ``request``'s targets (nothing for a make), owning the run.
 
         ``plan``: one already resolved for ``request`` (e.g. to surface errors early), used as
         the first attempt instead of resolving again; it still runs only under its claims.
+        A stream still open when the interpreter exits is closed then, before modules are
+        torn down (``claiming.tracked``): it stops as if its caller had stopped reading.
         """
         validate_name("run_id", request.run_id)
+        return tracked(self._run(request, plan))
+
+    def _run(self, request: Request, plan: Plan | None) -> Iterator[Chunk]:
         distrust: set[DataKey] = set()
         while True:
             try:
@@ -183,7 +214,7 @@ class Session:
                 graph = build_graph(
                     plan,
                     self.registry,
-                    self.options,
+                    self.configured(request.run_id)[1],
                     self.stores,
                     request.targets if request.output else None,
                     request.time_range,
@@ -200,7 +231,7 @@ class Session:
                 mark_corrupted(self.stores, key, e)
                 distrust.add(key)
                 if yielded:
-                    raise DataCorrupted(
+                    raise CorruptedAfterRows(
                         f"{e}; it was marked failed and will be recomputed when iterated again "
                         "(rows were already yielded from it)",
                         e.key,
@@ -234,7 +265,8 @@ class Session:
             if not plan.to_save:
                 return plan, []
             refusal.clear()
-            claims = acquire(plan, self.stores, self.on_conflict, refusal)
+            with recording(request):  # what this request does, in its claims
+                claims = acquire(plan, self.stores, self.on_conflict, refusal, self.timeout)
             if claims is not None:
                 try:
                     changed = self._completed_meanwhile(plan, distrust)
@@ -278,6 +310,11 @@ class Session:
                 info = store.find(key)
                 if info is not None and rejection(self.registry, store, info, distrust) is None:
                     return True
+        for data_type in plan.to_resume:  # resumed by another writer before we claimed it?
+            step = plan.steps[data_type]
+            point = next(s for s in self.stores if not s.readonly).resume_point(step.key)
+            if point is None or point.path != step.resume.path:  # type: ignore[union-attr]
+                return True
         return False
 
     def _execute(self, plan: Plan, graph: Graph, request: Request) -> Iterator[Chunk]:
@@ -330,15 +367,18 @@ def acquire(
     stores: Sequence[Store],
     on_conflict: OnConflict,
     refusal: list[Refusal] | None = None,
+    timeout: float | None = None,
 ) -> list[Claim] | None:
     """Claim every data set ``plan`` saves; None after waiting for another writer (or when
-    a claim was refused with nobody to wait for; ``refusal`` then receives why)."""
+    a claim was refused with nobody to wait for; ``refusal`` then receives why). The wait
+    is bounded by ``timeout`` (``claiming.wait_for_writer``: ClaimTimeout naming the holder)."""
     writable = [s for s in stores if not s.readonly]
     keys = sorted({plan.steps[d].key for d in plan.to_save})
     held: list[Claim] = []
     try:
         for store in writable:  # stores in order, keys sorted: one order for every process
-            claims, refused = store.claim_all(keys, folder=plan.folders.get(store.url))
+            keep = [s.resume.path for s in plan.steps.values() if s.resume is not None]
+            claims, refused = store.claim_all(keys, folder=plan.folders.get(store.url), keep=keep)
             held += claims
             if refused is None:
                 continue
@@ -360,7 +400,7 @@ def acquire(
             log.info("waiting for data set %s, being written by %s", refused, holder.describe())
             waited = True
             try:
-                store.wait_complete(refused)
+                wait_for_writer(store, refused, holder, timeout)
             except WriterGone as e:
                 log.info("%s", e)
                 waited = False  # nobody to wait for (e.g. a dead holder not broken yet)

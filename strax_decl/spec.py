@@ -10,6 +10,7 @@ as its spec; the Dask face (``strax_decl.cluster``) sends specs to its workers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -18,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from strax_decl.errors import StraxDeclError
+from strax_decl.lineage import PerRunLineage
 from strax_decl.loading import module_from_file
 from strax_decl.plugin import Plugin
 from strax_storage import Store, open_store
@@ -167,7 +169,11 @@ class ContextSpec:
 
     @classmethod
     def of(cls, ctx: Context) -> ContextSpec:
-        hashes = {d: ctx.lineages.hash(d) for p in ctx.plugins for d in p.outputs}
+        hashes = {}
+        for d in (d for p in ctx.plugins for d in p.outputs):
+            # a type whose lineage depends on the run is checked through the rest of its code
+            with contextlib.suppress(PerRunLineage):
+                hashes[d] = ctx.lineages.hash(d)
         return cls(
             plugins=tuple(PluginRef.of(p) for p in ctx.plugins),
             storage=tuple(StoreSpec.of(s) for s in ctx.stores),

@@ -17,7 +17,7 @@ from typing import Any
 from strax_decl.engine.hooks import Hook
 from strax_storage.chunk import Chunk
 
-__all__ = ["ComponentStats", "RunStats", "call_timed"]
+__all__ = ["ComponentStats", "RunStats", "call_timed", "format_rate", "format_size"]
 
 
 def call_timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -50,6 +50,10 @@ class RunStats(Hook):
 
     def add(self, name: str, seconds: float, chunks: Sequence[Chunk] = ()) -> None:
         """Record ``seconds`` of work by ``name`` that produced (or consumed) ``chunks``."""
+        rows = nbytes = 0
+        for x in chunks:  # outside the lock: once per chunk, from every pipeline thread
+            rows += len(x.data)
+            nbytes += x.data.nbytes
         with self._lock:
             c = self.components.get(name)
             if c is None:
@@ -57,8 +61,8 @@ class RunStats(Hook):
             c.seconds += seconds
             if chunks:
                 c.chunks += 1
-                c.rows += sum(len(x) for x in chunks)
-                c.nbytes += sum(x.nbytes for x in chunks)
+                c.rows += rows
+                c.nbytes += nbytes
 
     def add_timed(self, name: str, timed: tuple[Any, float]) -> Any:
         """Record a ``call_timed`` result of ``name`` (chunks: a dict's values); return the
@@ -72,18 +76,53 @@ class RunStats(Hook):
         return time.perf_counter() - self.started
 
     def summary(self) -> str:
-        """A table of where the time went, busiest first."""
+        """A table of where the time went, busiest first.
+
+        Each component's rate is in the unit that shows it (``MB/s``, ``kB/s`` or ``B/s``)
+        with its ``rows/s``. The last lines relate the components' seconds to the wall time:
+        loaders, plugins and savers run at the same time (threads, pools), so their seconds
+        add up to more than the wall time when they overlap; the ratio says how much.
+        """
         rows = sorted(self.components.values(), key=lambda c: -c.seconds)
         width = max([len(r.name) for r in rows] + [9])
         lines = [
             f"{'component'.ljust(width)}  {'seconds':>8}  {'chunks':>7}  {'rows':>11}  "
-            f"{'MB':>9}  {'MB/s':>8}"
+            f"{'size':>9}  {'rate':>10}  {'rows/s':>9}"
         ]
         for r in rows:
-            mbps = r.nbytes / 1e6 / r.seconds if r.seconds > 0 else 0.0
+            rate = format_rate(r.nbytes / r.seconds) if r.seconds > 0 else "-"
+            rows_s = format_number(r.rows / r.seconds) if r.seconds > 0 and r.rows else "-"
             lines.append(
                 f"{r.name.ljust(width)}  {r.seconds:8.3f}  {r.chunks:7d}  {r.rows:11d}  "
-                f"{r.nbytes / 1e6:9.1f}  {mbps:8.1f}"
+                f"{format_size(r.nbytes):>9}  {rate:>10}  {rows_s:>9}"
             )
-        lines.append(f"wall time {self.wall_seconds:.3f} s")
+        wall = self.wall_seconds
+        busy = sum(r.seconds for r in rows)
+        lines.append(f"wall time {wall:.3f} s")
+        if rows and wall > 0:
+            lines.append(
+                f"busy {busy:.3f} s = {busy / wall:.2f} x elapsed (the seconds above added "
+                "up: above 1, loaders, plugins and savers ran at the same time)"
+            )
         return "\n".join(lines)
+
+
+def format_size(n: float) -> str:
+    """``1234`` -> ``1.2 kB``: bytes in the unit that shows them."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_rate(bytes_per_second: float) -> str:
+    """``2500`` -> ``2.5 kB/s``: never ``0.0 MB/s`` for small data types."""
+    return f"{format_size(bytes_per_second)}/s"
+
+
+def format_number(n: float) -> str:
+    """``12345`` -> ``12.3k``."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"

@@ -17,8 +17,8 @@ from strax_decl.chunk import (
     Chunk,
     ChunkLawViolation,
     check_touches,
-    common_split_point,
     concatenate,
+    safe_split_point,
     split,
 )
 
@@ -26,12 +26,19 @@ __all__ = ["aligned"]
 
 
 class _Input:
-    """One input stream plus the not-yet-consumed part of it, ``[cursor, buffer.end)``."""
+    """One input stream plus the not-yet-consumed part of it, ``[start, end)``.
+
+    The buffer is kept as the list of chunks pulled (``parts``, touching), never
+    re-concatenated while a common cut is searched: reaching one through many tiny chunks
+    would otherwise copy the buffer once per chunk pulled (quadratic). A chunk boundary is a
+    safe cut (rows lie inside their chunk), so the safe point at ``t`` is found in the one
+    part holding ``t``; only the rows of a step are joined, once, when it is cut off.
+    """
 
     def __init__(self, name: str, stream: Iterator[Chunk]) -> None:
         self.name = name
         self.stream = stream
-        self.buffer: Chunk | None = None
+        self.parts: list[Chunk] = []
         self.exhausted = False
 
     def pull(self) -> bool:
@@ -43,21 +50,68 @@ class _Input:
         except StopIteration:
             self.exhausted = True
             return False
-        if self.buffer is None:
-            self.buffer = chunk
-        else:
-            check_touches(f"input {self.name!r}", chunk, self.buffer.end)
-            self.buffer = (
-                concatenate([self.buffer, chunk])
-                if len(self.buffer)
-                else Chunk(self.buffer.start, chunk.end, chunk.data)
-            )
+        if self.parts:
+            check_touches(f"input {self.name!r}", chunk, self.parts[-1].end)
+        self.parts.append(chunk)
         return True
 
     @property
+    def has_buffer(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def start(self) -> int:
+        return self.parts[0].start
+
+    @property
     def end(self) -> int:
-        assert self.buffer is not None
-        return self.buffer.end
+        return self.parts[-1].end
+
+    def replace(self, start: int, end: int) -> None:
+        """Widen the buffer to ``[start, end)`` (padding: no rows there)."""
+        first, last = self.parts[0], self.parts[-1]
+        if len(self.parts) == 1:
+            self.parts[0] = Chunk(start, end, first.data)
+            return
+        self.parts[0] = Chunk(start, first.end, first.data)
+        self.parts[-1] = Chunk(last.start, end, last.data)
+
+    def set_empty(self, start: int, end: int, dtype: np.dtype) -> None:
+        self.parts = [Chunk(start, end, np.zeros(0, dtype=dtype))]
+
+    def safe_point(self, t: int) -> int:
+        """``safe_split_point`` of the whole buffer at ``t``, from the part holding ``t``."""
+        parts = self.parts
+        if t >= parts[-1].end:
+            return parts[-1].end
+        if t <= parts[0].start:
+            return parts[0].start
+        rows_before = False  # whether an earlier part has rows (which all end by part.start)
+        for part in parts:  # few parts: those pulled since the last cut
+            if t < part.end:
+                if rows_before:
+                    return safe_split_point(part, t, follows=True)
+                return safe_split_point(Chunk(parts[0].start, part.end, part.data), t)
+            rows_before = rows_before or len(part.data) > 0
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def take(self, cut: int) -> Chunk:
+        """The buffer before ``cut`` (joined once); the rest stays."""
+        parts = self.parts
+        n = 0
+        while n < len(parts) and parts[n].end <= cut:
+            n += 1
+        head = parts[:n]
+        rest = parts[n:]
+        if rest and rest[0].start < cut:
+            left, right = split(rest[0], cut)
+            head.append(left)
+            rest[0] = right
+        elif not rest:
+            last = head[-1]  # cut == the buffer's end: an empty rest, as split gives
+            rest = [Chunk(cut, cut, last.data[len(last.data) :])]
+        self.parts = rest
+        return concatenate(head) if len(head) > 1 else head[0]
 
 
 def aligned(
@@ -71,43 +125,40 @@ def aligned(
     streams = [_Input(name, iter(stream)) for name, stream in inputs.items()]
     for s in streams:
         s.pull()
-    present = [s for s in streams if s.buffer is not None]
+    present = [s for s in streams if s.has_buffer]
     if not present:
         return
     if len(streams) == 1:
         # Fast path: nothing to align.
         only = streams[0]
-        assert only.buffer is not None
-        yield {only.name: only.buffer}
+        yield {only.name: only.parts[0]}
         for chunk in only.stream:
             yield {only.name: chunk}
         return
-    cursor = min(s.buffer.start for s in present if s.buffer is not None)
-    for s in streams:
-        if s.buffer is None:
-            continue
-        if s.buffer.start > cursor:  # pad a late starter
-            s.buffer = Chunk(cursor, s.buffer.end, s.buffer.data)
+    cursor = min(s.start for s in present)
+    for s in present:
+        if s.start > cursor:  # pad a late starter
+            s.replace(cursor, s.end)
     while True:
         for s in streams:
             # Every unfinished input must reach past the cursor before we can cut anywhere.
-            while not s.exhausted and (s.buffer is None or s.buffer.end <= cursor):
+            while not s.exhausted and (not s.has_buffer or s.end <= cursor):
                 s.pull()
         unfinished = [s for s in streams if not s.exhausted]
-        live = [s for s in streams if s.buffer is not None and s.buffer.end > cursor]
+        live = [s for s in streams if s.has_buffer and s.end > cursor]
         if not live:
             return
         # An exhausted input has no more rows: it can be padded to any time.
         cut = min(s.end for s in unfinished) if unfinished else max(s.end for s in live)
         for s in streams:
             if s.exhausted:
-                if s.buffer is None or s.buffer.end <= cursor:
-                    s.buffer = Chunk(cursor, cut, np.zeros(0, dtype=dtypes[s.name]))
-                elif s.buffer.end < cut:
-                    s.buffer = Chunk(s.buffer.start, cut, s.buffer.data)
+                if not s.has_buffer or s.end <= cursor:
+                    s.set_empty(cursor, cut, dtypes[s.name])
+                elif s.end < cut:
+                    s.replace(s.start, cut)
         # Iterate to the fixed point: a bounded number of passes could stop at a cut that is
         # still unsafe for some input (interleaved overlapping rows), and split would refuse.
-        cut = common_split_point([s.buffer for s in streams if s.buffer is not None], cut)
+        cut = _common_cut([s for s in streams if s.has_buffer], cut)
         if cut <= cursor:
             if not unfinished:
                 raise ChunkLawViolation(
@@ -116,11 +167,15 @@ def aligned(
             # No common cut yet: extend the shortest unfinished input and try again.
             min(unfinished, key=lambda s: s.end).pull()
             continue
-        step: dict[str, Chunk] = {}
-        for s in streams:
-            assert s.buffer is not None
-            head, tail = split(s.buffer, cut)
-            step[s.name] = head
-            s.buffer = tail
-        yield step
+        yield {s.name: s.take(cut) for s in streams}
         cursor = cut
+
+
+def _common_cut(streams: list[_Input], t: int) -> int:
+    """``common_split_point`` over the streams' buffers (which share a start)."""
+    while True:
+        previous = t
+        for s in streams:
+            t = min(t, s.safe_point(t))
+        if t == previous:
+            return t

@@ -3,6 +3,9 @@
 It lives in the package (like ``strax.testutils``) so that worker processes (process pools,
 Dask workers) can import the plugin classes by name.
 
+For plugin authors' own tests: ``check_chunking_independence`` (a plugin's rows must not
+depend on how its inputs are chunked) and ``chunkings()``, a hypothesis strategy of chunkings.
+
     records  --(Peaks)-->  peaks  --(PeakProperties)-->  peak_basics (kind peaks), big_peaks
         \\____________________________(PeakRecordCount)-->  peak_extras (kind peaks; reads
                                                              peaks *and* records)
@@ -13,25 +16,32 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 
 import strax_decl as sd
 from strax_decl.chunk import Chunk
+from strax_decl.daq import RECORD_SAMPLES, DAQRecords, Record, RecordSums, toy_chunks, write_run
 from strax_decl.plugin import Submit
+from strax_decl.recompute import check_independence
 from strax_decl.runner import PluginRunner
 from strax_decl.schema import DType
+
+if TYPE_CHECKING:  # pragma: no cover - hypothesis is a test dependency, imported lazily
+    from hypothesis.strategies import SearchStrategy
 
 __all__ = [
     "CHUNK_DEPENDENT_PLUGINS",
     "FLAKY_PLUGINS",
+    "RECORD_SAMPLES",
     "TOY_PLUGINS",
     "BigPeak",
     "ChunkPeak",
     "ChunkPeaks",
+    "DAQRecords",
     "FailedOnPurpose",
     "FlakyPeakProperties",
     "FlakyPeaks",
@@ -46,22 +56,16 @@ __all__ = [
     "ProcessFlakyPeakProperties",
     "ProcessFlakyPeaks",
     "Record",
+    "RecordSums",
     "ThreadFlakyPeakProperties",
     "ThreadFlakyPeaks",
     "ToyRecords",
     "binned_peaks",
+    "check_chunking_independence",
+    "chunkings",
+    "toy_chunks",
+    "write_run",
 ]
-
-RECORD_SAMPLES = 8
-
-
-class Record(sd.Schema):
-    time: sd.i64 = sd.field("start time", unit="ns")
-    length: sd.i32 = sd.field("samples in the record")
-    dt: sd.i16 = sd.field("sample width", unit="ns")
-    channel: sd.i16 = sd.field("channel number")
-    area: sd.f32 = sd.field("integral", unit="ADC")
-    data: sd.array(sd.i16, RECORD_SAMPLES) = sd.field("waveform", unit="ADC")  # type: ignore[valid-type]
 
 
 class Peak(sd.Schema):
@@ -386,11 +390,11 @@ class ProcessFlakyPeakProperties(FlakyPeakProperties):
 
 
 class LabelledPeak(sd.Schema):
-    """A row with a text field: fine in memory, but the store cannot hold it."""
+    """A row with a Python-object field: fine in memory, but the store cannot hold it."""
 
     time: sd.i64
     endtime: sd.i64
-    label: Annotated[np.ndarray, DType(np.dtype("U8"))] = sd.field("peak label")
+    label: Annotated[np.ndarray, DType(np.dtype("O"))] = sd.field("peak label")
 
 
 class PeakLabels(sd.Plugin):
@@ -419,3 +423,51 @@ FLAKY_PLUGINS: list[type[sd.Plugin]] = [
     PeakRecordCount,
 ]
 """The toy pipeline with the flaky (serial) variants of Peaks and PeakProperties."""
+
+
+# ---------------------------------------------------------------------------------------------
+# For plugin authors' own tests: a plugin's rows must not depend on how its inputs are chunked
+# (the check ``strax-decl verify`` makes on stored data, here on data computed in memory).
+
+
+def chunkings(*, min_cuts: int = 1, max_cuts: int = 8) -> SearchStrategy[tuple[float, ...]]:
+    """A hypothesis strategy of chunkings for :func:`check_chunking_independence`: sorted cut
+    points, each a fraction in (0, 1) of the inputs' span (hypothesis is imported only when
+    this is called, so this module imports without it)::
+
+        @given(cuts=chunkings())
+        def test_my_plugin(cuts):
+            check_chunking_independence(PLUGINS, "my_type", chunkings=[cuts])
+    """
+    from hypothesis import strategies as st
+
+    cut = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True, allow_nan=False)
+    cuts = st.lists(cut, min_size=min_cuts, max_size=max_cuts, unique=True)
+    return cuts.map(lambda c: tuple(sorted(c)))
+
+
+def check_chunking_independence(
+    plugins: Iterable[type[sd.Plugin]],
+    target: str,
+    *,
+    run_id: str = "run_1",
+    config: Mapping[str, Any] | None = None,
+    chunkings: Iterable[Sequence[float]] | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Assert that the plugin providing ``target`` gives the same rows however its inputs are
+    chunked; return its rows per output (the single-chunk result).
+
+    The inputs are computed in memory from ``plugins`` (nothing is stored). The plugin runs
+    once with every input as a single chunk, the reference, and then once per chunking: the
+    inputs as their producers chunked them, and each of ``chunkings`` (cut points as fractions
+    in [0, 1] of the inputs' span; None: three chunkings cut at random times drawn from
+    ``seed``). All inputs are cut at the same times, each moved back to the latest time that
+    cuts no row, so the chunk laws hold. Every output of the plugin is compared, chunk by
+    chunk of the other chunking, with the reference rows that start in that chunk; the first
+    difference raises an AssertionError naming plugin, run, output, chunking, chunk
+    ``[t0, t1)``, field and row (so does an exception raised under a chunking).
+    """
+    ctx = sd.Context(storage=None, plugins=list(plugins), config=config)
+    lineages, options, _ = ctx._session.configured(run_id)  # the run's own options
+    return check_independence(ctx.registry, lineages, options, target, run_id, chunkings, seed)

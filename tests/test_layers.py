@@ -34,23 +34,35 @@ LAYERS: dict[str, int] = {
     "strax_decl.sync": CORE,
     "strax_decl.registry": CORE,
     "strax_decl.config": CORE,
+    "strax_decl.output_schemas": CORE,  # schemas resolved when the context is built
+    "strax_decl.corrections": CORE,  # a leaf: the corrections table (sqlite3)
     "strax_decl.resolver": CORE,
     "strax_decl.rows": CORE,
     "strax_decl.runner": CORE,
     "strax_decl.render": CORE,
     "strax_decl.loading": CORE,
+    "strax_decl.recompute": CORE,  # in-memory recomputation for verify and testing
+    "strax_decl.verify": CORE,  # needs registry, lineages, options, stores: not Context
     "strax_decl.spec": CORE,  # plain data; Context.from_spec builds from it
+    "strax_decl.run_meta": CORE,  # run documents, superrun definitions
+    "strax_decl.run_table": CORE,  # the run table and run selection
+    "strax_decl.request_args": CORE,  # checking getter arguments; seconds_range, time_within
+    "strax_decl.copying": CORE,  # copying a stored data set between stores
+    "strax_decl.resuming": CORE,  # when the resolver resumes a killed writer's data set
     "strax_decl.stats": ENGINE,
     "strax_decl.progress": ENGINE,
     "strax_decl.engine": ENGINE,
     "strax_decl.session": SESSION,
+    "strax_decl.claiming": SESSION,  # a request's claims: waits, what it records, exit
     "strax_decl.runs": SESSION,  # make_runs_here reports progress
-    "strax_decl.context": CONTEXT,  # the package: context.py, getters.py
+    "strax_decl.context": CONTEXT,  # the package: context.py, getters.py, checking.py
     "strax_decl.cluster": FACES,
     "strax_decl.cli": FACES,
     "strax_decl.testing": FACES,
+    "strax_decl.daq": FACES,  # the toy DAQ writer and its live source (testing, examples)
     "strax_decl.__main__": FACES,
-    "strax_decl": FACES,  # the package root re-exports every layer
+    "strax_decl": FACES,  # the package root re-exports every layer (lazily, from api)
+    "strax_decl.api": FACES,  # the public names, imported on first use of the root's
 }
 
 #: (importer, imported) pairs allowed to point up: lazy imports of the optional Dask face.

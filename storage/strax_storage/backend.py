@@ -6,9 +6,9 @@ can promise:
 - ``LocalBackend`` (a path): chunk files are written with plain ``open``/``write`` (no per-call
   event-loop hop), and a data set is written under a temporary name and *renamed* into place,
   so a killed process never leaves a half-written data set under its final name.
-- ``ZarrBackend`` (``memory://``, fsspec URLs): everything goes through the Zarr store; there is
-  no rename, so data sets are written in place and the ``complete`` attribute, written last,
-  is the only truth.
+- ``ZarrBackend`` (``memory://``, fsspec URLs; in ``zarr_backend.py``): everything goes
+  through the Zarr store; there is no rename, so data sets are written in place and the
+  ``complete`` attribute, written last, is the only truth.
 
 Zarr metadata documents are always created through ``zarr_store`` with Zarr's own API.
 
@@ -40,11 +40,19 @@ from typing import Any, Literal
 from zarr.abc.store import Store as ZarrStore
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, MemoryStore
+from zarr.storage import LocalStore
 
 from strax_storage.errors import BadObject, StorageError, StorageIOError, UnsafePath, WriteLost
 
-__all__ = ["Backend", "ClaimsKept", "LocalBackend", "StorageIOError", "UnsafePath", "ZarrBackend"]
+__all__ = [
+    "Backend",
+    "Bytes",
+    "ClaimsKept",
+    "LocalBackend",
+    "StorageIOError",
+    "UnsafePath",
+    "check_relative",
+]
 
 Bytes = bytes | bytearray | memoryview
 
@@ -157,7 +165,7 @@ class Backend(ABC):
         """Set the modification time of ``key`` to now (where the store has one)."""
 
 
-def _check_relative(key: str) -> list[str]:
+def check_relative(key: str) -> list[str]:
     parts = key.split("/") if key else []
     for part in parts:
         if part in ("", ".", "..") or "\x00" in part:
@@ -218,7 +226,7 @@ class LocalBackend(Backend):
         With ``final_may_be_link`` the last component may be a link (to delete or rename the
         link itself, which never touches its target).
         """
-        parts = _check_relative(key)
+        parts = check_relative(key)
         path = self.root
         for i, part in enumerate(parts):
             path = path / part
@@ -353,13 +361,21 @@ class LocalBackend(Backend):
             raise
         except OSError as e:
             raise io_error(e, "create", path) from e
+        opened = False
         try:
             with open(fd, "wb") as f:
+                opened = True  # f owns fd from here on and closes it
                 f.write(data)
-        except OSError as e:
-            with contextlib.suppress(OSError):
+        except BaseException as e:
+            # Never leave an empty exclusive file behind (e.g. a break lock nobody removes),
+            # whatever stopped the write.
+            with contextlib.suppress(BaseException):
+                if not opened:
+                    os.close(fd)
                 path.unlink()
-            raise io_error(e, "write", path) from e
+            if isinstance(e, OSError):
+                raise io_error(e, "write", path) from e
+            raise
         return True
 
     def delete(self, key: str) -> None:
@@ -452,67 +468,3 @@ class LocalBackend(Backend):
         except OSError as e:
             raise io_error(e, "inspect", self.root / prefix) from e
         return True
-
-
-class ZarrBackend(Backend):
-    """Any Zarr store (memory, fsspec); accessed through Zarr's synchronous bridge.
-
-    ``claims_kept``: ``process`` for a store that lives in this process only; by default so
-    for a Zarr ``MemoryStore``, ``file`` for any other.
-    """
-
-    supports_rename = False
-    has_mtime = False
-
-    def __init__(
-        self, store: ZarrStore, url: str, *, claims_kept: ClaimsKept | None = None
-    ) -> None:
-        self.zarr_store = store
-        self.url = url
-        self.readonly = bool(store.read_only)
-        if claims_kept is None:
-            claims_kept = "process" if isinstance(store, MemoryStore) else "file"
-        if claims_kept not in ("file", "process"):
-            raise ValueError(f"claims_kept must be 'file' or 'process', not {claims_kept!r}")
-        self.claims_kept = claims_kept
-
-    def read(self, key: str, limit: int | None = None) -> bytes | None:
-        _check_relative(key)
-        buf = sync(self.zarr_store.get(key, prototype=default_buffer_prototype()))
-        if buf is None:
-            return None
-        if limit is not None and len(buf) > limit:
-            raise BadObject(
-                f"{self.where(key)} holds {len(buf)} bytes, more than the {limit} allowed "
-                "for it; not read"
-            )
-        return buf.to_bytes()
-
-    def write(self, key: str, parts: Sequence[Bytes], *, within: str | None = None) -> None:
-        # object stores have no directories: ``within`` cannot be checked here (see the
-        # guarantees in docs/storage.md: paused writers on object stores)
-        _check_relative(key)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        buf = default_buffer_prototype().buffer.from_bytes(
-            data if isinstance(data, bytes) else bytes(data)
-        )
-        sync(self.zarr_store.set(key, buf))
-
-    def create_exclusive(self, key: str, data: bytes) -> bool:
-        # atomic for MemoryStore (dict.setdefault); exists-then-set for fsspec (best effort)
-        _check_relative(key)
-        buf = default_buffer_prototype().buffer.from_bytes(data)
-        sync(self.zarr_store.set_if_not_exists(key, buf))
-        return self.read(key) == data
-
-    def children(self, prefix: str) -> list[str]:
-        _check_relative(prefix)
-
-        async def collect() -> list[str]:
-            return [name async for name in self.zarr_store.list_dir(prefix)]
-
-        return sorted({name.strip("/") for name in sync(collect()) if name.strip("/")})
-
-    def delete_tree(self, prefix: str) -> None:
-        _check_relative(prefix)
-        sync(self.zarr_store.delete_dir(prefix))

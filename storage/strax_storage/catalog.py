@@ -198,9 +198,10 @@ def _names(backend: Backend, run_id: str, folder: RunFolder | None) -> Sequence[
     return _children(backend, run_id)
 
 
-def tmp_dirs(backend: Backend, key: DataKey) -> list[str]:
-    """Paths of local temporary directories holding (partial) writes of ``key``."""
-    return [path for _, path in leftover_dirs(backend, [key])[1]]
+def tmp_dirs(backend: Backend, key: DataKey, folder: RunFolder | None = None) -> list[str]:
+    """Paths of local temporary directories holding (partial) writes of ``key`` (``folder``:
+    the run folder's listing the caller has, so it is not listed again)."""
+    return [path for _, path in leftover_dirs(backend, [key], folder)[1]]
 
 
 def parse_trash_dirname(run_id: str, name: str) -> DataKey | None:
@@ -240,8 +241,8 @@ def leftover_dirs(
     return trash, tmp
 
 
-def tmp_infos(backend: Backend, key: DataKey) -> list[DataSetInfo]:
-    return [info_at(backend, key, path, writing=True) for path in tmp_dirs(backend, key)]
+def tmp_infos(backend: Backend, key: DataKey, folder: RunFolder | None = None) -> list[DataSetInfo]:
+    return [info_at(backend, key, path, writing=True) for path in tmp_dirs(backend, key, folder)]
 
 
 def status(backend: Backend, key: DataKey) -> Status:
@@ -301,8 +302,16 @@ def _trash_path(key: DataKey) -> str:
     return f"{key.run_id}/{TRASH_PREFIX}{key.dirname}-{uuid.uuid4().hex[:12]}"
 
 
-def _delete_quietly(backend: Backend, path: str) -> bool:
+def _delete_quietly(backend: Backend, path: str, key: DataKey | None = None) -> bool:
+    """Delete a leftover; with ``key``, first move it aside under a ``.trash-`` name (where
+    renames exist), so it vanishes from its own name at once: a paused writer of it that
+    resumes finds no half-deleted directory to write into (its writes and its publish fail),
+    and a deletion cut short leaves trash, which the next cleanup removes."""
     try:
+        if key is not None and backend.supports_rename:
+            trash = _trash_path(key)
+            backend.rename_tree(path, trash)
+            path = trash
         backend.delete_tree(path)
     except (OSError, StorageError) as e:
         log.warning("could not delete the leftover %s: %s", backend.where(path), e)
@@ -316,15 +325,19 @@ def cleanup_leftovers(
     *,
     claimed: bool,
     folder: RunFolder | None = None,
+    keep: Collection[str] = (),
 ) -> list[str]:
     """Delete leftovers of ``keys``: ``.trash-`` dirs and temporary dirs of dead writers.
 
     ``claimed``: the caller holds the claims on ``keys``, so a temporary directory whose
-    writer is not this process (or is dead) belongs to nobody. Returns the paths deleted.
+    writer is not this process (or is dead) belongs to nobody. ``keep``: paths of dead
+    writers' work that the caller resumes. Returns the paths deleted.
     """
     trash, tmp = leftover_dirs(backend, keys, folder)
     done = [p for _, p in trash if _delete_quietly(backend, p)]
     for key, path in tmp:
+        if path in keep:
+            continue
         info = info_at(backend, key, path, writing=True)
         if claimed:
             writer = _ours(info).get("writer")
@@ -334,7 +347,7 @@ def cleanup_leftovers(
                 continue
         elif info.status == "writing":
             continue
-        if _delete_quietly(backend, path):
+        if _delete_quietly(backend, path, key):
             done.append(path)
     if done:
         log.info("deleted leftovers of %s: %s", ", ".join(map(str, keys)), ", ".join(done))
@@ -355,6 +368,7 @@ def claim_and_clean(
     keys: Sequence[DataKey],
     stale_after: float | None = None,
     folder: RunFolder | None = None,
+    keep: Collection[str] = (),
 ) -> Claimed:
     """Claim ``keys`` in order, then delete the leftovers of their dead writers (the claims
     make them nobody's) with one listing per run folder.
@@ -371,7 +385,7 @@ def claim_and_clean(
             if claim is None:
                 return Claimed(held, key, [])
             held.append(claim)
-        cleaned = cleanup_leftovers(claims.backend, keys, claimed=True, folder=folder)
+        cleaned = cleanup_leftovers(claims.backend, keys, claimed=True, folder=folder, keep=keep)
         return Claimed(held, None, cleaned)
     except BaseException:
         for claim in held:
@@ -379,9 +393,10 @@ def claim_and_clean(
         raise
 
 
-def claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:
+def claim_for_writing(claims: Claims, key: DataKey, keep: Collection[str] = ()) -> Claim | None:
     """The writer's claim on ``key``: None if this process already holds it (e.g. a Context
-    that claimed the keys of its plan); ClaimHeld if another live process does."""
+    that claimed the keys of its plan); ClaimHeld if another live process does. ``keep``: as
+    for ``cleanup_leftovers`` (the dead writer's work a resuming writer continues)."""
     for _ in range(3):
         holder = claims.holder(key)
         if holder is not None and not holder.stale:
@@ -393,7 +408,7 @@ def claim_for_writing(claims: Claims, key: DataKey) -> Claim | None:
                 key,
                 holder,
             )
-        claimed = claim_and_clean(claims, [key])
+        claimed = claim_and_clean(claims, [key], keep=keep)
         if claimed.claims:
             return claimed.claims[0]
     raise ClaimHeld(f"cannot write data set {key}: its claim keeps changing hands", key, None)

@@ -6,6 +6,7 @@ fits it (``Backend.claims_kept``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -15,7 +16,7 @@ from typing import Any, Final
 
 from strax_storage.backend import Backend
 from strax_storage.keys import DataKey
-from strax_storage.process import process_identity
+from strax_storage.process import identity_alive, is_this_process, process_identity
 
 __all__ = [
     "BREAK_LOCK_STALE",
@@ -30,7 +31,10 @@ __all__ = [
 CLAIM_PREFIX: Final = ".claim-"
 """Prefix of a claim file next to the data set it claims (never parsed as a data set)."""
 BREAK_LOCK_STALE: Final = 10.0
-"""Seconds after which a leftover break lock (its breaker died) is removed."""
+"""Seconds after which a leftover break lock is removed when its breaker cannot be checked
+(another host, an unreadable lock); one whose breaker on this host died is removed at once."""
+BREAK_LOCK_BACKOFF_MAX: Final = 0.2
+"""The longest pause between two attempts to take a busy break lock (doubling from 1 ms)."""
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -100,22 +104,42 @@ class FileTable(Table):
         k = self._key(key)
         lock = f"{k}.break"
         deadline = time.monotonic() + BREAK_LOCK_STALE + 1.0
-        mine = encode_record({**process_identity(), "created": time.time()})
-        while not self.backend.create_exclusive(lock, mine):
-            lock_time = self._lock_time(lock)
-            if lock_time is None or time.time() - lock_time > BREAK_LOCK_STALE:
-                self.backend.delete(lock)  # its breaker died
-            elif not wait or time.monotonic() > deadline:
-                return False
-            else:
-                time.sleep(0.01)
+        claim_id = hashlib.sha256(raw).hexdigest()[:16]
+        mine = encode_record({**process_identity(), "created": time.time(), "for": claim_id})
+        pause = 0.0
+        created = False
         try:
+            while not (created := self.backend.create_exclusive(lock, mine)):
+                if self._lock_abandoned(lock, claim_id):
+                    self.backend.delete(lock)  # its breaker died (or was us, interrupted)
+                elif not wait or time.monotonic() > deadline:
+                    return False
+                else:  # a live breaker holds it for a moment: back off, do not spin
+                    pause = min(BREAK_LOCK_BACKOFF_MAX, max(0.001, 2 * pause))
+                    time.sleep(pause)
             if self.backend.read(k) != raw:
                 return False
             self.backend.delete(k)
             return True
         finally:
-            self.backend.delete(lock)
+            if created:
+                self.backend.delete(lock)
+
+    def _lock_abandoned(self, lock: str, claim_id: str) -> bool:
+        """Is the break lock ``lock`` gone, unreadable, older than BREAK_LOCK_STALE, held by
+        a process on this host that no longer runs, or left by this process's own attempt
+        on the same claim (``claim_id``) that an interrupt cut short?"""
+        lock_time = self._lock_time(lock)
+        if lock_time is None or time.time() - lock_time > BREAK_LOCK_STALE:
+            return True
+        raw = self.backend.read(lock)
+        try:
+            doc = json.loads(raw) if raw else None
+        except ValueError:
+            return False  # being written right now (or damaged: stale after the limit)
+        if isinstance(doc, dict) and doc.get("for") == claim_id and is_this_process(doc):
+            return True  # a release of this very claim is retried only after it stopped
+        return identity_alive(doc) is False
 
     def _lock_time(self, lock: str) -> float | None:
         """When the break lock ``lock`` was taken (None: it is gone, or unreadable)."""

@@ -35,20 +35,34 @@ writing it, or someone edited it) is stale after ``UNREADABLE_GRACE`` seconds. B
 serialised by a second exclusive file (``.claim-...break``) and only removes the exact claim
 judged stale.
 
+What the holder is doing is recorded too (``doing``, e.g. ``"iter_chunks of peaks, run
+r1"``, set with ``with claims.doing(...):`` around taking the claim; and its command line),
+so whoever waits for it can be told who holds the data set, since when, and why.
+
+A claim lives exactly as long as its holder: the heartbeat refreshes only claims that are
+still referenced and not released, in the process that took them (not in a forked child).
+A claim left unreleased is released when garbage collected, and at the latest when the
+interpreter exits (an ``atexit`` hook that runs before modules are torn down; it also
+stops the heartbeat), so a process that ends normally leaves no claim and no break lock.
+
 Clocks: heartbeats are compared with this host's clock; hosts sharing a store need roughly
 synchronised clocks (well within ``stale_after``).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -74,6 +88,7 @@ __all__ = [
     "Claim",
     "ClaimInfo",
     "Claims",
+    "doing",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,6 +101,27 @@ MAX_STALE_AFTER: Final = 86_400.0
 hostile claim file cannot keep a dead writer's claim alive for longer than a day."""
 UNREADABLE_GRACE: Final = 5.0
 """Seconds after which a claim file holding no readable claim is considered stale."""
+
+_doing: ContextVar[str | None] = ContextVar("strax_storage_claim_doing", default=None)
+
+
+@contextlib.contextmanager
+def doing(what: str) -> Iterator[None]:
+    """Record ``what`` (e.g. ``"make peaks of run r1"``) in the claims taken meanwhile in
+    this thread (or task), for whoever finds them held."""
+    token = _doing.set(what)
+    try:
+        yield
+    finally:
+        _doing.reset(token)
+
+
+def _command() -> str | None:
+    argv = getattr(sys, "argv", None)
+    if not argv:
+        return None
+    text = " ".join(str(a) for a in argv)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 # --------------------------------------------------------------------------- claim records
@@ -103,6 +139,10 @@ class ClaimInfo:
     token: str | None = None
     created: float | None = None
     heartbeat: float | None = None
+    doing: str | None = None
+    """What the holder recorded it was doing (e.g. ``iter_chunks of peaks, run r1``)."""
+    command: str | None = None
+    """The holder's command line (truncated)."""
     stale: bool = False
     why_stale: str = ""
     raw: bytes = b""
@@ -113,12 +153,16 @@ class ClaimInfo:
         return is_this_process({"pid": self.pid, "host": self.host})
 
     def describe(self) -> str:
-        """``pid 123 on host h since 2024-...`` (and why it is stale, if it is)."""
+        """``pid 123 on host h (make peaks of run r1; command: python3 x.py) since
+        2024-...`` (and why it is stale, if it is)."""
         who = (
             f"pid {self.pid} on host {self.host}"
             if self.pid is not None
             else "an unknown writer (unreadable claim)"
         )
+        what = [part for part in (self.doing, self.command and f"command: {self.command}") if part]
+        if what:
+            who += f" ({'; '.join(what)})"
         if self.created is not None:
             try:
                 since = datetime.fromtimestamp(self.created, UTC).isoformat(timespec="seconds")
@@ -155,7 +199,17 @@ def _record(key: DataKey, stale_after: float) -> dict[str, Any]:
         "created_utc": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
         "heartbeat": now,
         "stale_after": stale_after,  # the holder's promise: a heartbeat every stale_after / 5
+        "doing": _doing.get(),
+        "command": _command(),
     }
+
+
+def _text(value: object) -> str | None:
+    """A recorded string, made safe to print on one line (a claim file is anyone's)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = " ".join(value.split())[:200]
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _int(value: object) -> int | None:
@@ -199,6 +253,8 @@ def judge(
         token=doc.get("token") if isinstance(doc.get("token"), str) else None,
         created=finite_float(doc.get("created")),
         heartbeat=mtime if mtime is not None else finite_float(doc.get("heartbeat")),
+        doing=_text(doc.get("doing")),
+        command=_text(doc.get("command")),
         raw=raw,
     )
     why = ""
@@ -229,9 +285,12 @@ class _Heartbeat:
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.pid = 0
+        self.stopped = False  # at interpreter exit: never touch a claim file again
 
     def add(self, claim: Claim) -> None:
         with self.lock:
+            if self.stopped:
+                return
             if self.pid != os.getpid():  # forked: the parent's claims are not ours to refresh
                 self.claims = weakref.WeakSet()
             self.claims.add(claim)
@@ -250,17 +309,29 @@ class _Heartbeat:
             self.claims.discard(claim)
 
     def run(self) -> None:
-        while True:
+        while not self.stopped:
             interval, wake = self.beat_all()
             wake.wait(max(0.02, min(interval, 60.0)))
             wake.clear()
+
+    def stop(self) -> list[Claim]:
+        """Stop for good (at exit); the claims it was refreshing."""
+        with self.lock:
+            self.stopped = True
+            claims = list(self.claims) if self.pid == os.getpid() else []
+            self.claims = weakref.WeakSet()
+            self.wake.set()
+            thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)  # it may be touching a claim file right now
+        return claims
 
     def beat_all(self) -> tuple[float, threading.Event]:
         """Refresh the claims that are due; the interval until the next round. (A function of
         its own, so no strong reference to a claim outlives it: unreleased claims can be
         garbage collected, which releases them.)"""
         with self.lock:
-            claims = list(self.claims)
+            claims = [] if self.stopped else list(self.claims)
             wake = self.wake
         interval = min((c.stale_after for c in claims), default=5.0) / 5
         for claim in claims:
@@ -302,6 +373,7 @@ class Claim:
         self._finalizer = weakref.finalize(
             self, _release_quietly, table, key, self._raw_box, self._pid
         )
+        self._finalizer.atexit = False  # at exit, _release_at_exit releases it in order
         _heartbeat.add(self)
 
     @property
@@ -333,15 +405,16 @@ class Claim:
             self._raw_box[0] = new
 
     def release(self) -> None:
-        """Give the claim up (idempotent). Never deletes a claim that is no longer ours."""
+        """Give the claim up (idempotent). Never deletes a claim that is no longer ours.
+        Interrupted (a second Ctrl-C), it can be called again and finishes the job."""
         with self._lock:
             if self._released:
                 return
-            self._released = True
             _heartbeat.discard(self)
-            self._finalizer.detach()
             if os.getpid() == self._pid:  # never a parent's claim from a forked child
                 self._table.delete_if(self.key, self._raw, wait=True)
+            self._released = True
+            self._finalizer.detach()
 
     def __enter__(self) -> Claim:
         return self
@@ -364,6 +437,19 @@ def _release_quietly(table: Table, key: DataKey, raw_box: list[bytes], pid: int)
         return  # a forked child exiting: the claim belongs to its parent
     with contextlib.suppress(Exception):
         table.delete_if(key, raw_box[0], wait=True)
+
+
+def _release_at_exit() -> None:
+    """At interpreter exit, before modules are torn down: stop the heartbeat and release
+    every claim this process still holds (one left unreleased by its user, or held by a
+    stream nobody closed; ``strax_decl`` closes its streams first, so they stop writing
+    before their claims go)."""
+    for claim in _heartbeat.stop():
+        with contextlib.suppress(Exception):
+            claim.release()
+
+
+atexit.register(_release_at_exit)
 
 
 class Claims:

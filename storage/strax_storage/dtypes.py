@@ -30,7 +30,7 @@ __all__ = [
 INDEX_GROUP = "_index"
 """Name of the subgroup holding the chunk index; no field may have this name."""
 
-_STORABLE_KINDS = "biufc"
+_STORABLE_KINDS = "biufcU"  # U: fixed-length unicode, stored as Zarr's fixed_length_utf32
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class FieldSpec:
     declared: np.dtype  # base dtype as declared (any byte order)
     stored: np.dtype  # the same type, little-endian: what the Zarr 'bytes' codec holds
     shape: tuple[int, ...]  # sub-array shape, () for a scalar field
+    title: str | None = None  # a strax-style field title: the array's default description
 
     @property
     def dimension_names(self) -> list[str]:
@@ -60,7 +61,8 @@ def check_storable(dtype: object, where: str) -> np.dtype:
     """Return ``dtype`` as np.dtype if the store can hold rows of it, else raise TypeError.
 
     Rules: a structured dtype with time fields (see ``chunk.time_fields_problem``); each field a
-    bool/int/uint/float/complex scalar or fixed-size sub-array of one; field names valid path
+    bool/int/uint/float/complex or fixed-length unicode (``<U30``) scalar or fixed-size
+    sub-array of one; field names valid path
     components (``names.validate_name('field', ...)``) and not ``_index``; titles are strings.
     """
     try:
@@ -84,10 +86,10 @@ def check_storable(dtype: object, where: str) -> np.dtype:
         if len(field) > 2 and not isinstance(field[2], str):
             raise TypeError(f"{where}: field {name!r} has a non-string title {field[2]!r}")
         base = sub.base
-        if base.kind not in _STORABLE_KINDS or base.names is not None:
+        if base.kind not in _STORABLE_KINDS or base.names is not None or not base.itemsize:
             raise TypeError(
-                f"{where}: field {name!r} has dtype {sub}; only bool, integer, float and complex "
-                "fields (or fixed-size sub-arrays of them) can be stored"
+                f"{where}: field {name!r} has dtype {sub}; only bool, integer, float, complex "
+                "and fixed-length unicode fields (or fixed-size sub-arrays of them) can be stored"
             )
         if any(n <= 0 for n in sub.shape):
             raise TypeError(f"{where}: field {name!r} has an empty sub-array shape {sub.shape}")
@@ -99,10 +101,12 @@ def field_specs(dtype: np.dtype) -> list[FieldSpec]:
     assert dtype.names is not None and dtype.fields is not None
     specs = []
     for name in dtype.names:
-        sub = dtype.fields[name][0]
+        entry = dtype.fields[name]
+        sub = entry[0]
         base = sub.base
         stored = base.newbyteorder("<") if base.byteorder == ">" else base
-        specs.append(FieldSpec(name, base, np.dtype(stored), tuple(sub.shape)))
+        title = entry[2] if len(entry) > 2 else None
+        specs.append(FieldSpec(name, base, np.dtype(stored), tuple(sub.shape), title))
     return specs
 
 

@@ -4,13 +4,14 @@
 
 - one array per field, shape ``(rows, *sub_shape)``, ``dimension_names`` ``["row", ...]``, a
   regular grid of ``rows_per_chunk`` rows (the same for every field so row slices align),
-  codecs ``bytes(little) -> zstd -> crc32c`` (the checksum makes a flipped byte detectable);
+  codecs ``bytes(little) -> zstd -> crc32c`` or ``bytes(little) -> blosc -> crc32c`` per field
+  (``codec_choice``; the checksum makes a flipped byte detectable);
   every chunk is written, including all-zero ones (a missing chunk file is always an error);
 - a subgroup ``_index`` with 1-D int64 arrays ``start``, ``end``, ``first_row``, ``n_rows``
   (dimension ``chunk``): one entry per strax chunk, mapping chunks and time ranges to rows;
 - group attributes, written last, under the single key ``"strax_decl"`` (see ``ATTRS_KEY``):
-  format, key, status/complete/exception, dtype, counts, time span, compressor, timestamps,
-  and the caller's metadata dict.
+  format, key, status/complete/exception, dtype, counts, time span, compressor (with each
+  field's codec, format version 3), timestamps, and the caller's metadata dict.
 
 ``xarray.open_zarr(group)`` sees the field arrays as variables on dimension ``row`` and ignores
 the ``_index`` subgroup. The root and each run directory are plain Zarr groups too, so the whole
@@ -26,16 +27,19 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from typing import Any, Final
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+from zarr.codecs import BloscCname, BloscCodec, BloscShuffle, BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.dtype.common import UnstableSpecificationWarning
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.dtype import parse_data_type
 
+from strax_storage.codec import ZSTD, Codec
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "array_documents",
     "array_metadata",
     "chunk_key",
+    "compressor_attrs",
     "field_layout",
     "fixed_attrs",
     "group_metadata",
@@ -56,14 +61,17 @@ __all__ = [
     "index_metadata",
     "metadata_json",
     "metadata_key",
+    "read_field_codecs",
 ]
 
 ATTRS_KEY: Final = "strax_decl"
 """The one group-attribute key everything of ours lives under (no clash with user attrs)."""
 FORMAT: Final = "strax_decl.storage"
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 """Bumped on any layout change; readers refuse versions they do not know. Version 2 adds
-the chunk digests (``DIGESTS``); version 1 data sets (without them) still load."""
+the chunk digests (``DIGESTS``); version 3 a codec per field (``compressor.fields`` in the
+attributes: Blosc or zstd), which a version-2 reader would take for damage. Data sets of
+versions 1 and 2 (every field zstd) still load."""
 INDEX_FIELDS: Final = ("start", "end", "first_row", "n_rows")
 DIGESTS: Final = "digests"
 """Index array: the CRC32C of every field's every Zarr chunk file (the 4-byte trailer the file
@@ -85,18 +93,31 @@ def _zarr_dtype(dtype: np.dtype) -> Any:
     return parse_data_type(dtype, zarr_format=3)
 
 
-def codecs(level: int) -> list[Any]:
-    return [BytesCodec(endian="little"), ZstdCodec(level=level, checksum=False), Crc32cCodec()]
+def codecs(codec: Codec | int, typesize: int = 1) -> list[Any]:
+    """Zarr's codec list for ``codec`` (an int: zstd at that level) on items of ``typesize``."""
+    if isinstance(codec, int):
+        codec = Codec(ZSTD, codec)
+    if codec.kind == ZSTD:
+        middle: Any = ZstdCodec(level=codec.level, checksum=False)
+    else:
+        middle = BloscCodec(
+            typesize=typesize,
+            cname=BloscCname(codec.cname),
+            clevel=codec.level,
+            shuffle=BloscShuffle(codec.shuffle),
+            blocksize=0,
+        )
+    return [BytesCodec(endian="little"), middle, Crc32cCodec()]
 
 
 def array_metadata(
     spec: FieldSpec,
     n_rows: int,
     rows_per_chunk: int,
-    level: int,
+    codec: Codec,
     attributes: dict[str, Any] | None = None,
 ) -> ArrayV3Metadata:
-    """Zarr metadata of one field array holding ``n_rows`` rows."""
+    """Zarr metadata of one field array holding ``n_rows`` rows, compressed with ``codec``."""
     return ArrayV3Metadata(
         shape=(n_rows, *spec.shape),
         data_type=_zarr_dtype(spec.stored),
@@ -105,8 +126,8 @@ def array_metadata(
             "configuration": {"chunk_shape": [rows_per_chunk, *spec.shape]},
         },
         chunk_key_encoding={"name": "default", "configuration": {"separator": "/"}},
-        fill_value=0,
-        codecs=codecs(level),
+        fill_value="" if spec.stored.kind == "U" else 0,  # text: Zarr's fixed_length_utf32
+        codecs=codecs(codec, spec.stored.itemsize),
         attributes=attributes or {},
         dimension_names=spec.dimension_names,
     )
@@ -132,7 +153,11 @@ def group_metadata(attributes: dict[str, Any]) -> GroupMetadata:
 
 def metadata_json(meta: ArrayV3Metadata | GroupMetadata) -> bytes:
     """The exact ``zarr.json`` bytes Zarr writes for ``meta``."""
-    buffers = meta.to_buffer_dict(default_buffer_prototype())
+    with warnings.catch_warnings():
+        # Zarr warns that its fixed_length_utf32 (text fields) has no final v3 spec yet; we
+        # know, and docs/storage.md says so once instead of every data set warning.
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
+        buffers = meta.to_buffer_dict(default_buffer_prototype())
     return buffers[METADATA_FILE].to_bytes()
 
 
@@ -143,9 +168,9 @@ def layout_view(meta: ArrayV3Metadata) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def field_layout(spec: FieldSpec, n_rows: int, rows_per_chunk: int, level: int) -> dict[str, Any]:
+def field_layout(spec: FieldSpec, n_rows: int, rows_per_chunk: int, codec: Codec) -> dict[str, Any]:
     """``layout_view`` of a field array (cached: loading checks it for every field)."""
-    return layout_view(array_metadata(spec, n_rows, rows_per_chunk, level))
+    return layout_view(array_metadata(spec, n_rows, rows_per_chunk, codec))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -183,15 +208,19 @@ def array_documents(
     level: int,
     n_chunks: int,
     field_docs: object,
+    field_codecs: list[Codec],
 ) -> list[tuple[str, bytes]]:
     """``(key, zarr.json bytes)`` of every field array, the index group and its arrays, of a
-    data set at ``path`` holding ``n_rows`` rows in ``n_chunks`` strax chunks.
+    data set at ``path`` holding ``n_rows`` rows in ``n_chunks`` strax chunks. Field ``i`` is
+    compressed with ``field_codecs[i]``, the index arrays with zstd at ``level``.
     ``field_docs``: ``{field: {"description": ..., "unit": ...}}`` (array attributes)."""
     out = []
-    for spec in specs:
+    for spec, codec in zip(specs, field_codecs, strict=True):
         doc = field_docs.get(spec.name) if isinstance(field_docs, dict) else None
         attributes = dict(doc) if isinstance(doc, dict) else None
-        meta = array_metadata(spec, n_rows, rows_per_chunk, level, attributes=attributes)
+        if spec.title and not (attributes or {}).get("description"):
+            attributes = {**(attributes or {}), "description": spec.title}  # strax's titles
+        meta = array_metadata(spec, n_rows, rows_per_chunk, codec, attributes=attributes)
         out.append((metadata_key(f"{path}/{spec.name}"), metadata_json(meta)))
     out.append((metadata_key(f"{path}/{INDEX_GROUP}"), metadata_json(group_metadata({}))))
     index_doc = metadata_json(index_metadata(n_chunks, level))
@@ -202,18 +231,41 @@ def array_documents(
     return out
 
 
-def fixed_attrs(level: int) -> dict[str, Any]:
-    """The group attributes every data set written now has, whatever its contents."""
+def compressor_attrs(level: int, fields: dict[str, Codec]) -> dict[str, Any]:
+    """The ``compressor`` attribute: the index arrays' zstd level and each field's codec."""
+    names = sorted({str(c) for c in fields.values()})
+    return {
+        "codecs": ["bytes", " | ".join(names) or ZSTD, "crc32c"],
+        "zstd_level": level,
+        "checksum": "crc32c",
+        "fields": {name: codec.to_json() for name, codec in fields.items()},
+    }
+
+
+def read_field_codecs(compressor: object, version: int, names: list[str]) -> list[Codec]:
+    """The codec of each field in ``names`` from a ``compressor`` attribute written by format
+    ``version`` (before 3: zstd at its ``zstd_level``). ValueError if it is unreadable."""
+    level = compressor.get("zstd_level") if isinstance(compressor, dict) else None
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise ValueError(f"its compressor attribute is unreadable: {compressor!r}")
+    assert isinstance(compressor, dict)
+    if version < 3:
+        return [Codec(ZSTD, level)] * len(names)
+    fields = compressor.get("fields")
+    if not isinstance(fields, dict) or set(fields) != set(names):
+        raise ValueError(f"its compressor attribute does not name each field's codec: {fields!r}")
+    return [Codec.from_json(fields[name]) for name in names]
+
+
+def fixed_attrs(level: int, fields: dict[str, Codec]) -> dict[str, Any]:
+    """The group attributes every data set written now has, whatever its rows: ``level`` is
+    the zstd level of the index arrays, ``fields`` each field's codec."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package": "strax_storage",
         "zarr_version": zarr.__version__,
-        "compressor": {
-            "codecs": ["bytes", "zstd", "crc32c"],
-            "zstd_level": level,
-            "checksum": "crc32c",
-        },
+        "compressor": compressor_attrs(level, fields),
         "index": {"group": INDEX_GROUP, "arrays": list(INDEX_FIELDS)},
         "digests": {
             "array": f"{INDEX_GROUP}/{DIGESTS}",

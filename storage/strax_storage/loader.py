@@ -33,7 +33,7 @@ import numpy as np
 from strax_storage import catalog
 from strax_storage.backend import Backend
 from strax_storage.chunk import Chunk, endtimes
-from strax_storage.codec import decode
+from strax_storage.codec import Codec, decode
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
 from strax_storage.errors import (
     BadObject,
@@ -56,6 +56,7 @@ from strax_storage.layout import (
     index_layout,
     index_path,
     metadata_key,
+    read_field_codecs,
 )
 from strax_storage.pool import pool
 
@@ -121,15 +122,19 @@ class DataSetReader:
         self.n_rows = self._attr_int(ours, "n_rows")
         self.n_chunks = self._attr_int(ours, "n_chunks")
         compressor = ours.get("compressor")
-        level = compressor.get("zstd_level") if isinstance(compressor, dict) else None
-        if not isinstance(level, int):
-            self._corrupt(f"its compressor attribute is unreadable: {compressor!r}")
-        assert isinstance(level, int)
+        try:  # each field's codec (before format version 3: zstd), the index arrays' level
+            self._codecs: list[Codec] = read_field_codecs(
+                compressor, version, [s.name for s in self.specs]
+            )
+        except ValueError as e:
+            self._corrupt(str(e))
+        assert isinstance(compressor, dict)  # read_field_codecs checked it
+        level: int = compressor["zstd_level"]
         self._padded = self.dtype.itemsize > sum(s.row_nbytes for s in self.specs)
         self._field_pos = {s.name: j for j, s in enumerate(self.specs)}
         self._digests: np.ndarray | None = None  # (Zarr chunk, field) -> crc32c; None: v1
-        for spec in self.specs:
-            expected = field_layout(spec, self.n_rows, self.rows_per_chunk, level)
+        for spec, codec in zip(self.specs, self._codecs, strict=True):
+            expected = field_layout(spec, self.n_rows, self.rows_per_chunk, codec)
             self._check_array(f"{self.path}/{spec.name}", expected)
         self._read_index(level, ours)
         if version >= 2:
@@ -232,11 +237,15 @@ class DataSetReader:
             self._corrupt(str(e), where)
             raise  # unreachable
 
-    def _fetch(self, key: str, nbytes: int, expected: int | None = None) -> bytes:
-        """Read and decode one Zarr chunk; DataCorrupted if missing or damaged, or (with
-        ``expected``, the CRC32C the index records for this position) from elsewhere."""
+    def _fetch(
+        self, key: str, nbytes: int, expected: int | None = None, codec: Codec | None = None
+    ) -> bytes:
+        """Read and decode one Zarr chunk (``codec`` None: zstd); DataCorrupted if missing or
+        damaged, or (with ``expected``, the CRC32C the index records for this position) from
+        elsewhere."""
         where = self._backend.where(key)
-        # a chunk file is never much bigger than its rows (zstd's bound on incompressible data)
+        # a chunk file is never much bigger than its rows (zstd's and blosc's bounds on
+        # incompressible data)
         blob = self._read(key, where, nbytes + nbytes // 128 + 2**17)
         if blob is None:
             self._corrupt("a chunk file is missing", where)
@@ -250,7 +259,7 @@ class DataSetReader:
                 where,
             )
         try:
-            return decode(blob, nbytes)
+            return decode(blob, nbytes, codec)
         except ChecksumMismatch as e:
             self._corrupt(f"a chunk file is damaged: {e}", where)
             raise  # unreachable; keeps type checkers happy
@@ -271,8 +280,9 @@ class DataSetReader:
         n = self.rows_per_chunk
         key = chunk_key(f"{self.path}/{spec.name}", 1 + len(spec.shape), z)
         digests = self._digests
-        expected = None if digests is None else int(digests[z, self._field_pos[spec.name]])
-        raw = self._fetch(key, n * spec.row_nbytes, expected)
+        j = self._field_pos[spec.name]
+        expected = None if digests is None else int(digests[z, j])
+        raw = self._fetch(key, n * spec.row_nbytes, expected, self._codecs[j])
         return np.frombuffer(raw, dtype=spec.stored).reshape((n, *spec.shape))
 
     def _read_into(
@@ -345,7 +355,8 @@ class DataSetReader:
             first, count = int(self.first_rows[i]), int(self.counts[i])
             out = self._alloc(count)
             self._read_into(out, first, first + count, time_specs, cache)
-            selected = np.flatnonzero((out["time"] >= t0) & (endtimes(out) <= t1))
+            time = out["time"]  # a point row at t1 lies outside [t0, t1), as in a chunk
+            selected = np.flatnonzero((time >= t0) & (time < t1) & (endtimes(out) <= t1))
             if len(selected):
                 lo, hi = int(selected[0]), int(selected[-1]) + 1
                 self._read_into(out[lo:hi], first + lo, first + hi, other_specs, cache)

@@ -11,9 +11,11 @@ Rows are buffered (by reference, no copy) until a whole Zarr chunk of ``rows_per
 is available; then one task per field gathers that field's rows into a contiguous scratch
 buffer, compresses, checksums and writes the chunk on the shared pool (``pool.py``), outside the
 GIL. At most a few Zarr chunks are in flight, so memory stays bounded and ``send`` applies
-backpressure. The array metadata (with the final shape), the chunk index and finally the group
-attributes with ``complete: true`` are written at ``close``; locally the whole directory is
-then renamed into place (see ``catalog.publish``).
+backpressure. After each Zarr chunk (and, with ``flush_every``, after each flush) a record
+says which strax chunks are final (``final_prefix``, ``live_saver``); a saver may resume a
+dead writer's work after its final prefix. The array metadata (with the final shape), the
+chunk index and finally the group attributes with ``complete: true`` are written at
+``close``; locally the whole directory is then renamed into place (``catalog.publish``).
 
 Rows handed to ``send`` must not be modified afterwards (chunks are immutable by convention):
 the saver reads them when their Zarr chunk is written.
@@ -39,22 +41,20 @@ from strax_storage.backend import Backend
 from strax_storage.chunk import Chunk, check_chunk
 from strax_storage.claims import Claim, Claims
 from strax_storage.codec import encode, scratch
+from strax_storage.codec_choice import CodecChoice, field_codecs
 from strax_storage.dtypes import FieldSpec, dtype_to_json, field_specs
 from strax_storage.errors import SaverClosedError, StorageError, StorageIOError, WriteLost
 from strax_storage.info import DataSetInfo
 from strax_storage.keys import DataKey
 from strax_storage.layout import (
     ATTRS_KEY,
-    DIGESTS,
-    INDEX_FIELDS,
-    array_documents,
     chunk_key,
     fixed_attrs,
     group_metadata,
-    index_path,
     metadata_json,
     metadata_key,
 )
+from strax_storage.live_saver import LiveWriting, ResumeFrom
 from strax_storage.ownership import WriteGuard
 from strax_storage.pool import n_threads, pool
 from strax_storage.process import process_identity
@@ -76,7 +76,7 @@ def exception_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
-class Saver:
+class Saver(LiveWriting):
     """Writes one data set. Create it with ``Store.saver``.
 
     One producer thread sends; ``fail`` may also come from another thread (e.g. the pipeline
@@ -94,6 +94,9 @@ class Saver:
         rows_per_chunk: int,
         level: int,
         claims: Claims | None = None,
+        codec: CodecChoice = None,
+        flush_every: float | None = None,
+        resume: ResumeFrom | None = None,
     ) -> None:
         self.key = key
         self.dtype = dtype
@@ -103,6 +106,13 @@ class Saver:
         self._rows_per_chunk = rows_per_chunk
         self._level = level
         self._specs: list[FieldSpec] = field_specs(dtype)
+        try:  # one codec per field (see codec_choice); the index arrays: zstd at ``level``
+            self._codecs = field_codecs(self._specs, codec, level)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"data set {key}: {e}") from None
+        self._fixed = fixed_attrs(
+            level, {s.name: c for s, c in zip(self._specs, self._codecs, strict=True)}
+        )
         self._created = _now()
         self._state = "open"
         self._info: DataSetInfo | None = None
@@ -120,7 +130,7 @@ class Saver:
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self._next_zarr_chunk = 0
-        self._inflight: deque[Future[int]] = deque()
+        self._inflight: deque[tuple[int, Future[int]]] = deque()  # (Zarr chunk, task)
         self._stored_bytes = 0
         # CRC32C of every (field, Zarr chunk) written: recorded in the index (see DIGESTS)
         self._digests: dict[tuple[int, int], int] = {}
@@ -130,29 +140,35 @@ class Saver:
         # temporary directory is still ours) and binding the chunk digests to this write
         self._write_id = uuid.uuid4().hex
         self._within: str | None = None  # the temporary directory, once created
+        self._init_live(flush_every)
+        self.resumed_from = resume
+        """Where this write continued a dead writer's (None: it started afresh)."""
         self._replaceable: tuple[object, object] | None = None
         self._claim: Claim | None = None
         if claims is not None:
-            self._claim = catalog.claim_for_writing(claims, key)
+            keep = () if resume is None else (resume.path,)
+            self._claim = catalog.claim_for_writing(claims, key, keep)
         in_place = not backend.supports_rename
         self._path = key.path if in_place else f"{key.run_id}/{key.tmp_dirname()}"
         self._guard = WriteGuard(backend, key, self._path, self._write_id, claims, self._claim)
         try:
-            self._start(backend, key)
+            self._start(backend, key, resume)
         except BaseException:
             self._release_claim()
             raise
 
-    def _start(self, backend: Backend, key: DataKey) -> None:
+    def _start(self, backend: Backend, key: DataKey, resume: ResumeFrom | None) -> None:
         if self._overwrite:
             # the one complete data set this write may replace: the one there now (publishing
             # never replaces a complete data set that appeared while this write ran)
             existing = catalog.final_info(backend, key)
             if existing is not None and existing.status == "complete":
                 self._replaceable = catalog.identity(existing)
-        if not backend.supports_rename:
+        if not backend.supports_rename and resume is None:
             backend.delete_tree(self._path)  # Store.saver checked it may be replaced
         try:
+            if resume is not None:
+                self._adopt(resume)
             # the root and the run are plain (empty) Zarr groups, so the store is browsable
             for parent in ("", key.run_id):
                 doc = metadata_key(parent)
@@ -203,6 +219,8 @@ class Saver:
         self._check_open("send")
         i = len(self._starts)
         try:
+            if self._skipped(chunk):
+                return
             if not isinstance(chunk, Chunk):
                 raise TypeError(
                     f"data set {self.key} chunk {i}: expected a storage.Chunk, "
@@ -216,6 +234,8 @@ class Saver:
             )
             self._reap(block=False)
             self._add(chunk)
+            self._record_new()
+            self._maybe_flush()
         except BaseException as e:
             self.fail(e)
             raise
@@ -255,6 +275,7 @@ class Saver:
             self._write_array_metadata()
             self._write_group_attrs("complete")
             self._guard.check(self._specs, self._next_zarr_chunk)
+            self._drop_records(self._path)  # the full index replaces them (readers wait)
             if self._backend.supports_rename:  # written under a temporary name
                 catalog.publish(
                     self._backend,
@@ -382,7 +403,7 @@ class Saver:
     def _attrs(self, status: str, exception: str | None = None) -> dict[str, Any]:
         complete = status == "complete"
         ours: dict[str, Any] = {
-            **fixed_attrs(self._level),
+            **self._fixed,
             "run_id": self.key.run_id,
             "data_type": self.key.data_type,
             "lineage_hash": self.key.lineage_hash,
@@ -399,7 +420,7 @@ class Saver:
             "nbytes": self._n_rows * self.dtype.itemsize,
             "stored_bytes": self._stored_bytes if complete else None,
             "rows_per_chunk": self._rows_per_chunk,
-            "digests": {**fixed_attrs(self._level)["digests"], "index_crc32c": self._index_crcs},
+            "digests": {**self._fixed["digests"], "index_crc32c": self._index_crcs},
             "created": self._created,
             "finished": None if status == "writing" else _now(),
             "writer": self._writer,
@@ -426,10 +447,11 @@ class Saver:
         self._next_zarr_chunk += 1
         submit = pool().submit
         for j, spec in enumerate(self._specs):
-            self._inflight.append(submit(self._write_chunk, spec, j, parts, z))
+            self._inflight.append((z, submit(self._write_chunk, spec, j, parts, z)))
         limit = max(_INFLIGHT_ZARR_CHUNKS, n_threads()) * len(self._specs)
         while len(self._inflight) > limit:
-            self._stored_bytes += self._inflight.popleft().result()
+            done_z, future = self._inflight.popleft()
+            self._collected(done_z, future.result())
 
     def _write_chunk(self, spec: FieldSpec, j: int, parts: list[np.ndarray], z: int) -> int:
         """Pool task: gather, compress, checksum and write one field's Zarr chunk ``z``."""
@@ -440,11 +462,14 @@ class Saver:
             offset += len(part)
         if offset < len(buf):
             buf[offset:] = 0  # the last chunk is padded to full size, as Zarr expects
-        frame, crc = encode(buf, self._level)
+        frame, crc = encode(buf, self._codecs[j])
         self._digests[(j, z)] = int.from_bytes(crc, "little")  # already computed: no extra pass
         key = chunk_key(f"{self._path}/{spec.name}", 1 + len(spec.shape), z)
         try:
-            self._backend.write(key, (frame, crc), within=self._within)
+            if self._atomic(z):  # resumed: readers of the final prefix may read it now
+                self._backend.write_atomic(key, frame + crc, within=self._within)
+            else:
+                self._backend.write(key, (frame, crc), within=self._within)
         except WriteLost as e:
             raise self._guard.lost(e) from None
         return len(frame) + len(crc)
@@ -452,9 +477,10 @@ class Saver:
     def _reap(self, *, block: bool, ignore_errors: bool = False) -> None:
         """Collect finished write tasks (all of them if ``block``); re-raise the first error."""
         first_error: BaseException | None = None
-        while self._inflight and (block or self._inflight[0].done()):
+        while self._inflight and (block or self._inflight[0][1].done()):
+            z, future = self._inflight.popleft()
             try:
-                self._stored_bytes += self._inflight.popleft().result()
+                self._collected(z, future.result())
             except BaseException as e:
                 if first_error is None:
                     first_error = e
@@ -462,35 +488,6 @@ class Saver:
                     break
         if first_error is not None and not ignore_errors:
             raise first_error
-
-    def _write_index(self) -> None:
-        """The chunk index and the digests (``DIGESTS``), each array in one Zarr chunk."""
-        n_fields = len(self._specs)
-        digests = [
-            self._digests[(j, z)] for z in range(self._next_zarr_chunk) for j in range(n_fields)
-        ]
-        columns = (self._starts, self._ends, self._first_rows, self._counts, digests)
-        for name, values in zip((*INDEX_FIELDS, DIGESTS), columns, strict=True):
-            if values:
-                frame, crc = encode(np.asarray(values, dtype="<i8"), self._level)
-                self._index_crcs[name] = int.from_bytes(crc, "little")
-                key = chunk_key(index_path(self._path, name), 1, 0)
-                self._backend.write(key, (frame, crc), within=self._within)
-                self._stored_bytes += len(frame) + len(crc)
-
-    def _write_array_metadata(self) -> None:
-        """Metadata of every field and index array, with the final shapes (before the attrs)."""
-        docs = array_documents(
-            self._path,
-            self._specs,
-            self._n_rows,
-            self._rows_per_chunk,
-            self._level,
-            len(self._starts),
-            self._metadata.get("fields"),
-        )
-        for key, doc in docs:
-            self._backend.write(key, [doc], within=self._within)
 
     def _write_group_attrs(self, status: str, exception: str | None = None) -> None:
         """Replace the group's ``zarr.json`` atomically: readers see old or new, never half."""

@@ -9,7 +9,6 @@ so several processes can share one store directory.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -22,29 +21,31 @@ import zarr
 from zarr.abc.store import Store as ZarrStore
 from zarr.storage import FsspecStore, MemoryStore
 
-from strax_storage import catalog
-from strax_storage.backend import Backend, LocalBackend, ZarrBackend
+from strax_storage import catalog, partial, run_docs, run_scan, waiting
+from strax_storage.backend import Backend, LocalBackend
 from strax_storage.catalog import RunFolder
 from strax_storage.chunk import Chunk
 from strax_storage.claims import DEFAULT_STALE_AFTER, Claim, ClaimInfo, Claims
-from strax_storage.codec import DEFAULT_LEVEL
+from strax_storage.codec import DEFAULT_LEVEL, check_zstd_level
+from strax_storage.codec_choice import CodecChoice
 from strax_storage.dtypes import check_storable, rows_per_chunk_for
 from strax_storage.errors import (
     ClaimHeld,
-    ClaimTimeout,
     DataCorrupted,
     DataExistsError,
     DataNotFound,
     StorageError,
     UnsafePath,
-    WriterGone,
 )
 from strax_storage.info import DataSetInfo, Status
 from strax_storage.keys import DataKey
 from strax_storage.layout import ATTRS_KEY, group_metadata, metadata_json, metadata_key
+from strax_storage.live_saver import ResumeFrom
 from strax_storage.loader import DataSetReader, check_time_range
+from strax_storage.partial import WriteProgress
 from strax_storage.rechunk import SPLIT_GAP_NS, Rechunker
 from strax_storage.saver import Saver
+from strax_storage.zarr_backend import ZarrBackend
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "Store", "open_store"]
 
@@ -73,15 +74,9 @@ class Store:
             or rows_per_chunk < 1
         ):
             raise ValueError(f"rows_per_chunk must be a positive integer, got {rows_per_chunk!r}")
-        if (
-            isinstance(zstd_level, bool)
-            or not isinstance(zstd_level, int)
-            or not -7 <= zstd_level <= 22
-        ):
-            raise ValueError(f"zstd_level must be an integer in [-7, 22], got {zstd_level!r}")
         self.backend = backend
         self.rows_per_chunk = rows_per_chunk
-        self.zstd_level = zstd_level
+        self.zstd_level = check_zstd_level(zstd_level)
         self.chunk_bytes = chunk_bytes
         self.claims = Claims(backend, claim_stale_after)
 
@@ -162,6 +157,26 @@ class Store:
                 key,
                 where,
             ) from e
+
+    def define_run(self, run_id: str, doc: dict[str, Any]) -> bool:
+        """Store ``run_id``'s run document once (False: the same one is there already)."""
+        return run_docs.write_run_doc(self.backend, run_id, doc)
+
+    def run_doc(self, run_id: str) -> dict[str, Any] | None:
+        """``run_id``'s run document with its current tags, or None if it has none."""
+        e = next(iter(run_scan.scan(self.backend, [run_id])), None)
+        return None if e is None or e.doc is None else {**e.doc, "tags": list(e.tags)}
+
+    def tag_run(self, run_id: str, tag: str, *, remove: bool = False) -> bool:
+        """Add (or remove) one tag of ``run_id``, racing nobody; True if anything changed."""
+        self._check_writable(f"tag run {run_id!r}")
+        change = run_docs.remove_tag if remove else run_docs.add_tag
+        doc_tags = (run_docs.read_run_doc(self.backend, run_id) or {}).get("tags") or []
+        return change(self.backend, run_id, tag, doc_tags)
+
+    def scan_runs(self, run_ids: Sequence[str] | None = None) -> Sequence[run_docs.RunEntry]:
+        """Every run folder's document, tags and data set names: one listing per run."""
+        return run_scan.scan(self.backend, run_ids)
 
     # ---------------------------------------------------------------- changes
     def remove(self, key: DataKey) -> None:
@@ -251,12 +266,23 @@ class Store:
         claims, refused = self.claim_all([key], stale_after=stale_after)
         return None if refused is not None else claims[0]
 
+    def progress(self, key: DataKey) -> WriteProgress | None:
+        """How far the data set under ``key`` has got if it is not complete: its final
+        prefix (watermark) and whether its writer is alive; None if complete or absent."""
+        return partial.find_prefix(self.backend, _check_key(key))
+
+    def resume_point(self, key: DataKey, folder: RunFolder | None = None) -> ResumeFrom | None:
+        """Where a writer holding ``key``'s claim may continue a dead writer's work (pass it
+        to ``saver(resume=...)``); None if there is nothing to continue."""
+        return partial.resume_point(self.backend, _check_key(key), folder)
+
     def claim_all(
         self,
         keys: Sequence[DataKey],
         *,
         stale_after: float | None = None,
         folder: RunFolder | None = None,
+        keep: Sequence[str] = (),
     ) -> tuple[Sequence[Claim], DataKey | None]:
         """Claim ``keys`` in the order given (as ``claim``); the leftovers of their dead
         writers are deleted with one listing of each run folder, however many keys.
@@ -265,11 +291,12 @@ class Store:
         claimed). Taking several in one fixed order (e.g. sorted) keeps two processes that
         want overlapping sets from deadlocking; on a refusal the caller releases what it got.
         ``folder``: a ``run_folder`` of the keys' run taken earlier in the same request, used
-        instead of listing it again to find leftovers.
+        instead of listing it again to find leftovers. ``keep``: paths of dead writers' work
+        the caller resumes (``resume_point``), not deleted.
         """
         keys = [_check_key(k) for k in keys]
         self._check_writable(f"claim {', '.join(map(str, keys))}")
-        claimed = catalog.claim_and_clean(self.claims, keys, stale_after, folder)
+        claimed = catalog.claim_and_clean(self.claims, keys, stale_after, folder, keep)
         return claimed.claims, claimed.refused
 
     def claim_holder(self, key: DataKey) -> ClaimInfo | None:
@@ -285,41 +312,7 @@ class Store:
         claimant died or failed, or there never was one): the caller may then claim it and
         write it itself. ClaimTimeout (a TimeoutError) after ``timeout`` seconds.
         """
-        key = _check_key(key)
-        for name, value in (("timeout", timeout), ("poll", poll)):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be a non-negative number of seconds, not {value!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last: ClaimInfo | None = None
-        while True:
-            info = self.find(key)
-            if info is not None:
-                return info
-            holder = self.claims.holder(key)
-            if holder is not None:
-                last = holder
-            if holder is None or holder.stale:
-                # writers publish before they release: look once more, then conclude
-                info = self.find(key)
-                if info is not None:
-                    return info
-                status = self.status(key)
-                if status != "writing":
-                    raise WriterGone(_gone_message(self, key, status, last), key)
-            if deadline is not None and time.monotonic() >= deadline:
-                who = f" by {last.describe()}" if last is not None else ""
-                raise ClaimTimeout(
-                    f"data set {key} in {self.url} is still being written{who} after {timeout:g} s",
-                    key,
-                    last,
-                )
-            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
+        return waiting.wait_complete(self, _check_key(key), timeout, poll)
 
     def saver(
         self,
@@ -329,6 +322,9 @@ class Store:
         *,
         overwrite: bool = False,
         check_claim: bool = True,
+        codec: CodecChoice = None,
+        flush_every: float | None = None,
+        resume: ResumeFrom | None = None,
     ) -> Saver:
         """A Saver writing rows of ``dtype`` under ``key``, recording ``metadata`` (JSON dict).
 
@@ -342,6 +338,11 @@ class Store:
 
         Every chunk sent is stored as one chunk (see ``Saver.send``): a load gives back the
         same chunks, whatever their sizes.
+        ``codec``: per field, see ``codec_choice`` (None: the measured default, ``auto``).
+        ``flush_every``: seconds (0: every chunk) after which the chunks sent are made final
+        for readers of the growing data set (else: as each Zarr chunk fills). ``resume``: a
+        ``resume_point``; the saver continues that dead writer's work and is then sent the
+        chunks after its watermark (or all chunks: those of the prefix are checked, skipped).
         """
         key = _check_key(key)
         self._check_writable(f"save {key}")
@@ -370,6 +371,9 @@ class Store:
             rows_per_chunk=rows,
             level=self.zstd_level,
             claims=self.claims if check_claim else None,
+            codec=codec,
+            flush_every=flush_every,
+            resume=resume,
         )
 
     # ---------------------------------------------------------------- loading
@@ -380,6 +384,7 @@ class Store:
         *,
         max_chunk_mb: float | None = None,
         info: DataSetInfo | None = None,
+        allow_incomplete: bool = False,
     ) -> Iterator[Chunk]:
         """Strax chunks of a complete data set in stored order (trimmed to ``time_range``).
 
@@ -388,6 +393,8 @@ class Store:
         that or more are split (at gaps of at least ``SPLIT_GAP_NS``), to bound memory.
         ``info``: the data set's info from ``find``/``list``, so its attributes are not read
         again (a caller that planned from that snapshot loads exactly what it planned with).
+        ``allow_incomplete``: a data set that is not complete gives its final prefix (the
+        chunks up to its watermark, ``progress``), never a row after it.
         """
         tr = check_time_range(time_range)
         key = _check_key(key)
@@ -398,7 +405,7 @@ class Store:
                 max_chunk_mb, combine=False, min_gap=SPLIT_GAP_NS, where=f"loading {key}"
             )
         )
-        chunks = DataSetReader(self.backend, key, info).chunks(tr)
+        chunks = self._reader(key, info, allow_incomplete).chunks(tr)
         return chunks if splitter is None else _split_all(chunks, splitter)
 
     def load_array(
@@ -407,11 +414,26 @@ class Store:
         time_range: tuple[int, int] | None = None,
         *,
         info: DataSetInfo | None = None,
+        allow_incomplete: bool = False,
     ) -> np.ndarray:
         """All rows of a complete data set (or those fully inside ``time_range``); ``info``
-        as for ``load``."""
+        and ``allow_incomplete`` as for ``load``."""
         tr = check_time_range(time_range)
-        return DataSetReader(self.backend, _check_key(key), info).array(tr)
+        return self._reader(_check_key(key), info, allow_incomplete).array(tr)
+
+    def _reader(
+        self, key: DataKey, info: DataSetInfo | None, allow_incomplete: bool
+    ) -> DataSetReader:
+        if not allow_incomplete or info is not None or self.find(key) is not None:
+            return DataSetReader(self.backend, key, info)
+        for _ in range(50):  # a writer publishing this instant: look again
+            found = partial.find_prefix(self.backend, key)
+            if found is not None:
+                return partial.PrefixReader(self.backend, key, found)
+            if self.find(key) is not None or not catalog.tmp_dirs(self.backend, key):
+                break
+            time.sleep(0.01)
+        return DataSetReader(self.backend, key, None)  # raises DataNotFound (or reads it)
 
     def _check_writable(self, what: str) -> None:
         if self.readonly:
@@ -422,22 +444,6 @@ def _split_all(chunks: Iterator[Chunk], splitter: Rechunker) -> Iterator[Chunk]:
     for chunk in chunks:
         yield from splitter.receive(chunk)
     yield from splitter.flush()
-
-
-def _gone_message(store: Store, key: DataKey, status: Status, holder: ClaimInfo | None) -> str:
-    detail = ""
-    if status == "failed":
-        try:
-            exc = store.info(key).exception
-        except StorageError:
-            exc = None
-        if exc:
-            detail = f": {exc.strip().splitlines()[-1]}"
-    who = f"its writer ({holder.describe()})" if holder is not None else "nobody"
-    return (
-        f"data set {key} in {store.url} is {status}{detail}, and {who} is no longer writing "
-        "it; claim it to write it"
-    )
 
 
 def _check_key(key: object) -> DataKey:
@@ -457,8 +463,8 @@ def open_store(
 ) -> Store:
     """Open a store at a local path, ``memory://[name]`` or an fsspec URL; a Store passes through.
 
-    - a path (str without ``://`` or PathLike): local directory, written via temporary
-      directories renamed into place (crash-safe);
+    - a path (str without ``://`` or PathLike; ``~`` is expanded): local directory, written
+      via temporary directories renamed into place (crash-safe);
     - ``memory://``: a fresh in-memory store; ``memory://<name>``: the process-wide in-memory
       store of that name (so two ``open_store`` calls can share one);
     - any other URL (``file://``, ``s3://``, ...): Zarr's fsspec store, written in place.
@@ -474,11 +480,11 @@ def open_store(
         "claim_stale_after": claim_stale_after,
     }
     if not isinstance(location, str):
-        return Store(LocalBackend(location, readonly=readonly), **kwargs)
+        return Store(LocalBackend(os.path.expanduser(location), readonly=readonly), **kwargs)
     if "://" not in location:
         if not location or "\x00" in location:
             raise ValueError(f"invalid store location {location!r}")
-        return Store(LocalBackend(location, readonly=readonly), **kwargs)
+        return Store(LocalBackend(os.path.expanduser(location), readonly=readonly), **kwargs)
     if location.startswith("memory://"):
         name = location[len("memory://") :]
         with _memory_lock:

@@ -1,9 +1,10 @@
-"""The ``strax-decl`` command line: run, plan, ls, info, graph, rm.
+"""The ``strax-decl`` command line: run, plan, verify, ls, info, graph, rm.
 
 ::
 
     strax-decl run   --plugins examples/demo_plugins.py demo_000            # compute + store
     strax-decl plan  --plugins examples/demo_plugins.py demo_000 events     # load or compute, why
+    strax-decl verify --plugins examples/demo_plugins.py demo_000 peaks     # recompute, compare
     strax-decl ls                                                            # stored data sets
     strax-decl info  demo_000 peaks                                          # one data set
     strax-decl graph --plugins examples/demo_plugins.py --format mermaid     # the plugin DAG
@@ -20,7 +21,8 @@ on stderr, naming the plugin, run and chunk a failure came from; ``--debug`` sho
 traceback too.
 
 The package: ``common`` (usage errors, plugins, config, targets), ``formatting``,
-``commands_compute`` (run, plan, graph), ``commands_store`` (ls, info, rm), ``parser``.
+``commands_compute`` (run, plan, graph), ``commands_check`` (verify), ``commands_store`` (ls,
+info, rm), ``parser``.
 """
 
 from __future__ import annotations
@@ -42,10 +44,6 @@ from strax_decl.cli.common import (
 )
 from strax_decl.cli.formatting import format_bytes
 from strax_decl.cli.parser import build_parser
-from strax_decl.config import InvalidOption
-from strax_decl.engine.stopping import failure_note
-from strax_decl.plugin import PluginDeclarationError
-from strax_decl.registry import RegistrationError
 
 __all__ = [
     "UsageError",
@@ -82,15 +80,28 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-_USAGE_ERRORS = (UsageError, InvalidOption)
-_OURS = (*_USAGE_ERRORS, RegistrationError, PluginDeclarationError, OSError, LookupError)
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean a wrong command line (exit 2); imported only once one happened,
+    so the command line starts without importing the framework (see ``parser``)."""
+    from strax_decl.config import InvalidOption
+
+    return (UsageError, InvalidOption)
+
+
+def _ours() -> tuple[type[BaseException], ...]:
+    from strax_decl.plugin import PluginDeclarationError
+    from strax_decl.registry import RegistrationError
+
+    return (*_usage_errors(), RegistrationError, PluginDeclarationError, OSError, LookupError)
 
 
 def _one_line(exc: BaseException) -> tuple[str, bool]:
     """The error as one line, and whether it is one of ours (no type name, no hint needed)."""
+    from strax_decl.engine.stopping import failure_note
+
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     text = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-    ours = isinstance(exc, _OURS)
+    ours = isinstance(exc, _ours())
     ours = ours or type(exc).__module__.split(".")[0] in ("strax_storage", "strax_decl")
     if not text:
         text = type(exc).__name__
@@ -123,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if debug:
             traceback.print_exc()
-        usage = isinstance(e, _USAGE_ERRORS)
+        usage = isinstance(e, _usage_errors())
         text, ours = _one_line(e)
         hint = "" if ours or debug else " (--debug shows the traceback)"
         print(f"{PROG}: error: {text}{hint}", file=sys.stderr)

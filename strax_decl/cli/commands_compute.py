@@ -15,7 +15,9 @@ __all__ = ["cmd_graph", "cmd_plan", "cmd_run"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    ctx = make_context(args, processor=args.processor, max_workers=args.max_workers)
+    ctx = make_context(
+        args, processor=args.processor, max_workers=args.max_workers, timeout=args.timeout
+    )
     targets = parse_targets(ctx.registry, args.targets)
     runs = parse_runs(args.runs)
     if args.scheduler:

@@ -5,16 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from strax_decl.cli.common import UsageError, check_run_id, open_existing_store
 from strax_decl.cli.formatting import created, format_bytes, lineage_lines, ratio, table
-from strax_decl.engine.stopping import is_failure_note
-from strax_storage import DataNotFound, DataSetInfo, Store, validate_name
+
+if TYPE_CHECKING:  # pragma: no cover - strax_storage is imported when a command runs
+    from strax_storage import DataSetInfo, Store
+    from strax_storage.partial import WriteProgress
 
 __all__ = ["cmd_info", "cmd_ls", "cmd_rm"]
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    if "://" not in args.storage and not Path(args.storage).is_dir():
+        # reading never creates a store: a missing directory is an empty store
+        if getattr(args, "json", False):
+            print("[]")
+        print(f"no data sets in {args.storage} (the directory does not exist)", file=sys.stderr)
+        return 0
+    from strax_storage import DataNotFound, validate_name
+
     store = open_existing_store(args)
     run_id = check_run_id(args.run) if args.run else None
     data_type = args.data_type
@@ -27,9 +39,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.status:
         infos = [i for i in infos if i.status == args.status]
     if not infos:
-        if run_id is not None:
-            raise DataNotFound(f"no data sets for run {run_id!r} in {store.url}")
+        if run_id is not None or data_type is not None:
+            what = " and ".join(
+                w
+                for w in (
+                    f"run {run_id!r}" if run_id is not None else "",
+                    f"data type {data_type!r}" if data_type is not None else "",
+                )
+                if w
+            )
+            status = f" with status {args.status}" if args.status else ""
+            raise DataNotFound(f"no data sets for {what}{status} in {store.url}")
+        if getattr(args, "json", False):
+            print("[]")
         print(f"no data sets in {store.url}", file=sys.stderr)
+        return 0
+    progress = {i.location: _progress(store, i) for i in infos}
+    if getattr(args, "json", False):
+        print(json.dumps([_as_json(i, progress[i.location]) for i in infos], indent=2))
         return 0
     rows = [
         [
@@ -42,6 +69,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             format_bytes(i.stored_bytes),
             ratio(i),
             created(i),
+            _final(progress[i.location]),
         ]
         for i in infos
     ]
@@ -55,9 +83,59 @@ def cmd_ls(args: argparse.Namespace) -> int:
         "on disk",
         "ratio",
         "created",
+        "final up to (writer)",
     ]
+    if all(p is None for p in progress.values()):  # all complete: no watermark column
+        header, rows = header[:-1], [r[:-1] for r in rows]
     print(table(header, rows, {4, 5, 6, 7}))
     return 0
+
+
+def _progress(store: Store, info: DataSetInfo) -> WriteProgress | None:
+    """The final prefix of a data set that is not complete (None: complete, or none)."""
+    from strax_storage.partial import progress
+
+    return None if info.status == "complete" else progress(store.backend, info)
+
+
+def _final(p: WriteProgress | None) -> str:
+    """The watermark column: final chunks, the time they reach, the writer's state."""
+    if p is None:
+        return "-"
+    writer = "alive" if p.writer_alive else "dead, resumable" if p.resumable else "dead"
+    mark = "nothing final" if p.watermark is None else f"{p.watermark} ns"
+    return f"{mark}, {p.n_chunks} chunks, {p.n_rows} rows ({writer})"
+
+
+def _as_json(info: DataSetInfo, p: WriteProgress | None = None) -> dict[str, object]:
+    """One data set of ``ls --json``: the columns of the table, as numbers where they are."""
+    meta = info.metadata
+    live = {}
+    if p is not None:
+        live = {
+            "watermark": p.watermark,
+            "final_chunks": p.n_chunks,
+            "final_rows": p.n_rows,
+            "writer_alive": p.writer_alive,
+            "resumable": p.resumable,
+        }
+    return {
+        **live,
+        "run_id": info.key.run_id,
+        "data_type": info.key.data_type,
+        "lineage_hash": info.key.lineage_hash,
+        "status": info.status,
+        "rows": info.n_rows,
+        "chunks": info.n_chunks,
+        "start": info.start,
+        "end": info.end,
+        "nbytes": info.nbytes,
+        "stored_bytes": info.stored_bytes,
+        "plugin": meta.get("plugin"),
+        "version": meta.get("version"),
+        "created": info.created,
+        "location": info.location,
+    }
 
 
 def _find_one(store: Store, run_id: str, data_type: str, prefix: str | None) -> DataSetInfo:
@@ -67,6 +145,8 @@ def _find_one(store: Store, run_id: str, data_type: str, prefix: str | None) -> 
         if prefix is None or i.key.lineage_hash.startswith(prefix)
     ]
     if not infos:
+        from strax_storage import DataNotFound
+
         what = f"run {run_id!r}, data type {data_type!r}" + (
             f", lineage hash {prefix}*" if prefix else ""
         )
@@ -95,6 +175,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     if info.exception:
         lines.append(f"exception  {_last_error(info.exception)}")
+    p = _progress(store, info)
+    if p is not None:
+        lines.append(f"final      up to {_final(p)}")
     span = "-" if info.start is None else f"[{info.start}, {info.end}) ns"
     lines += [
         f"plugin     {meta.get('plugin', '-')} version {meta.get('version', '-')}",
@@ -144,9 +227,20 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if not victims:
             print("no failed data sets", file=sys.stderr)
             return 0
+    elif args.run and not args.data_type:
+        run_id = check_run_id(args.run)
+        victims = sorted(i.key for i in store.list(run_id=run_id))
+        if not victims:
+            from strax_storage import DataNotFound
+
+            raise DataNotFound(f"no data sets for run {run_id!r} in {store.url}")
+        if not args.dry_run and not getattr(args, "yes", False):
+            _confirm(f"remove all {len(victims)} data sets of run {run_id!r} in {store.url}?")
     else:
         if not args.run or not args.data_type:
-            raise UsageError("rm needs RUN DATA_TYPE [HASH_PREFIX], or --failed")
+            raise UsageError(
+                "rm needs RUN DATA_TYPE [HASH_PREFIX], RUN alone (with --yes), or --failed"
+            )
         run_id = check_run_id(args.run)
         if args.all:
             victims = sorted(
@@ -173,9 +267,20 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm(question: str) -> None:
+    """Ask on a terminal; without one (scripts, pipes) refuse: ``--yes`` says it."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: not confirmed; pass --yes to do it")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing removed")
+
+
 def _last_error(text: str) -> str:
     """The ``Type: message`` line of a recorded exception, after the note saying where it
     happened (``plugin X failed on run r, chunk [a, b)``) if there is one."""
+    from strax_decl.engine.stopping import is_failure_note
+
     lines = [line for line in text.strip().splitlines() if line.strip()]
     notes = [line.strip() for line in lines if is_failure_note(line)]
     rest = [line for line in lines if not is_failure_note(line)]

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from strax_decl.render import table
-from strax_storage import DataSetInfo
+if TYPE_CHECKING:  # pragma: no cover
+    from strax_storage import DataSetInfo
 
 __all__ = ["created", "format_bytes", "lineage_lines", "ratio", "table"]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    """An aligned table (``strax_decl.render.table``, imported when first used)."""
+    from strax_decl.render import table as render_table
+
+    return render_table(header, rows, right)
 
 
 def format_bytes(n: float | None) -> str:

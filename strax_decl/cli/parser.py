@@ -1,15 +1,45 @@
-"""The command line's grammar: one ``argparse`` parser with a sub-parser per command."""
+"""The command line's grammar: one ``argparse`` parser with a sub-parser per command.
+
+The command functions are imported when their command runs (``_lazy``): building the parser
+imports no numba, zarr or pydantic, so ``--help``, ``--version`` and the store commands start
+at once (tests/cli/test_cli_lookup.py measures it). A command module imported here for its
+``add_*_parser`` must keep its own heavy imports inside its functions.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
+from typing import Any
 
-from strax_decl.cli.commands_compute import cmd_graph, cmd_plan, cmd_run
-from strax_decl.cli.commands_store import cmd_info, cmd_ls, cmd_rm
-from strax_decl.cli.common import DEFAULT_STORAGE, PROG, Parser
+from strax_decl.cli.commands_corrections import add_corrections_parser
+from strax_decl.cli.commands_lookup import add_lookup_parsers
+from strax_decl.cli.commands_runs import add_runs_parsers
+from strax_decl.cli.common import DEFAULT_STORAGE, PROG, Parser, storage_path
 from strax_decl.version import __version__
 
 __all__ = ["build_parser"]
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """``strax_decl.cli.<module>.<name>``, imported when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        func: Any = getattr(importlib.import_module(f"strax_decl.cli.{module}"), name)
+        return int(func(args))
+
+    run.__name__ = name
+    return run
+
+
+cmd_verify = _lazy("commands_check", "cmd_verify")
+cmd_graph = _lazy("commands_compute", "cmd_graph")
+cmd_plan = _lazy("commands_compute", "cmd_plan")
+cmd_run = _lazy("commands_compute", "cmd_run")
+cmd_info = _lazy("commands_store", "cmd_info")
+cmd_ls = _lazy("commands_store", "cmd_ls")
+cmd_rm = _lazy("commands_store", "cmd_rm")
 
 
 def _positive_int(text: str) -> int:
@@ -19,6 +49,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -40,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage",
         "-s",
         default=DEFAULT_STORAGE,
+        type=storage_path,
         metavar="PATH",
         help=f"store location: directory or fsspec URL (default {DEFAULT_STORAGE}, or "
         "$STRAX_DECL_STORAGE)",
@@ -88,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="workers of parallel plugins (default 2)",
     )
     p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="longest any single wait may last (mailboxes, computations, another process's "
+        "claim) before the run fails naming what it waited for (default: no limit)",
+    )
+    p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -118,12 +167,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser(
+        "verify",
+        parents=[common, storage, plugins],
+        help="recompute stored data from its stored inputs and compare, field by field",
+        description="Recompute the stored DATA_TYPE of RUN from its stored inputs (in memory, "
+        "saving nothing), with the inputs in their stored chunks and cut otherwise, and "
+        "compare with what is stored: reports corruption, unversioned code changes, other "
+        "differences and chunk-dependent plugins, naming plugin, chunk and field. Exit "
+        "status 1 if a problem is found.",
+    )
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("data_type", metavar="DATA_TYPE")
+    p.add_argument(
+        "--sample",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="compare N stored chunks: the first, the last and random others (default: all)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the sample and of the other chunking"
+    )
+    p.add_argument(
+        "--no-rechunk",
+        dest="rechunk",
+        action="store_false",
+        help="only recompute with the inputs in their stored chunks",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("ls", parents=[common, storage], help="list stored data sets")
     p.add_argument("run", nargs="?", metavar="RUN", help="only this run")
     p.add_argument("--data-type", "-t", metavar="DATA_TYPE", help="only this data type")
     p.add_argument(
         "--status", choices=["complete", "failed", "writing"], help="only data sets in this status"
     )
+    p.add_argument("--json", action="store_true", help="print the data sets as a JSON list")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser(
@@ -166,5 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove every lineage of RUN DATA_TYPE (else exactly one must match)",
     )
     p.add_argument("--dry-run", "-n", action="store_true", help="only say what would go")
+    p.add_argument(
+        "--yes", "-y", action="store_true", help="rm RUN: remove the whole run without asking"
+    )
     p.set_defaults(func=cmd_rm)
+
+    add_corrections_parser(sub, common)
+    add_lookup_parsers(sub, common, storage, plugins)
+    add_runs_parsers(sub, common, storage)
     return parser

@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
-from strax_decl.config import validate_config
+from strax_decl.config import Configuration
+from strax_decl.context.catalog import RunCatalog
+from strax_decl.context.checking import Checking
 from strax_decl.context.getters import Getters, Processor, Targets, as_list
+from strax_decl.context.inspection import Inspection
+from strax_decl.corrections import CorrectionsSource, open_corrections
 from strax_decl.lineage import Lineages
+from strax_decl.output_schemas import resolve_output_schemas
 from strax_decl.plugin import Plugin
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan
 from strax_decl.rows import OptionTable, option_table
-from strax_decl.session import OnConflict, OnCorrupted, Request, Session
+from strax_decl.session import OnConflict, OnCorrupted, Request, RunConfig, Session
 from strax_decl.stats import RunStats
 from strax_storage import DataKey, Store, open_store
 
@@ -34,10 +42,16 @@ __all__ = ["Context", "StorageArg"]
 
 log = logging.getLogger(__name__)
 
-StorageArg = str | Store | Sequence[str | Store] | None
+StorageArg = str | os.PathLike[str] | Store | Sequence[str | os.PathLike[str] | Store] | None
 
 
-class Context(Getters):
+def default_storage() -> str:
+    """``$STRAX_DECL_STORAGE`` if set (and not empty), else ``./strax_data``: the store a
+    ``Context()`` without ``storage`` and the command line without ``--storage`` use."""
+    return os.environ.get("STRAX_DECL_STORAGE") or "./strax_data"
+
+
+class Context(RunCatalog, Getters, Checking, Inspection):
     """Plugins + configuration + storage. Immutable once built: derive with ``new_context``.
 
     Getting data (``iter_chunks``, ``get_array``, ``make``, ...) is in ``getters.py``.
@@ -45,7 +59,7 @@ class Context(Getters):
 
     def __init__(
         self,
-        storage: StorageArg = "./strax_data",
+        storage: StorageArg | EllipsisType = ...,
         plugins: Sequence[type[Plugin]] = (),
         config: Mapping[str, Any] | None = None,
         *,
@@ -56,8 +70,12 @@ class Context(Getters):
         on_conflict: OnConflict = "wait",
         on_corrupted: OnCorrupted = "raise",
         keep_finished: bool = True,
+        corrections: str | Path | CorrectionsSource | None = None,
+        global_version: str | None = None,
     ) -> None:
-        """``on_conflict``: when another process is writing a data set this one would save,
+        """``storage``: where data is stored and looked for (a path, URL, Store, a list of
+        them, or None; default ``$STRAX_DECL_STORAGE``, else ``./strax_data``; ``~`` is
+        expanded). ``on_conflict``: when another process is writing a data set this one would save,
         ``"wait"`` for it and load it, or ``"fail"`` at once (ClaimHeld naming the data set
         and the writer). ``on_corrupted``: when stored data turns out corrupted while loading,
         ``"raise"`` DataCorrupted, or ``"recompute"``: mark it failed, compute and save it again
@@ -66,7 +84,9 @@ class Context(Getters):
         saved, so the rerun after the fix loads them and computes only what failed (False:
         everything stops at once). ``timeout``: seconds any single wait may last (mailboxes,
         pool computations, the winding down after a stop) before the run fails naming what
-        it waited for; None: no limit."""
+        it waited for; None: no limit. ``corrections``: where ``sd.correction(...)`` option
+        values come from (a path to a corrections table, see ``strax_decl.corrections``);
+        ``global_version``: the version tag pinning every correction not given a version."""
         if processor not in ("threaded", "serial"):
             raise ValueError(f"processor must be 'threaded' or 'serial', got {processor!r}")
         if on_conflict not in ("wait", "fail"):
@@ -75,17 +95,32 @@ class Context(Getters):
             raise ValueError(f"on_corrupted must be 'raise' or 'recompute', got {on_corrupted!r}")
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        if storage is ...:  # the default: the same store as the command line's
+            storage = default_storage()
         self._storage_arg = storage
         if storage is None:
             storage = []
-        elif isinstance(storage, str | Store):
+        elif isinstance(storage, str | os.PathLike | Store):
             storage = [storage]
         self.stores: list[Store] = [open_store(s) for s in storage]
         self.plugins = tuple(plugins)
         self.registry = Registry.build(self.plugins)
         self.config: dict[str, Any] = dict(config or {})
-        self.options = validate_config(self.registry, self.config)
-        self.lineages = Lineages(self.registry, self.options)
+        self.corrections = open_corrections(corrections)
+        self.global_version = global_version
+        self.configuration = Configuration(
+            self.registry, self.config, self.corrections, global_version
+        )
+        self.options = self.configuration.static.options
+        # option-dependent and input-derived output schemas, checked for every consumer
+        self.registry = resolve_output_schemas(self.registry, self.options)
+        #: lineages that hold for every run (a type depending on per-run options raises)
+        self.lineages = Lineages(
+            self.registry,
+            self.options,
+            unresolved={p: set(v) for p, v in self.configuration.per_run.items()},
+        )
+        self._runs: dict[str, RunConfig] = {}
         self.processor: Processor = processor
         self.max_workers = max_workers
         self.max_messages = max_messages
@@ -105,6 +140,7 @@ class Context(Getters):
             on_conflict=on_conflict,
             on_corrupted=on_corrupted,
             keep_finished=self.keep_finished,
+            for_run=self.run_config if self.configuration.per_run else None,
         )
 
     @property
@@ -179,13 +215,44 @@ class Context(Getters):
 
     # ------------------------------------------------------------------ introspection
 
-    def lineage(self, data_type: str) -> dict[str, Any]:
-        return self.lineages.lineage(data_type)
+    def run_config(self, run_id: str) -> RunConfig:
+        """Lineages, options and per-run values of ``run_id`` (per-run options resolved once
+        per run and context; InvalidOption naming option, run and source if one cannot be)."""
+        if run_id not in self._runs:
+            resolved = self.configuration.for_run(run_id, self._run_start(run_id))
+            lineages = Lineages(self.registry, resolved.options, resolved.sources)
+            described = {
+                plugin: {
+                    option: {"value": getattr(resolved.options[plugin], option), **src}
+                    for option, src in sources.items()
+                }
+                for plugin, sources in resolved.sources.items()
+            }
+            if len(self._runs) > 1000:
+                self._runs.clear()
+            self._runs[run_id] = (lineages, resolved.options, described)
+        return self._runs[run_id]
+
+    def _run_start(self, run_id: str) -> int | None:
+        """The run's start time (ns) from its run document in the first store that has one,
+        for corrections valid by time interval (None: not known)."""
+        for store in self.stores:
+            doc = store.run_doc(run_id)
+            start = None if doc is None else doc.get("start")
+            if isinstance(start, int) and not isinstance(start, bool):
+                return start
+        return None
+
+    def lineage(self, data_type: str, run_id: str | None = None) -> dict[str, Any]:
+        """The lineage of ``data_type`` (of ``run_id``'s data, needed when it depends on
+        per-run options)."""
+        if run_id is None or not self.configuration.per_run:
+            return self.lineages.lineage(data_type)
+        return self.run_config(run_id)[0].lineage(data_type)
 
     def key_for(self, run_id: str, data_type: str) -> DataKey:
-        return DataKey(
-            run_id=run_id, data_type=data_type, lineage_hash=self.lineages.hash(data_type)
-        )
+        lineages = self.run_config(run_id)[0] if self.configuration.per_run else self.lineages
+        return DataKey(run_id=run_id, data_type=data_type, lineage_hash=lineages.hash(data_type))
 
     def is_stored(self, run_id: str, data_type: str) -> bool:
         key = self.key_for(run_id, data_type)
@@ -197,7 +264,7 @@ class Context(Getters):
 
     def show_config(self, data_type: str | None = None) -> OptionTable:
         """Every option: who takes it, type, default, current value, description."""
-        return option_table(self.registry, self.options, data_type)
+        return option_table(self.registry, self.options, data_type, self.configuration.per_run)
 
     def graph(self, format: GraphFormat = "text", targets: Targets | None = None) -> str:
         """The plugin DAG (of ``targets`` and what they need; None: all) as ``"text"``,

@@ -6,18 +6,30 @@ turns the user's arguments into a ``session.Request`` and hands it to the contex
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
 from strax_decl.chunk import Chunk
+from strax_decl.context.incomplete import incomplete_chunks
 from strax_decl.plugin import Submit
 from strax_decl.registry import Registry
+from strax_decl.request_args import (
+    check_processor,
+    check_run_id,
+    check_targets,
+    check_time_range,
+    forbidden_in,
+    row_time_range,
+    seconds_to_range,
+)
+from strax_decl.resolver import Plan
 from strax_decl.rows import select, sub_dtype, tag_runs, trim
 from strax_decl.runs import run_list
 from strax_decl.selection import Selection, make_mask, project
-from strax_decl.session import Request, Session
+from strax_decl.session import CorruptedAfterRows, Request, Session
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; Dask is an optional extra
     import dask.array as da
@@ -55,10 +67,20 @@ class Getters:
         drop_columns: Sequence[str] | None = None,
         processor: Processor | None = None,
         progress: bool | None = None,
+        seconds_range: tuple[float, float] | None = None,
+        time_within: Any = None,
+        forbid_creation_of: Sequence[str] = (),
+        allow_incomplete: bool = False,
     ) -> Iterator[Chunk]:
         """Stream the chunks of ``targets`` (same-kind targets are merged field-wise).
 
         ``time_range``: ``(t0, t1)`` in ns; only rows fully inside it.
+        ``seconds_range``: ``(s0, s1)`` in seconds since the run's start: the ``start`` of
+        its run document, or without one the start of the stored data the request loads
+        (its first chunk); refused if neither is known (data computed from scratch).
+        ``time_within``: a row (of any data type): only rows inside ``[time, endtime)``.
+        ``forbid_creation_of``: data types that must not be computed (e.g. raw records):
+        CreationForbidden, before anything runs, if the plan would compute one of them.
         ``selection``: only the rows for which it holds: a string such as
         ``"(area > 100) & (width < 500)"``, a list of strings (all must hold) or a callable
         ``f(rows) -> boolean mask`` (see ``strax_decl.selection``).
@@ -68,29 +90,58 @@ class Getters:
         the data sets it had not finished (absent, not failed); a ``time_range`` on data not
         stored yet stops that way once the range is covered.
         ``progress``: show a progress bar on stderr (None: only if stderr is a terminal).
+        ``allow_incomplete``: read stored data only, never compute: a complete data set, or
+        else the final prefix (up to its watermark) of one being written (docs/live.md).
 
         With ``on_corrupted="recompute"``, corruption found before the first chunk is
         yielded is recovered transparently; found later, the data set is marked failed and
         DataCorrupted is raised (rows already yielded cannot be taken back): iterating again
         recomputes it.
         """
+        check_run_id(run_id)
         target_list = as_list(targets)
+        check_targets(self.registry.providers, target_list)
+        check_processor(processor)
+        ranges = [r for r in (time_range, seconds_range, time_within) if r is not None]
+        if len(ranges) > 1:
+            raise ValueError("give at most one of time_range, seconds_range and time_within")
+        time_range = check_time_range(time_range)
+        if time_within is not None:
+            time_range = row_time_range(time_within)
         kinds = {self.registry.kind(t) for t in target_list}
         if len(kinds) > 1:
             raise ValueError(
                 f"targets {target_list} are of different kinds {sorted(kinds)}; request them "
                 "separately (rows of different kinds are different things)"
             )
+        if allow_incomplete:
+            if len(target_list) != 1 or seconds_range is not None or save:
+                raise ValueError(
+                    "allow_incomplete=True reads one stored data type (no save=, no seconds_range)"
+                )
+            ctx = self._context()
+            key = ctx.key_for(run_id, target_list[0])
+            chunks = incomplete_chunks(ctx.stores, key, time_range)
+            if time_range is not None:
+                chunks = trim(chunks, time_range)
+            dtype = self._dtype(target_list)
+            mask = None if selection is None else make_mask(selection, dtype, run_id)
+            fields = project(dtype, keep_columns, drop_columns, run_id)
+            return select(chunks, mask, fields) if mask is not None or fields else chunks
         request = Request(
             run_id,
             tuple(target_list),
             tuple(save),
-            time_range=time_range,
             processor=processor,
             progress=progress,
         )
         # Errors in the request surface here, not at the first chunk; the same plan runs.
         plan = self._session.resolve(request)
+        if forbid_creation_of:
+            forbidden_in(plan, forbid_creation_of, self.registry.providers)
+        if seconds_range is not None:
+            time_range = self._seconds_range(plan, seconds_range)
+        request = dataclasses.replace(request, time_range=time_range)
         what = f"{'+'.join(target_list)} of run {run_id!r}"
         dtype = self._dtype(target_list)
         mask = None if selection is None else make_mask(selection, dtype, what)
@@ -114,6 +165,11 @@ class Getters:
         drop_columns: Sequence[str] | None = None,
         processor: Processor | None = None,
         progress: bool | None = None,
+        seconds_range: tuple[float, float] | None = None,
+        time_within: Any = None,
+        forbid_creation_of: Sequence[str] = (),
+        ignore_errors: bool = False,
+        allow_incomplete: bool = False,
     ) -> np.ndarray:
         """All rows of ``targets`` in ``run_id`` as one numpy structured array.
 
@@ -121,6 +177,7 @@ class Getters:
         rows one run after the other, in the order given, with a ``run_id`` field added (as
         strax does; ``drop_columns=["run_id"]`` leaves it out). The runs are got one after
         another; an error gets a note naming the run it came from. Sets are refused (no order).
+        ``ignore_errors`` (several runs): leave out, with a warning, the runs that fail.
         """
         options: dict[str, Any] = {
             "save": save,
@@ -130,24 +187,39 @@ class Getters:
             "drop_columns": drop_columns,
             "processor": processor,
             "progress": progress,
+            "seconds_range": seconds_range,
+            "time_within": time_within,
+            "forbid_creation_of": forbid_creation_of,
+            "allow_incomplete": allow_incomplete,
         }
         if not isinstance(run_id, str):
-            return self._get_runs(run_list(run_id), targets, **options)
-        chunks = self.iter_chunks(run_id, targets, **options)
-        try:
-            parts = [c.data for c in chunks]
-        finally:
-            # At once, also on Ctrl-C: the traceback (kept by a notebook) would keep the
-            # stream, and so its pipeline, alive.
-            _close(chunks)
+            for run in run_id if isinstance(run_id, list | tuple) else [run_id]:
+                check_run_id(run)
+            return self._get_runs(run_list(run_id), targets, ignore_errors, **options)
+        for attempt in range(2):
+            chunks = self.iter_chunks(run_id, targets, **options)
+            try:
+                parts = [c.data for c in chunks]
+                break
+            except CorruptedAfterRows:
+                if attempt:  # the recomputed data set is corrupted too: give up
+                    raise
+                # no rows were handed out yet: ask again, which recomputes the data set
+            finally:
+                # At once, also on Ctrl-C: the traceback (kept by a notebook) would keep the
+                # stream, and so its pipeline, alive.
+                _close(chunks)
         if parts:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         dtype = self._dtype(as_list(targets))
         fields = project(dtype, keep_columns, drop_columns, f"{targets} of run {run_id!r}")
         return np.zeros(0, dtype=dtype if fields is None else sub_dtype(dtype, fields))
 
-    def _get_runs(self, runs: list[str], targets: Targets, **kwargs: Any) -> np.ndarray:
-        """``get_array`` of several runs, tagged with a ``run_id`` field."""
+    def _get_runs(
+        self, runs: list[str], targets: Targets, ignore_errors: bool = False, **kwargs: Any
+    ) -> np.ndarray:
+        """``get_array`` of several runs, tagged with a ``run_id`` field (a ``Context`` gets
+        them several at a time, with ``ignore_errors``: ``context/many.py``)."""
         target_list = as_list(targets)
         keep, drop = kwargs.pop("keep_columns", None), kwargs.pop("drop_columns", None)
 
@@ -155,6 +227,21 @@ class Getters:
             return self.get_array(run, target_list, keep_columns=keep, drop_columns=drop, **kwargs)
 
         return tag_runs(runs, target_list, self._dtype(target_list), get, keep, drop)
+
+    def _seconds_range(self, plan: Plan, seconds_range: Any) -> tuple[int, int]:
+        """``seconds_range`` as ns: from the run document's start, else from the start of
+        the stored data ``plan`` loads (the run's first stored chunk)."""
+        for store in self._session.stores:
+            doc = store.run_doc(plan.run_id)
+            start = None if doc is None else doc.get("start")
+            if isinstance(start, int):
+                return seconds_to_range(seconds_range, start, "")
+        loaded = [s.info.start for s in plan.steps.values() if s.info and s.info.start is not None]
+        why = (
+            f"run {plan.run_id!r} has no run document with a start, and "
+            f"{'+'.join(plan.targets)} would be computed from scratch"
+        )
+        return seconds_to_range(seconds_range, min(loaded) if loaded else None, why)
 
     def _dtype(self, target_list: list[str]) -> np.dtype:
         """The dtype of the rows of ``target_list`` (same-kind targets merged)."""
@@ -187,6 +274,7 @@ class Getters:
         client: None = None,
         parallel_on_client: bool = False,
         submit: Submit | None = None,
+        forbid_creation_of: Sequence[str] = (),
     ) -> None: ...
 
     @overload
@@ -201,6 +289,7 @@ class Getters:
         client: Client | str,
         parallel_on_client: bool = False,
         submit: None = None,
+        forbid_creation_of: Sequence[str] = (),
     ) -> MultiRunResult: ...
 
     @overload
@@ -215,6 +304,7 @@ class Getters:
         client: Client | str | None = None,
         parallel_on_client: bool = False,
         submit: None = None,
+        forbid_creation_of: Sequence[str] = (),
     ) -> MultiRunResult: ...
 
     def make(
@@ -228,6 +318,7 @@ class Getters:
         client: Client | str | None = None,
         parallel_on_client: bool = False,
         submit: Submit | None = None,
+        forbid_creation_of: Sequence[str] = (),
     ) -> MultiRunResult | None:
         """Compute and store ``targets`` (and what they need).
 
@@ -246,7 +337,11 @@ class Getters:
         ``Executor.submit``; default a pool of ``max_workers``); threaded processor only.
         ``progress``: show a progress bar (one line per finished run for several runs) on
         stderr (None: only if stderr is a terminal).
+        ``forbid_creation_of``: as for ``iter_chunks`` (one run made here).
         """
+        check_processor(processor)
+        if forbid_creation_of and (client is not None or not isinstance(run_id, str)):
+            raise ValueError("forbid_creation_of= applies to one run made here")
         if client is not None or not isinstance(run_id, str):
             if submit is not None:
                 raise ValueError("submit= applies to one run made here, not to several runs")
@@ -265,6 +360,10 @@ class Getters:
             )
         if parallel_on_client:
             raise ValueError("parallel_on_client=True needs a client")
+        if forbid_creation_of:
+            request = Request(run_id, tuple(as_list(targets)), tuple(save), output=False)
+            plan = self._session.resolve(request)
+            forbidden_in(plan, forbid_creation_of, self.registry.providers)
         self._make_one(
             run_id, targets, save=save, processor=processor, progress=progress, submit=submit
         )

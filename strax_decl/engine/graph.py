@@ -9,6 +9,7 @@ mailboxes and savers, so one graph describes a run without being one.
 from __future__ import annotations
 
 import datetime
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -22,14 +23,22 @@ from strax_decl.engine.futures import then
 from strax_decl.engine.hooks import Hooks
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
-from strax_decl.resolver import Plan
+from strax_decl.resolver import Plan, Step
+from strax_decl.resuming import ResumeFrom, from_watermark
 from strax_decl.runner import runner_for
 from strax_decl.stats import call_timed
 from strax_decl.sync import aligned
 from strax_decl.version import __version__
 from strax_storage import DataKey, DataSetInfo, Saver, Store
+from strax_storage.codec_choice import CodecChoice
+from strax_storage.partial import prefix_chunks
 
 __all__ = ["Graph", "Producer", "build_graph"]
+
+LIVE_FLUSH_EVERY = 0.0
+"""Seconds between flushes of a saver downstream of a live source (0: every chunk is made
+final at once, for readers of the growing data set; see ``Store.saver(flush_every=...)``)."""
+_FOREVER = 2**62
 
 Outputs = dict[str, Chunk]
 #: ``start(inputs, submit, hooks)``: a producer's iterator of outputs for one run.
@@ -70,7 +79,7 @@ class Graph:
 
 def saver_metadata(plan: Plan, registry: Registry, data_type: str) -> dict[str, Any]:
     plugin = registry.provider(data_type)
-    spec = plugin.outputs[data_type]
+    spec = registry.output_spec(data_type)  # the schema resolved for this configuration
     return {
         "run_id": plan.run_id,
         "data_type": data_type,
@@ -82,6 +91,8 @@ def saver_metadata(plan: Plan, registry: Registry, data_type: str) -> dict[str, 
         "lineage_hash": plan.steps[data_type].key.lineage_hash,
         "description": spec.description,
         "fields": spec.schema.field_docs(),
+        # per-run option values of this run and their sources (correction versions)
+        "per_run_options": plan.options.get(plugin.name, {}),
         "strax_decl_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(),
     }
@@ -103,18 +114,29 @@ def build_graph(
     consumed_by_compute = {
         dep for s in plan.steps.values() if s.action == "compute" for dep in s.inputs
     }
+    targets = {output} if isinstance(output, str) else set(output or ())
+    live = _live_types(plan, registry)
     for data_type, step in plan.steps.items():
         dtypes[data_type] = registry.dtype(data_type)
         if step.action == "load":
             if step.store is None:  # the resolver records where every load comes from
                 raise ValueError(f"plan step {data_type!r} loads, but names no store")
             load_range = time_range if data_type not in consumed_by_compute else None
+            resumed = {
+                s.resume.watermark if s.resume is not None else None
+                for s in plan.steps.values()
+                if s.action == "compute" and data_type in s.inputs
+            }
+            if len(resumed) == 1 and None not in resumed and data_type not in targets:
+                load_range = (resumed.pop() or 0, _FOREVER)  # read only what is computed
             producers.append(_loader(data_type, step.store, step.key, load_range, step.info))
             continue
         if step.save:
             meta = saver_metadata(plan, registry, data_type)
+            codec = registry.output_spec(data_type).codec  # sd.output(codec=...)
+            flush = LIVE_FLUSH_EVERY if data_type in live else None
             savers[data_type] = [
-                _saver_factory(s, step.key, dtypes[data_type], meta)
+                _saver_factory(s, step.key, dtypes[data_type], meta, codec, flush, step.resume)
                 for s in stores
                 if not s.readonly
             ]
@@ -122,7 +144,8 @@ def build_graph(
             continue
         computed.add(step.plugin)
         plugin_cls = registry.plugins[step.plugin]
-        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id))
+        resume = _resumed(step, stores)
+        producers.append(_plugin_producer(plugin_cls, registry, options, plan.run_id, resume))
     out_name: str | None
     if output is None or isinstance(output, str):
         out_name = output
@@ -134,12 +157,40 @@ def build_graph(
     return Graph(producers, savers, out_name, dtypes)
 
 
+def _live_types(plan: Plan, registry: Registry) -> set[str]:
+    """The data types computed from a live source (their savers flush as chunks arrive)."""
+    live: set[str] = set()
+    for data_type, step in plan.steps.items():  # dependency order
+        plugin = registry.plugins[step.plugin]
+        if step.action == "compute" and (
+            (plugin.is_source and plugin.live) or any(d in live for d in step.inputs)
+        ):
+            live.add(data_type)
+    return live
+
+
+def _resumed(step: Step, stores: Sequence[Store]) -> tuple[Store, DataKey, ResumeFrom] | None:
+    if step.resume is None:
+        return None
+    writable = [s for s in stores if not s.readonly]
+    return writable[0], step.key, step.resume
+
+
 def _saver_factory(
-    store: Store, key: DataKey, dtype: np.dtype, meta: dict[str, Any]
+    store: Store,
+    key: DataKey,
+    dtype: np.dtype,
+    meta: dict[str, Any],
+    codec: CodecChoice = None,
+    flush_every: float | None = None,
+    resume: ResumeFrom | None = None,
 ) -> Callable[[], Saver]:
     # Savers are created only when the run starts, so a plan that is never run writes nothing.
+    # The codec changes only the stored bytes, not the rows: it is not in the lineage.
     def make() -> Saver:
-        return store.saver(key, dtype, meta, overwrite=True)
+        return store.saver(
+            key, dtype, meta, overwrite=True, codec=codec, flush_every=flush_every, resume=resume
+        )
 
     return make
 
@@ -174,12 +225,17 @@ def _plugin_producer(
     registry: Registry,
     options: Mapping[str, Options],
     run_id: str,
+    resume: tuple[Store, DataKey, ResumeFrom] | None = None,
 ) -> Producer:
     def start(
         inputs: Mapping[str, Iterator[Chunk]], submit: Submit | None, hooks: Hooks
     ) -> Iterator[Outputs | Future[Outputs]]:
+        if resume is not None:  # computed from the watermark on (see ``resuming``)
+            inputs = {d: from_watermark(c, resume[2].watermark) for d, c in inputs.items()}
         plugin = plugin_cls(options[plugin_cls.name], run_id, registry.input_kinds(plugin_cls))
         plugin.input_dtypes = {d: registry.dtype(d) for d in plugin_cls.inputs}
+        if registry.resolved:  # option-dependent or derived schemas: the instance's own
+            plugin.__dict__["outputs"] = registry.outputs_of(plugin_cls)  # shadows the class's
         hooks.on_plugin(plugin_cls.name, plugin)
         report: Hooks | None = hooks
         if submit is not None and plugin_cls.parallel == "process":
@@ -188,7 +244,13 @@ def _plugin_producer(
             # calls here instead, from the worker's own measurement.
             report = None
             submit = _timed_submit(submit, hooks, plugin_cls.name)
-        return runner_for(plugin, report).iterate(inputs, submit)
+        computed = runner_for(plugin, report).iterate(inputs, submit)
+        if resume is None:
+            return computed
+        store, key, point = resume  # the stored final prefix, then what is computed after it
+        (out,) = plugin_cls.outputs
+        stored = ({out: c} for c in prefix_chunks(store.backend, key, point))
+        return itertools.chain(stored, computed)
 
     return Producer(
         plugin_cls.name,

@@ -4,8 +4,11 @@
 and created on first use; or the caller's own ``submit`` (e.g. a Dask cluster). Every
 computation is tracked until done, so a stop can cancel what has not started, and wrapped
 so that its exception gets its note (plugin, run, chunk) in the worker, before any reader
-sees it. Shutting down after a stop never waits past a deadline: computations still running
-then are reported by plugin (and worker processes are terminated; a thread cannot be).
+sees it. Shutting down after a stop terminates worker processes at once (their results
+would be thrown away) and waits for thread computations only until a deadline: those still
+running then are reported by plugin. A thread cannot be ended, so the pool's threads are
+daemons: a computation that never returns does not hold up the interpreter's exit either
+(``ThreadPoolExecutor`` joins its threads at exit).
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from strax_decl.engine.stopping import note_failure
 from strax_decl.plugin import Submit
 
-__all__ = ["COMPUTE_THREAD_PREFIX", "RunPools"]
+__all__ = ["COMPUTE_THREAD_PREFIX", "DaemonThreadPool", "RunPools"]
 
 COMPUTE_THREAD_PREFIX = "sd-compute"
 """Thread pool threads are named ``sd-compute_<n>``."""
@@ -48,6 +52,66 @@ def _process_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+class DaemonThreadPool(Executor):
+    """A pool of ``max_workers`` daemon threads (started as needed), otherwise like
+    ``ThreadPoolExecutor``; see the module docstring for why daemons."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        self.max_workers = max_workers
+        self.prefix = thread_name_prefix
+        self.threads: list[threading.Thread] = []
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new computations after the pool shut down")
+            fut: Future[Any] = Future()
+            self._queue.put((fut, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self.threads) < self.max_workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.prefix}_{len(self.threads)}", daemon=True
+                )
+                thread.start()
+                self.threads.append(thread)
+            return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.put(None)  # for the next thread
+                return
+            fut, fn, args, kwargs = item
+            del item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args, **kwargs))
+                except BaseException as e:
+                    fut.set_exception(e)
+            del fut, fn, args, kwargs  # no reference to the last computation while idle
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            self._queue.put(None)
+        if wait:
+            for thread in self.threads:
+                thread.join()
+
+
 class RunPools:
     """The pools and pending computations of one run."""
 
@@ -57,6 +121,7 @@ class RunPools:
         self.run_id = run_id
         self.pools: dict[str, Executor] = {}
         self.pending: dict[Future[Any], str] = {}  # submitted, not done yet -> plugin name
+        self.in_process: set[Future[Any]] = set()  # those of them computed in processes
         self.stopped = False
         self._lock = threading.Lock()
 
@@ -68,9 +133,11 @@ class RunPools:
         for fut in pending:
             fut.cancel()  # no-op for running or finished computations
 
-    def _track(self, fut: Future[Any], name: str) -> Future[Any]:
+    def _track(self, fut: Future[Any], name: str, in_process: bool = False) -> Future[Any]:
         with self._lock:
             self.pending[fut] = name
+            if in_process:
+                self.in_process.add(fut)
         fut.add_done_callback(self._untrack)
         if self.stopped:  # submitted after the run was told to stop
             fut.cancel()
@@ -79,6 +146,7 @@ class RunPools:
     def _untrack(self, fut: Future[Any]) -> None:
         with self._lock:
             self.pending.pop(fut, None)
+            self.in_process.discard(fut)
 
     def submitter(self, name: str, mode: bool | str) -> Submit | None:
         """The ``submit`` given to the parallel plugin ``name`` (None: compute inline)."""
@@ -118,12 +186,12 @@ class RunPools:
                         "picklable and the plugin class importable by module name"
                     )
                     raise
-                return self._track(process_pool.submit(_call_pickled, payload), name)
+                return self._track(process_pool.submit(_call_pickled, payload), name, True)
 
             return submit_process
         pool = self.pools.get("thread")
         if pool is None:
-            pool = self.pools["thread"] = ThreadPoolExecutor(
+            pool = self.pools["thread"] = DaemonThreadPool(
                 self.max_workers, thread_name_prefix=COMPUTE_THREAD_PREFIX
             )
         thread_pool = pool
@@ -144,24 +212,27 @@ class RunPools:
         self.cancel_pending()
         with self._lock:
             pending = dict(self.pending)
-        wait_futures(list(pending), timeout=max(0.0, deadline - time.monotonic()))
-        running = sorted({name for fut, name in pending.items() if not fut.done()})
-        for pool in self.pools.values():
-            if not running:  # nothing runs any more: this is quick
-                pool.shutdown(wait=True, cancel_futures=True)
-                continue
-            threads = [
-                *getattr(pool, "_threads", ()),
-                getattr(pool, "_executor_manager_thread", None),
-            ]
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:  # a process can be ended; a thread cannot
-                with contextlib.suppress(Exception):
-                    process.terminate()
-            for thread in threads:
-                if isinstance(thread, threading.Thread):
-                    thread.join(max(0.0, deadline - time.monotonic()))
+            in_process = set(self.in_process)
+        process = self.pools.get("process")
+        if process is not None:
+            # Nobody will read these results: end the workers now instead of waiting.
+            busy = [f for f in in_process if not f.done()]
+            processes = list((getattr(process, "_processes", None) or {}).values())
+            manager = getattr(process, "_executor_manager_thread", None)
+            process.shutdown(wait=not busy, cancel_futures=True)
+            if busy:
+                for worker in processes:
+                    with contextlib.suppress(Exception):
+                        worker.terminate()
+                if isinstance(manager, threading.Thread):
+                    manager.join(max(0.0, deadline - time.monotonic()))
+        threaded = [f for f in pending if f not in in_process]
+        wait_futures(threaded, timeout=max(0.0, deadline - time.monotonic()))
+        running = sorted({pending[f] for f in threaded if not f.done()})
+        threads = self.pools.get("thread")
+        if threads is not None:
+            # a thread cannot be ended: a stuck one is reported (and, a daemon, left behind)
+            threads.shutdown(wait=not running, cancel_futures=True)
         return running
 
 

@@ -102,7 +102,7 @@ class _Node:
             # The innermost node notes it first (note_failure adds one note only); every node
             # the exception passes through is dead: its iterator raised.
             self.failed = True
-            note_failure(e, self.producer.name, self.run_id, self.span.interval)
+            note_failure(e, self.producer.name, self.run_id, self.span.where)
             raise
 
     def _advance(self) -> None:

@@ -99,16 +99,23 @@ def _describe(component: str, run_id: str | None) -> str:
 
 
 def note_failure(
-    exc: BaseException, component: str, run_id: str | None, span: tuple[int, int] | None
+    exc: BaseException,
+    component: str,
+    run_id: str | None,
+    span: tuple[int, int] | str | None,
 ) -> None:
     """Add once, to ``exc`` itself (type and traceback kept), the sentence users read first:
-    ``plugin HitFinder failed on run r1, chunk [t0, t1)``. Interrupts get no note."""
+    ``plugin HitFinder failed on run r1, chunk [t0, t1)``. ``span``: the chunk interval, or
+    where a producer without inputs was (``Span.where``: ``after chunk [t0, t1)``, ``before
+    its first chunk``). Interrupts get no note."""
     if is_interrupt(exc) or isinstance(exc, ProcessingStopped | GeneratorExit):
         return
     if getattr(exc, _NOTE_ATTR, None) is not None:
         return
     note = _describe(component, run_id)
-    if span is not None:
+    if isinstance(span, str):
+        note += f", {span}"
+    elif span is not None:
         note += f", chunk [{span[0]}, {span[1]})"
     with contextlib.suppress(AttributeError, TypeError):  # an exception refusing attributes
         setattr(exc, _NOTE_ATTR, note)
@@ -122,7 +129,8 @@ def failure_note(exc: BaseException) -> str | None:
 
 
 _NOTE_RE = re.compile(
-    r"^(plugin|loading|saving) \S+ failed( on run \S+)?(, chunk \[-?\d+, -?\d+\))?$"
+    r"^(plugin|loading|saving) \S+ failed( on run \S+)?"
+    r"(, (after )?chunk \[-?\d+, -?\d+\)|, before its first chunk)?$"
 )
 
 
@@ -132,15 +140,23 @@ def is_failure_note(line: str) -> bool:
 
 
 class Span:
-    """The interval of the step a producer is working on, for the failure note: from where
-    its previous output ended (or its first input started) to the end of its inputs read."""
+    """Where a producer is, for the failure note (:attr:`where`). With inputs: the interval of
+    the step it works on, from where its previous output ended (or its first input started)
+    to the end of its inputs read. Without (a source, a loader): after the last chunk it
+    yielded, or before its first."""
 
     def __init__(self) -> None:
         self.start: int | None = None
         self.end: int | None = None
+        self.has_inputs = False
+        self.last: tuple[int, int] | None = None  # the last chunk produced
 
     def reading(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         """Pass ``chunks`` through, widening the span to each."""
+        self.has_inputs = True
+        return self._reading(chunks)
+
+    def _reading(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         for chunk in chunks:
             if self.start is None:
                 self.start = chunk.start
@@ -150,12 +166,23 @@ class Span:
     def produced(self, chunk: Chunk) -> None:
         """An output chunk was sent: the next step starts where it ended."""
         self.start = chunk.end
+        self.last = (chunk.start, chunk.end)
 
     @property
     def interval(self) -> tuple[int, int] | None:
         if self.start is None or self.end is None or self.end < self.start:
             return None
         return self.start, self.end
+
+    @property
+    def where(self) -> tuple[int, int] | str | None:
+        """What :func:`note_failure` says of the place: the step's interval, or for a
+        producer without inputs ``after chunk [t0, t1)`` / ``before its first chunk``."""
+        if self.has_inputs:
+            return self.interval
+        if self.last is None:
+            return "before its first chunk"
+        return f"after chunk [{self.last[0]}, {self.last[1]})"
 
 
 # ------------------------------------------------------------------ what a failure dooms

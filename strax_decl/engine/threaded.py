@@ -33,9 +33,12 @@ How a run stops (``stopping.py`` has the three ways; ``tests/core/test_failures.
   hooks' ``on_end`` hears of it first, after every thread was joined.
 - Every thread ends because every wait is a mailbox wait that a kill wakes, and a thread that
   ends for any reason closes or kills the mailboxes it sends to. The mailboxes' ``timeout`` is
-  a last-resort alarm; it also bounds the wait for pool computations after a stop (else
-  :data:`JOIN_ALARM_S`, which bounds the join of the threads): a thread or pool computation
-  that outlives its bound is reported by name, and worker processes are terminated.
+  a last-resort alarm; it also bounds, after a stop, the wait for thread-pool computations
+  and (not below :data:`JOIN_FLOOR_S`) for the threads told to stop (else
+  :data:`JOIN_ALARM_S`): a thread or computation that
+  outlives its bound is reported by name. Worker processes are terminated at once after a
+  stop (their results would be thrown away). A thread that keeps running for the rest of
+  the run (``keep_finished``) is not bounded: its own waits are mailbox waits.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from strax_storage import Saver
 
 __all__ = [
     "JOIN_ALARM_S",
+    "JOIN_FLOOR_S",
     "THREAD_PREFIX",
     "PipelineStuck",
     "ProcessingStopped",
@@ -82,9 +86,12 @@ __all__ = [
 ]
 
 JOIN_ALARM_S = 60.0
-"""Last resort: threads still running this long after the pipeline was stopped are reported
-(a plugin call in progress may take its time to return; pool computations are given the
-``timeout`` instead, if there is one)."""
+"""Without a ``timeout``: threads still running this long after they were told to stop are
+reported (a plugin call in progress may take its time to return). With one, the ``timeout``
+bounds this wait too, but never below :data:`JOIN_FLOOR_S`."""
+JOIN_FLOOR_S = 5.0
+"""The least time threads told to stop are given to return from a call in progress (a tiny
+``timeout`` meant for mailbox waits must not abandon a plugin call that is about to end)."""
 
 THREAD_PREFIX = "sd"
 """Every thread the pipeline starts is named ``sd:<component>`` (pool threads ``sd-compute``)."""
@@ -116,7 +123,8 @@ class _Run:
         self.hooks = hooks
         self.keep_finished = keep_finished
         self.run_id = run_id
-        self.alarm = JOIN_ALARM_S
+        self.alarm = JOIN_ALARM_S if timeout is None else max(timeout, JOIN_FLOOR_S)
+        self.alarm_is_timeout = timeout is not None
         self.pool_alarm = JOIN_ALARM_S if timeout is None else timeout
         self.error: BaseException | None = None  # the first failure
         self.stop: BaseException | None = None  # the first interrupt or early stop
@@ -124,6 +132,7 @@ class _Run:
         self.failed_types: set[str] = set()
         self.caller_reading = False
         self._deadline: float | None = None  # of the join, once everything was told to stop
+        self._told: dict[str, float] = {}  # producer name -> deadline of its join (pruned)
         self._lock = threading.Lock()
         # One group per run: it sees when every thread of the run waits on a bound at once (a
         # deadlock on the bounds alone, e.g. a diamond around an overlap-window plugin) and
@@ -137,7 +146,10 @@ class _Run:
                     o, max_messages=bound, timeout=timeout, group=self.group
                 )
         self.threads: list[threading.Thread] = []  # created, in start order
-        self.started: list[threading.Thread] = []
+        # Set by each thread as it ends. Joins wait on these, not on Thread.join(timeout): a
+        # KeyboardInterrupt landing inside Thread.join (a notebook's Ctrl-C) makes CPython
+        # < 3.12 mark a running thread as stopped, so is_alive() would lie from then on.
+        self._ended: dict[threading.Thread, threading.Event] = {}
         self.savers = RunSavers(hooks)
         self.saver_threads: list[tuple[Saver, threading.Thread]] = []
         self.pools = RunPools(max_workers, submit, run_id)
@@ -170,7 +182,7 @@ class _Run:
             if everything and not self.stopped_all:
                 self.stopped_all = True
                 self._deadline = time.monotonic() + self.alarm
-        if everything:
+        if everything:  # again on every call: an interrupt may have cut an earlier one short
             for mb in self.mailboxes.values():
                 if not mb.closed:  # closed: its producer finished; let its readers drain it
                     mb.kill(killer)
@@ -188,8 +200,11 @@ class _Run:
         if caller_reading and output is not None and output not in doomed:
             wanted.add(output)
         needed = needed_producers(self.graph, wanted)
+        deadline = time.monotonic() + self.alarm
         for producer in self.graph.producers:
             if producer.name not in needed:
+                with self._lock:  # told to stop: its join is bounded from now on
+                    self._told.setdefault(f"{THREAD_PREFIX}:{producer.name}", deadline)
                 for o in producer.outputs:
                     if not self.mailboxes[o].closed:
                         self.mailboxes[o].kill(reason)
@@ -203,6 +218,8 @@ class _Run:
         sends_to: list[Mailbox],
         failed: tuple[str, ...] = (),
     ) -> threading.Thread:
+        ended = threading.Event()
+
         def main() -> None:
             try:
                 body()
@@ -218,9 +235,11 @@ class _Run:
                             or PipelineStuck(f"thread {name!r} ended without closing {mb.name!r}")
                         )
                 self.group.thread_done()
+                ended.set()
 
         thread = threading.Thread(target=main, name=f"{THREAD_PREFIX}:{name}", daemon=True)
         self.threads.append(thread)
+        self._ended[thread] = ended
         return thread
 
     def _add_producer(self, producer: Producer) -> None:
@@ -256,6 +275,7 @@ class _Run:
         output: Subscription | None = None
         stopped_early = False
         caller_takes_part = False
+        first: BaseException | None = None  # why the caller stopped, failed in _finish
         try:
             self.savers.open(self.graph)
             for data_type, saver in self.savers.items():
@@ -274,44 +294,53 @@ class _Run:
             try:
                 for thread in self.threads:
                     thread.start()
-                    self.started.append(thread)
             finally:
-                for _ in range(len(self.threads) - len(self.started)):
+                # A Ctrl-C can cut ``start()`` short after the thread began: whether a thread
+                # runs is told by its ident (``began``), not by start() returning.
+                for _ in range(len(self.threads) - len(self.began())):
                     self.group.thread_done()  # never started: never to wait
             if output is not None:
                 yield from output
         except GeneratorExit as e:
             stopped_early = True
             # Closed by a caller unwinding on Ctrl-C: an interrupt, else an early stop.
-            self.fail(
-                interrupt_behind(e)
-                or ProcessingStopped("processing stopped: the caller stopped reading early"),
-                caller=True,
+            first = interrupt_behind(e) or ProcessingStopped(
+                "processing stopped: the caller stopped reading early"
             )
-        except BaseException as e:  # recorded, raised once by _finish
-            self.fail(e, caller=True)
+        except BaseException as e:  # recorded (in _finish, where a 2nd Ctrl-C cannot skip it)
+            first = e
         finally:
             if output is not None:
                 output.close()
             if caller_takes_part:
                 self.group.thread_done()  # the caller stopped reading
-        self._finish(raise_error=not stopped_early)
+        self._finish(raise_error=not stopped_early, first=first)
 
-    def _finish(self, raise_error: bool) -> None:
-        """Join, shut down, end the savers; then tell the hooks and raise. An interrupt that
-        arrives meanwhile (even a second one) stops everything and the winding down goes on."""
+    def _finish(self, raise_error: bool, first: BaseException | None = None) -> None:
+        """Join, shut down, end the savers; then tell the hooks and raise. ``first``: why the
+        caller stopped (recorded first). An interrupt that arrives meanwhile (even a second
+        one) stops everything and the winding down goes on."""
+        interrupt: BaseException | None = None
         while True:
             try:
+                if first is not None:
+                    self.fail(first, caller=True)
+                    first = None
+                if interrupt is not None:  # inside the try: a further one lands here too
+                    self.fail(interrupt)
+                    interrupt = None
                 stuck, running = self._wind_down()
                 break
             except (KeyboardInterrupt, SystemExit) as e:
-                self.fail(e)
+                interrupt = e
         ending = self.stop or self.error
         problems = []
         if stuck:
+            bound = "the context's timeout, at least 5 s" if self.alarm_is_timeout else "the limit"
             problems.append(
-                f"pipeline threads still running {self.alarm:g} s after the pipeline was "
-                f"stopped (a bug in strax_decl or a plugin that never returns): {stuck}"
+                f"pipeline threads still running {self.alarm:g} s ({bound}) after they were "
+                f"told to stop (a plugin call that does not return, e.g. a source waiting "
+                f"for data, or a bug in strax_decl): {', '.join(stuck)}"
             )
         if running:
             problems.append(
@@ -334,21 +363,32 @@ class _Run:
         if error is not None and (raise_error or error is not ending):
             raise error
 
+    def began(self) -> list[threading.Thread]:
+        """The threads that were started (their ident is set as they begin)."""
+        return [t for t in self.threads if t.ident is not None]
+
     def _wind_down(self) -> tuple[list[str], list[str]]:
         """Join every thread (bounded once everything was told to stop), shut the pools down,
         end the savers that did not close. Idempotent, so an interrupt may restart it."""
-        for thread in self.started:
-            while thread.is_alive():
-                deadline = self._deadline
+        for thread in self.began():
+            ended = self._ended[thread]
+            while not ended.is_set():
+                # Bounded once this thread was told to stop (everything was, or its producer
+                # was pruned); a thread still doing wanted work ends by itself.
+                with self._lock:
+                    deadline = self._deadline or self._told.get(thread.name)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                thread.join(0.05)
-        stuck = [t.name for t in self.started if t.is_alive()]
+                ended.wait(0.05)
+        stuck = [t.name for t in self.began() if not self._ended[t].is_set()]
+        for thread in self.began():
+            if self._ended[thread].is_set():
+                thread.join(1.0)  # only its return is left: let it be gone
         ending = self.stop or self.error
         deadline = time.monotonic() + self.pool_alarm
         running = self.pools.shutdown(ending is not None or bool(stuck), deadline)
         if ending is not None:  # a saver whose thread is stuck may still be writing
-            busy = [saver for saver, thread in self.saver_threads if thread.is_alive()]
+            busy = [s for s, thread in self.saver_threads if not self._ended[thread].is_set()]
             self.savers.stop(ending, skip=busy)
         return stuck, running
 
@@ -371,6 +411,11 @@ def _produce(
     iterator = iter(producer.start(read, submit, hooks))
     try:
         for item in iterator:
+            if not item:  # a live source waiting for data (sd.NOT_YET): stop if told to
+                for box in outputs.values():
+                    if box.reason is not None:
+                        raise MailboxKilled(box.reason, box.name)
+                continue
             if isinstance(item, Future):
                 for o, mailbox in live.items():
                     mailbox.send(_pick(item, o))
@@ -388,7 +433,7 @@ def _produce(
     except MailboxKilled:
         raise  # someone else's failure
     except BaseException as e:
-        note_failure(e, producer.name, run_id, span.interval)
+        note_failure(e, producer.name, run_id, span.where)
         raise
     finally:
         # Run the producer's cleanup (a generator's finally blocks) in its own thread, and

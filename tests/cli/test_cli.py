@@ -152,15 +152,18 @@ def test_runtime_failure_exits_1_with_one_line(capsys, tmp_path):
     # Where first (plugin, run, chunk), then what: one line.
     assert_one_line_error(
         err,
-        "plugin ToyRecords failed on run r1: RuntimeError: ToyRecords crashed on purpose at "
-        "chunk 1",
+        "plugin ToyRecords failed on run r1, after chunk [0, 11000): RuntimeError: ToyRecords "
+        "crashed on purpose at chunk 1",
         "--debug",
     )
     code, out, _ = run_cli(capsys, "ls", "-s", path, "--status", "failed")
     assert code == 0 and "records" in out and "failed" in out
     code, out, _ = run_cli(capsys, "info", "-s", path, "r1", "records")
     assert code == 0 and "status     failed" in out
-    assert "exception  plugin ToyRecords failed on run r1: RuntimeError: ToyRecords crashed" in out
+    assert (
+        "exception  plugin ToyRecords failed on run r1, after chunk [0, 11000): RuntimeError: "
+        "ToyRecords crashed" in out
+    )
 
 
 def test_debug_shows_the_traceback(capsys, tmp_path):
@@ -180,7 +183,10 @@ def test_debug_shows_the_traceback(capsys, tmp_path):
     assert code == 1
     assert "Traceback (most recent call last)" in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("strax-decl: error: plugin ToyRecords failed on run r1: RuntimeError")
+    assert last.startswith(
+        "strax-decl: error: plugin ToyRecords failed on run r1, before its first chunk: "
+        "RuntimeError"
+    )
 
 
 # --------------------------------------------------------------------------- plan
@@ -442,7 +448,7 @@ def test_rm_failed_leaves_a_live_writer_alone(capsys, tmp_path):
         (["run", "-p", DEMO, "-c", "peak_gap=wide", "demo_000"], ["peak_gap", "'wide'"]),
         (
             ["run", "-p", DEMO, "-c", "no_such_option=1", "demo_000"],
-            ["unknown option(s) 'no_such_option'"],
+            ["unknown option 'no_such_option'"],
         ),
         (["run", "-p", DEMO, "-c", "peak_gap", "demo_000"], ["--config expects KEY=VALUE"]),
         (["run", "-p", DEMO, "bad/run"], ["invalid run_id 'bad/run'"]),
@@ -485,10 +491,11 @@ def test_unknown_run_or_data_set_exits_1(capsys, store, argv, fragment):
     assert_one_line_error(err, fragment)
 
 
-def test_missing_store_exits_1(capsys, tmp_path):
+def test_ls_of_a_missing_store_says_it_is_empty_and_creates_nothing(capsys, tmp_path):
     code, _, err = run_cli(capsys, "ls", "-s", str(tmp_path / "nothing"))
-    assert code == 1
-    assert_one_line_error(err, "no store at", "does not exist")
+    assert code == 0
+    assert "no data sets in" in err and "does not exist" in err
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_plugin_file_that_fails_to_import_is_reported(capsys, tmp_path):
@@ -550,3 +557,30 @@ def test_error_through_python_m(tmp_path):
     assert out.returncode == 2
     assert out.stdout == ""
     assert_one_line_error(out.stderr, "unknown target 'pekas'")
+
+
+def test_corrections_add_tag_list_and_append_only(tmp_path, capsys):
+    path = str(tmp_path / "c.sqlite")
+    assert main(["corrections", path, "add", "gain", "v1", "[1.5, 2.5]", "--runs", "r1,r2"]) == 0
+    assert main(["corrections", path, "add", "elife", "v1", "500", "--start", "0"]) == 0
+    assert main(["corrections", path, "tag", "gv1", "gain=v1", "elife=v1"]) == 0
+    capsys.readouterr()
+    assert main(["corrections", path, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "[0, for ever)" in out and "global version gv1: elife=v1, gain=v1" in out
+    assert main(["corrections", path, "add", "gain", "v1", "3", "--runs", "r1"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds [1.5, 2.5] for run r1" in err and "append-only" in err
+    assert main(["corrections", path, "list", "gain", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [v["run_id"] for v in listed["values"]] == ["r1", "r2"]
+
+
+def test_run_takes_a_timeout_and_refuses_a_bad_one(capsys, tmp_path):
+    store = str(tmp_path / "data")
+    code, _, err = run_cli(
+        capsys, "run", "-p", "strax_decl.testing", "-s", store, "--timeout", "30", "-q", "r1"
+    )
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "-p", "strax_decl.testing", "--timeout", "0", "r1")
+    assert code == 2 and "--timeout: expected a positive number, got '0'" in err

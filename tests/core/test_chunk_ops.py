@@ -90,3 +90,36 @@ def test_aligned_steps_cover_everything_once(a, b):
         np.testing.assert_array_equal(got, arr)
     for before, after in itertools.pairwise(steps):
         assert before["a"].end == after["a"].start
+
+
+@pytest.mark.parametrize("bounds", [(0, 2**63), (-(2**63) - 1, 0), (2**64, 2**64 + 1)])
+def test_chunk_bounds_outside_int64_are_refused_naming_the_bound(bounds):
+    from strax_decl.chunk import ChunkLawViolation
+
+    with pytest.raises(ChunkLawViolation, match=r"outside the int64 range"):
+        Chunk(*bounds, rows([]))
+    assert Chunk(-(2**63), 2**63 - 1, rows([])).end == 2**63 - 1
+
+
+def test_a_source_yielding_such_a_chunk_fails_naming_plugin_run_and_chunk():
+    import strax_decl as sd
+
+    class Pulse(sd.Schema):
+        time: sd.i64
+        endtime: sd.i64
+
+    class FarFuture(sd.Plugin):
+        version = "1"
+
+        class Outputs(sd.Outputs):
+            pulses: Pulse
+
+        def source(self, run_id):
+            yield sd.Chunk(0, 10, Pulse.zeros(0))
+            yield sd.Chunk(10, 2**63 + 5, Pulse.zeros(0))
+
+    for processor in ("serial", "threaded"):
+        ctx = sd.Context(storage=None, plugins=[FarFuture], processor=processor)
+        with pytest.raises(sd.ChunkLawViolation, match=r"chunk end 9223372036854775813") as e:
+            ctx.get_array("r1", "pulses")
+        assert "plugin FarFuture failed on run r1, after chunk [0, 10)" in e.value.__notes__

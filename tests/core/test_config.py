@@ -40,3 +40,8 @@ def test_show_config_lists_default_current_and_description(tmp_path):
     assert rows["group"]["description"] == "records per peak"
     assert "group" in str(ctx.show_config("peaks"))
     assert "seed" not in {r["option"] for r in ctx.show_config("peaks")}
+
+
+def test_an_unknown_option_gets_a_did_you_mean():
+    with pytest.raises(sd.InvalidOption, match=r"'gruop': did you mean 'group'\?"):
+        sd.Context(storage=None, plugins=TOY_PLUGINS, config={"gruop": 3})

@@ -149,3 +149,23 @@ def test_several_runs_name_the_run_that_failed(ctx):
         ctx.get_array([], "peaks")
     with pytest.raises(ValueError, match="run_id"):
         ctx.get_array(["run_ok", "../x"], "peaks")
+
+
+def test_the_default_store_is_the_command_lines_and_tilde_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("STRAX_DECL_STORAGE", "~/shared_store")
+    ctx = sd.Context(plugins=TOY_PLUGINS)
+    assert ctx.stores[0].url == str(tmp_path / "shared_store")
+    ctx.make("run_1", "records")
+    assert (tmp_path / "shared_store" / "run_1").is_dir()
+    monkeypatch.delenv("STRAX_DECL_STORAGE")
+    monkeypatch.chdir(tmp_path)
+    assert sd.Context(plugins=TOY_PLUGINS).stores[0].url == str(tmp_path / "strax_data")
+    assert not (tmp_path / "strax_data").exists()  # reading creates nothing
+
+
+def test_a_path_object_is_a_store_location(tmp_path):
+    ctx = sd.Context(tmp_path / "data", plugins=TOY_PLUGINS)
+    assert [s.url for s in ctx.stores] == [str(tmp_path / "data")]
+    two = sd.Context([tmp_path / "a", str(tmp_path / "b")], plugins=TOY_PLUGINS)
+    assert len(two.stores) == 2

@@ -388,17 +388,27 @@ def test_merge_only_is_saved_only_when_asked(tmp_path):
 
 
 def test_merge_only_declaration_errors():
+    class WideHit(sd.Schema):
+        time: sd.i64
+        endtime: sd.i64
+        area: sd.f64  # Hit's area is f32
+
+    shared = type(  # a field shared with one dtype is kept once (the later input's values)
+        "Shared",
+        (sd.MergeOnlyPlugin,),
+        {"Inputs": type("Inputs", (sd.Inputs,), {"__annotations__": {"hits": Hit, "h2": Hit}})},
+    )
+    assert shared.outputs["shared"].dtype.names == ("time", "endtime", "area")
     with pytest.raises(
         sd.PluginDeclarationError,
-        match=r"plugin Dup: field 'area' is declared "
-        r"by inputs 'hits' and 'hits2'",
+        match=r"plugin Dup: field 'area' has dtype float32 in one input and float64",
     ):
         type(
             "Dup",
             (sd.MergeOnlyPlugin,),
             {
                 "Inputs": type(
-                    "Inputs", (sd.Inputs,), {"__annotations__": {"hits": Hit, "hits2": Hit}}
+                    "Inputs", (sd.Inputs,), {"__annotations__": {"hits": Hit, "hits2": WideHit}}
                 )
             },
         )

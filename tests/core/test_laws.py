@@ -84,8 +84,8 @@ class Doubler(sd.Plugin):
             return out
         if fault == "unsorted":
             out[[1, 2]] = out[[2, 1]]
-        elif fault == "zero_duration":
-            out["endtime"][1] = out["time"][1]
+        elif fault == "negative_duration":
+            out["endtime"][1] = out["time"][1] - 1
         elif fault == "late_row":
             out["endtime"][2] = end + 7
         elif fault == "early_row":
@@ -177,9 +177,9 @@ def test_a_source_breaking_a_law_is_named(processor, fault, message):
             r"row 2 \(time 140\) comes after row 1 \(time 170\)",
         ),
         (
-            "zero_duration",
-            r"plugin Doubler, output 'doubled', chunk .*: row 1 has non-positive "
-            r"duration \(time 140, endtime 140\)",
+            "negative_duration",
+            r"plugin Doubler, output 'doubled', chunk .*: row 1 has negative "
+            r"duration \(time 140, endtime 139\)",
         ),
         (
             "late_row",

@@ -80,12 +80,18 @@ def test_option_declared_with_different_types():
         sd.Context(storage=None, plugins=[ToyRecords, Peaks, Consumer])
 
 
-def test_option_declared_with_different_defaults():
+def test_each_plugin_keeps_its_own_default_of_a_shared_option():
     Consumer = make_consumer("Regroup", {"peaks": Peak}, {"thing": Peak}, {"group": (int, 7)})
-    with pytest.raises(
-        sd.RegistrationError, match=r"option 'group'.*different defaults \(5 vs 7\)"
-    ):
-        sd.Context(storage=None, plugins=[ToyRecords, Peaks, Consumer])
+    ctx = sd.Context(storage=None, plugins=[ToyRecords, Peaks, Consumer])
+    assert (ctx.options["Peaks"].group, ctx.options["Regroup"].group) == (5, 7)
+    rows = [row for row in ctx.show_config() if row["option"] == "group"]
+    table = {row["plugins"]: row["current"] for row in rows}
+    assert table == {"Peaks": "5", "Regroup": "7"}
+    # an unscoped value applies to every plugin taking the option; a scoped one to one plugin
+    ctx = sd.Context(
+        storage=None, plugins=[ToyRecords, Peaks, Consumer], config={"group": 3, "Regroup.group": 4}
+    )
+    assert (ctx.options["Peaks"].group, ctx.options["Regroup"].group) == (3, 4)
 
 
 def test_same_option_same_declaration_is_shared():
@@ -94,7 +100,9 @@ def test_same_option_same_declaration_is_shared():
     assert ctx.options["Regroup"].group == ctx.options["Peaks"].group == 3
 
 
-def test_field_from_two_inputs_of_one_kind():
+def test_field_from_two_inputs_of_one_kind_is_accepted_with_one_dtype():
+    """As in strax: same-kind inputs may share fields; the later input's values win."""
+
     class AreaAgain(sd.Plugin):
         class Inputs(sd.Inputs):
             peaks: Peak
@@ -103,15 +111,28 @@ def test_field_from_two_inputs_of_one_kind():
             peak_area2: Peak = sd.output(kind="peaks")  # same kind, so merged with peaks
 
         def compute(self, peaks):
+            out = peaks.copy()
+            out["area"] = -1.0
+            return out
+
+    seen = []
+
+    class Merger(sd.Plugin):
+        class Inputs(sd.Inputs):
+            peaks: Peak
+            peak_area2: Peak
+
+        class Outputs(sd.Outputs):
+            merged: Peak = sd.output(kind="peaks")
+
+        def compute(self, peaks):
+            seen.append(peaks["area"].copy())
             return peaks
 
-    Merger = make_consumer("Merger", {"peaks": Peak, "peak_area2": Peak}, {"merged": Peak})
-    with pytest.raises(
-        sd.RegistrationError,
-        match=r"Merger: field 'area' comes from both 'peaks' \(Peaks\) and 'peak_area2' "
-        r"\(AreaAgain\)",
-    ):
-        sd.Context(storage=None, plugins=[ToyRecords, Peaks, AreaAgain, Merger])
+    ctx = sd.Context(storage=None, plugins=[ToyRecords, Peaks, AreaAgain, Merger])
+    merged = ctx.get_array("r", "merged")
+    assert len(merged) and (merged["area"] == -1.0).all()  # peak_area2, declared later, wins
+    assert all((a == -1.0).all() for a in seen)
 
 
 def test_declaration_errors_name_the_plugin():
@@ -149,3 +170,46 @@ def test_wrong_output_dtype_at_run_time_names_plugin(tmp_path):
     ):
         ctx.get_array("r1", "thing")
     assert not ctx.is_stored("r1", "thing")
+
+
+def test_a_dt_clash_between_same_kind_inputs_is_refused_naming_both():
+    """Time fields may be shared too, but with one dtype: int16 vs int32 fails at build, not
+    as a TypeError naming nothing in the middle of a run."""
+
+    class Wide(sd.Schema):
+        time: sd.i64
+        length: sd.i32
+        dt: sd.i32  # Record's dt is int16
+        gain: sd.f32
+
+    class Gains(sd.Plugin):
+        class Inputs(sd.Inputs):
+            records: Record
+
+        class Outputs(sd.Outputs):
+            gains: Wide = sd.output(kind="records")
+
+        def compute(self, records):
+            return Wide.zeros(len(records))
+
+    Both = make_consumer("Both", {"records": Record, "gains": Wide}, {"both": Peak})
+    with pytest.raises(
+        sd.RegistrationError,
+        match=r"plugin Both: field 'dt' is int16 in 'records' \(ToyRecords\) but int32 in "
+        r"'gains' \(Gains\); both are of kind 'records'",
+    ):
+        sd.Context(storage=None, plugins=[ToyRecords, Gains, Both])
+
+
+def test_shared_time_fields_must_agree_row_by_row():
+    from strax_decl.chunk import Chunk, merge
+
+    a = np.zeros(2, [("time", "<i8"), ("endtime", "<i8"), ("x", "<f4")])
+    a["time"], a["endtime"], a["x"] = [0, 10], [5, 15], 1
+    b = a.copy()
+    b["x"] = 2
+    merged = merge([Chunk(0, 20, a), Chunk(0, 20, b)], names=["a", "b"])
+    assert (merged.data["x"] == 2).all()  # the later one wins
+    b["endtime"][1] = 14
+    with pytest.raises(sd.ChunkLawViolation, match=r"time field 'endtime' differs in row 1"):
+        merge([Chunk(0, 20, a), Chunk(0, 20, b)], names=["a", "b"])

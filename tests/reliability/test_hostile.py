@@ -290,7 +290,7 @@ def bad(mode: str) -> type[sd.Plugin]:
 @pytest.mark.parametrize(
     ("mode", "error", "message"),
     [
-        ("negative", ChunkLawViolation, "non-positive duration"),
+        ("negative", ChunkLawViolation, "negative duration"),
         ("unsorted", ChunkLawViolation, "not sorted by time"),
         ("dtype", TypeError, "rows have dtype"),
     ],

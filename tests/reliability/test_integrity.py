@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import strax_decl as sd
-from strax_decl.testing import TOY_PLUGINS, Record, ToyRecords
+from strax_decl.testing import TOY_PLUGINS
 from strax_storage import DataCorrupted, open_store
 
 RUN = "run_1"
@@ -82,17 +82,10 @@ def test_make_with_recompute_repairs_inputs_too(
     np.testing.assert_array_equal(ctx.get_array(RUN, "records"), expected["records"])
 
 
-class ChunkyRecords(ToyRecords):
-    """ToyRecords stored as produced (no rechunking): several strax chunks to stream."""
-
-    class Outputs(sd.Outputs):
-        records: Record = sd.output(rechunk=False)
-
-
 def test_a_stream_that_already_yielded_raises_then_recomputes_next_time(
     tmp_path: Path,
 ) -> None:
-    ctx = context(tmp_path / "store").new_context(plugins=[ChunkyRecords])
+    ctx = context(tmp_path / "store")  # records are stored in their source's chunks
     expected = {"records": ctx.get_array(RUN, "records")}
     assert len(list(ctx.iter_chunks(RUN, "records"))) == CONFIG["n_chunks"]
     flip(group(ctx, "records") / "time" / "c" / "10")  # in the last strax chunk
@@ -108,6 +101,22 @@ def test_a_stream_that_already_yielded_raises_then_recomputes_next_time(
     assert ctx.stores[0].status(ctx.key_for(RUN, "records")) == "failed"
     np.testing.assert_array_equal(fixing.get_array(RUN, "records"), expected["records"])
     assert ctx.is_stored(RUN, "records")
+
+
+def test_get_array_recovers_from_damage_past_the_first_chunk_in_one_call(
+    tmp_path: Path,
+) -> None:
+    """``get_array`` hands out no rows before it has them all: it recomputes at once."""
+    ctx = context(tmp_path / "store")
+    expected = ctx.get_array(RUN, "records")
+    flip(group(ctx, "records") / "time" / "c" / "10")  # in the last strax chunk
+    for processor in ("serial", "threaded"):
+        fixing = ctx.new_context(on_corrupted="recompute", processor=processor)
+        np.testing.assert_array_equal(fixing.get_array(RUN, "records"), expected)
+        assert ctx.is_stored(RUN, "records")
+        flip(group(ctx, "records") / "time" / "c" / "10")  # damage the new copy too
+    with pytest.raises(DataCorrupted):
+        ctx.get_array(RUN, "records")  # without recompute: raises
 
 
 def test_recompute_from_a_read_only_store_computes_without_saving(

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ import zarr
 from zarr.storage import FsspecStore, MemoryStore
 
 from strax_storage import Chunk, DataKey, Store, UnsafePath
-from strax_storage.backend import Backend, LocalBackend, ZarrBackend
+from strax_storage.backend import Backend, LocalBackend
 from strax_storage.claims import Claims
+from strax_storage.errors import BadObject
+from strax_storage.zarr_backend import ZarrBackend
 
 UNSAFE_KEYS = ["..", "../x", "a/../b", "./a", "a/./b", "a//b", "/a", "a/", "a\x00b"]
 DT = np.dtype([("time", "<i8"), ("endtime", "<i8"), ("value", "<f8")])
@@ -167,6 +170,14 @@ class BackendTests:
         backend.write_atomic("run/zarr.json", b'{"zarr_format": 3, "node_type": "group"}')
         assert dict(zarr.open_group(backend.zarr_store, path="run", mode="r").attrs) == {}
 
+    def test_a_read_beyond_its_limit_is_refused_naming_the_object(self, backend: Backend) -> None:
+        backend.write("run/peaks-abc/big", [b"x" * 1000])
+        too_big = r"big( in store .*)? holds 1000 bytes, more than the 999"
+        with pytest.raises(BadObject, match=too_big):
+            backend.read("run/peaks-abc/big", limit=999)
+        assert backend.read("run/peaks-abc/big", limit=1000) == b"x" * 1000
+        assert backend.read("run/peaks-abc/missing", limit=10) is None
+
     def test_claims_are_exclusive(self, backend: Backend) -> None:
         key = DataKey("run_1", "peaks", "abc234def")
         claims = Claims(backend)
@@ -243,9 +254,6 @@ class TestZarrMemoryBackend(BackendTests):
     def make(self, tmp_path: Path) -> Backend:
         return ZarrBackend(MemoryStore(), "memory://conformance")
 
-    def test_claims_are_kept_in_this_process(self, tmp_path: Path) -> None:
-        assert self.make(tmp_path).claims_kept == "process"
-
 
 class TestFsspecLocalBackend(BackendTests):
     def make(self, tmp_path: Path) -> Backend:
@@ -258,3 +266,24 @@ class TestFsspecMemoryBackend(BackendTests):
     def make(self, tmp_path: Path) -> Backend:
         url = f"memory://conformance-{uuid.uuid4().hex}"
         return ZarrBackend(FsspecStore.from_url(url), url)
+
+    def test_an_oversized_object_is_refused_before_it_is_downloaded(self, tmp_path: Path) -> None:
+        """An object store tells an object's size without sending it: a huge (damaged or
+        planted) ``zarr.json`` is refused without the download."""
+        url = f"memory://counting-{uuid.uuid4().hex}"
+        store = FsspecStore.from_url(url)
+        backend = ZarrBackend(store, url)
+        backend.write("run/peaks-abc/big", [b"x" * 1000])
+        downloads = []
+        real_get = store.get
+
+        async def counting_get(*args: Any, **kwargs: Any) -> Any:
+            downloads.append(args[0])
+            return await real_get(*args, **kwargs)
+
+        store.get = counting_get  # type: ignore[method-assign]
+        with pytest.raises(BadObject):
+            backend.read("run/peaks-abc/big", limit=10)
+        assert downloads == []
+        assert backend.read("run/peaks-abc/big", limit=1000) == b"x" * 1000
+        assert downloads == ["run/peaks-abc/big"]

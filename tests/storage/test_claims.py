@@ -25,6 +25,7 @@ from strax_storage import (
     WriterGone,
     open_store,
 )
+from strax_storage.backend import LocalBackend
 from strax_storage.claims import MAX_STALE_AFTER
 from strax_storage.process import process_identity
 
@@ -357,6 +358,37 @@ def test_a_killed_writers_data_set_is_failed_and_never_loaded(local: Store, root
         local.load_array(KEY)
     with pytest.raises(WriterGone):
         local.wait_complete(KEY, timeout=1)
+
+
+class RecordingBackend(LocalBackend):
+    """A local backend that records renames and deletions (real files underneath)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.calls: list[tuple[str, ...]] = []
+
+    def rename_tree(self, src: str, dst: str) -> None:
+        self.calls.append(("rename", src, dst))
+        super().rename_tree(src, dst)
+
+    def delete_tree(self, prefix: str) -> None:
+        self.calls.append(("delete", prefix))
+        super().delete_tree(prefix)
+
+
+def test_a_leftover_is_moved_aside_before_it_is_deleted(local: Store, root: Path) -> None:
+    """The leftover vanishes from its name at once: a paused writer of it that resumes finds
+    no half-deleted directory to write into."""
+    tmp = killed_writer_leftover(local, root)
+    backend = RecordingBackend(root)
+    claims, refused = Store(backend, rows_per_chunk=ROWS_PER_CHUNK).claim_all([KEY])
+    assert refused is None
+    for claim in claims:
+        claim.release()
+    name = f"run_1/{tmp.name}"
+    [(_, _, dst)] = [c for c in backend.calls if c[0] == "rename" and c[1] == name]
+    assert ".trash-" in dst and ("delete", dst) in backend.calls
+    assert ("delete", name) not in backend.calls and not tmp.exists()
 
 
 def test_the_next_writer_deletes_a_killed_writers_leftovers(local: Store, root: Path) -> None:

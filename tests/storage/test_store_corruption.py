@@ -220,16 +220,17 @@ def concat_channel(chunks: list[Chunk]) -> np.ndarray:
     return np.concatenate([c.data["channel"] for c in chunks])
 
 
-def test_a_format_version_1_data_set_without_digests_still_loads(
-    saved: tuple[Store, Path],
-) -> None:
-    store, group = saved
+def test_a_format_version_1_data_set_without_digests_still_loads(tmp_path: Path) -> None:
+    # version 1 wrote every field with zstd and no digests: made here from a zstd write
+    store, group = open_store(tmp_path, rows_per_chunk=ROWS_PER_CHUNK), tmp_path / KEY.path
+    store.saver(KEY, RECORDS, {}, codec="zstd").save_from(make_chunks(RECORDS, [5, 0, 12, 3]))
     expected = store.load_array(KEY)
     shutil.rmtree(group / "_index" / "digests")
     doc = json.loads((group / "zarr.json").read_text())
     ours = doc["attributes"]["strax_decl"]
     ours["format_version"] = 1
     del ours["digests"]
+    del ours["compressor"]["fields"]
     (group / "zarr.json").write_text(json.dumps(doc))
     np.testing.assert_array_equal(store.load_array(KEY), expected)
 

@@ -142,7 +142,7 @@ def test_metadata_and_field_docs_are_stored(store: Store) -> None:
     ours = info.attrs["strax_decl"]
     assert ours["complete"] is True and ours["status"] == "complete"
     assert (
-        ours["n_rows"] == 3 and ours["package"] == "strax_storage" and ours["format_version"] == 2
+        ours["n_rows"] == 3 and ours["package"] == "strax_storage" and ours["format_version"] == 3
     )
     assert ours["compressor"]["zstd_level"] == 1
     group = store.zarr_group(KEY)

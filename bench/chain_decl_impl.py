@@ -1,0 +1,71 @@
+"""The chain of ``chain_workload`` on strax_decl: the example plugins, fed by a replay source.
+
+``ReplayRecords`` yields the records simulated once (``records.npy``) cut into the wanted
+number of chunks. ``make`` of both leaves runs the whole chain in one pipeline: with saving
+every data type is stored, without a store nothing is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import chain_workload as cw
+import numpy as np
+
+import strax_decl as sd
+
+__all__ = ["run"]
+
+AP = cw.plugins_module()
+
+
+class ReplayRecords(sd.Plugin):
+    """Source: the records of ``records.npy``, cut between records into ``n_chunks``."""
+
+    version = "0.1.0"
+
+    class Outputs(sd.Outputs):
+        records: AP.Record  # type: ignore[name-defined]
+
+    class Options(sd.Options):
+        records_file: str = sd.option("", track=False, description="the simulated records")
+        n_chunks: int = sd.option(5, ge=1, description="chunks to cut them into")
+        span: int = sd.option(cw.RUN_NS, gt=0, description="run length [ns]")
+
+    def source(self, run_id: str) -> Iterator[sd.Chunk]:
+        o = self.options
+        records = np.load(o.records_file)
+        records = records[records["time"] + 1100 <= o.span]
+        for start, end, a, b in cw.cuts(records, o.span, o.n_chunks):
+            yield sd.Chunk(start, end, records[a:b])
+
+
+PLUGINS = [ReplayRecords, *AP.PLUGINS[1:]]
+
+
+def context(workdir: Path, n_chunks: int, span: int, save: bool) -> sd.Context:
+    config: dict[str, Any] = {
+        "records_file": str(cw.records_path(workdir.parent)),
+        "n_chunks": n_chunks,
+        "span": span,
+        **cw.PER_RUN,
+    }
+    store = str(workdir / "store") if save else None
+    return sd.Context(storage=store, plugins=PLUGINS, config=config, processor="threaded")
+
+
+def run(workdir: Path, run_id: str, n_chunks: int, span: int, save: bool) -> dict[str, Any]:
+    ctx = context(workdir, n_chunks, span, save)
+    ctx.make(run_id, list(cw.TARGETS))  # without a store: computed in one pipeline, not kept
+    return {}
+
+
+def check(workdir: Path, run_id: str, n_chunks: int, span: int) -> dict[str, Any]:
+    """(Untimed) every stored data type, for the digest."""
+    ctx = context(workdir, n_chunks, span, True)
+    digest = cw.Digest()
+    for data_type in cw.DATA_TYPES:
+        digest.add(data_type, ctx.get_array(run_id, data_type))
+    return digest.result()

@@ -1,0 +1,224 @@
+"""The final prefix of a data set being written: records, watermark, prefix reads, resume.
+
+Real stores in tmp_path; the killed writer is a real process killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from strax_storage import Chunk, DataKey, DataNotFound, open_store
+from strax_storage.final_prefix import records_dir
+
+DTYPE = np.dtype([("time", "<i8"), ("endtime", "<i8"), ("value", "<f8"), ("wf", "<i2", (3,))])
+KEY = DataKey("run_1", "things", "abcdefgh2345")
+
+
+def make_chunks(n: int, rows: int = 7, seed: int = 0) -> list[Chunk]:
+    """Deterministic chunks of varying sizes, including empty ones."""
+    rng = np.random.default_rng(seed)
+    out, t = [], 0
+    for i in range(n):
+        k = 0 if i % 5 == 3 else int(rng.integers(1, 2 * rows))
+        data = np.zeros(k, DTYPE)
+        data["time"] = t + np.arange(k) * 10
+        data["endtime"] = data["time"] + 5
+        data["value"] = rng.normal(size=k)
+        data["wf"] = rng.integers(-100, 100, size=(k, 3))
+        out.append(Chunk(t, t + 10 * k + 10, data))
+        t += 10 * k + 10
+    return out
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file of the published data set, group attributes without per-write fields."""
+    base = root / KEY.path
+    out = {}
+    for p in sorted(base.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p == base / "zarr.json":
+                doc = json.loads(data)
+                ours = doc["attributes"]["strax_decl"]
+                for k in ("created", "finished", "writer", "write_id"):
+                    ours.pop(k)
+                data = json.dumps(doc, sort_keys=True).encode()
+            out[str(p.relative_to(base))] = data
+    return out
+
+
+def test_watermark_follows_whole_zarr_chunks(tmp_path: Path) -> None:
+    store = open_store(tmp_path, rows_per_chunk=10)
+    chunks = make_chunks(30)
+    saver = store.saver(KEY, DTYPE, {})
+    sent_rows = 0
+    for i, chunk in enumerate(chunks):
+        saver.send(chunk)
+        sent_rows += len(chunk)
+        saver._reap(block=True)  # the writes of the pool are done
+        saver._record_new()
+        progress = store.progress(KEY)
+        assert progress is not None and progress.writer_alive
+        on_disk = (sent_rows // 10) * 10
+        ends = np.cumsum([len(c) for c in chunks[: i + 1]])
+        n_final = int(np.searchsorted(ends, on_disk, side="right"))
+        assert progress.n_chunks == n_final
+        got = list(store.load(KEY, allow_incomplete=True))
+        assert [(c.start, c.end) for c in got] == [(c.start, c.end) for c in chunks[:n_final]]
+        for a, b in zip(got, chunks, strict=False):
+            assert a.data.tobytes() == b.data.tobytes()
+        with pytest.raises(DataNotFound):
+            store.load_array(KEY)  # a normal load accepts complete only
+    saver.close()
+    assert not (tmp_path / records_dir(KEY.path)).exists()
+    assert store.progress(KEY) is None
+    whole = np.concatenate([c.data for c in chunks])
+    assert store.load_array(KEY, allow_incomplete=True).tobytes() == whole.tobytes()
+
+
+def test_flush_every_chunk_makes_every_chunk_final(tmp_path: Path) -> None:
+    store = open_store(tmp_path, rows_per_chunk=50)
+    chunks = make_chunks(20)
+    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
+    for i, chunk in enumerate(chunks):
+        saver.send(chunk)
+        progress = store.progress(KEY)
+        assert progress is not None and progress.watermark == chunk.end
+        got = store.load_array(KEY, allow_incomplete=True)
+        want = np.concatenate([c.data for c in chunks[: i + 1]])
+        assert got.tobytes() == want.tobytes()
+        part = store.load_array(KEY, (chunks[0].end, chunk.end), allow_incomplete=True)
+        assert len(part) == len(want) - len(chunks[0])
+    tails = [n for n in os.listdir(tmp_path / "run_1") if n.startswith(".tmp-")]
+    assert len(tails) == 1
+    names = os.listdir(tmp_path / "run_1" / tails[0] / "_index" / "final")
+    assert sum(n.startswith("tail-") for n in names) <= 2  # old tails are deleted
+    saver.close()
+    plain = open_store(tmp_path / "plain", rows_per_chunk=50)
+    with plain.saver(KEY, DTYPE, {}) as other:
+        for chunk in chunks:
+            other.send(chunk)
+    assert files(tmp_path) == files(tmp_path / "plain")
+
+
+def test_recording_costs_constant_bytes_per_chunk(tmp_path: Path) -> None:
+    """5,000 tiny chunks: the records grow linearly, never rewritten (no O(n) per chunk)."""
+    store = open_store(tmp_path, rows_per_chunk=64)
+    saver = store.saver(KEY, DTYPE, {})
+    sizes = []
+    for chunk in make_chunks(5000, rows=2):
+        saver.send(chunk)
+    saver._reap(block=True)
+    saver._record_new()
+    tmp = next(p for p in (tmp_path / "run_1").iterdir() if p.name.startswith(".tmp-"))
+    for p in (tmp / "_index" / "final").iterdir():
+        sizes.append(p.stat().st_size)
+    assert sum(sizes) < 5000 * 60  # a record entry is ~20 bytes per chunk, ~40 per Zarr chunk
+    assert max(sizes) < 4000  # each record holds only what changed
+    saver.close()
+    progress = store.progress(KEY)
+    assert progress is None
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from storage.test_final_prefix import DTYPE, KEY, make_chunks
+    from strax_storage import open_store
+
+    store = open_store({root!r}, rows_per_chunk={rpc})
+    saver = store.saver(KEY, DTYPE, {{}}, flush_every={flush})
+    for i, chunk in enumerate(make_chunks({n})):
+        if i == {kill_at}:
+            saver._reap(block=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        saver.send(chunk)
+    """
+)
+
+
+def kill_writer(root: Path, kill_at: int, n: int, rpc: int, flush: float | None) -> None:
+    code = KILLED_WRITER.format(
+        tests=str(Path(__file__).parents[1]),
+        root=str(root),
+        rpc=rpc,
+        n=n,
+        kill_at=kill_at,
+        flush=flush,
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "flush", "send_all"),
+    [
+        (13, None, True),
+        (13, None, False),
+        (21, 0, True),
+        (22, 0, False),
+        (1, 0, False),
+    ],
+)
+def test_resume_after_sigkill_is_bit_identical(
+    tmp_path: Path, kill_at: int, flush: float | None, send_all: bool
+) -> None:
+    n, rpc = 30, 10
+    chunks = make_chunks(n)
+    clean = open_store(tmp_path / "clean", rows_per_chunk=rpc)
+    clean.saver(KEY, DTYPE, {}).save_from(chunks)
+    root = tmp_path / "resumed"
+    kill_writer(root, kill_at, n, rpc, flush)
+    store = open_store(root, rows_per_chunk=rpc)
+    progress = store.progress(KEY)
+    assert progress is not None and not progress.writer_alive and progress.resumable
+    assert store.status(KEY) == "failed"  # a dead writer's work: never loaded as complete
+    # its final prefix is readable (e.g. by a monitor) and is a prefix of the clean result
+    prefix = list(store.load(KEY, allow_incomplete=True))
+    assert [(c.start, c.end) for c in prefix] == [(c.start, c.end) for c in chunks[: len(prefix)]]
+    point = store.resume_point(KEY)
+    assert point is not None and 0 < point.prefix.n_chunks <= kill_at
+    if flush == 0:
+        assert point.prefix.n_chunks >= kill_at - 1  # flushed: all but trailing empty chunks
+    saver = store.saver(KEY, DTYPE, {}, resume=point)
+    rest = chunks if send_all else [c for c in chunks if c.start >= point.watermark]
+    assert saver.save_from(rest).complete
+    assert files(root) == files(tmp_path / "clean")
+    assert store.load_array(KEY).tobytes() == clean.load_array(KEY).tobytes()
+    assert [n for n in os.listdir(root / "run_1") if n.startswith(".")] == []
+
+
+def test_resume_refuses_other_chunks(tmp_path: Path) -> None:
+    chunks = make_chunks(30)
+    kill_writer(tmp_path, 20, 30, 10, 0)
+    store = open_store(tmp_path, rows_per_chunk=10)
+    point = store.resume_point(KEY)
+    assert point is not None
+    saver = store.saver(KEY, DTYPE, {}, resume=point)
+    other = make_chunks(30, seed=1)
+    with pytest.raises(Exception, match="does not make the chunks it made before"):
+        saver.send(other[0] if other[0].end != chunks[0].end else other[1])
+    assert store.status(KEY) == "failed"
+
+
+def test_claiming_keeps_only_what_is_resumed(tmp_path: Path) -> None:
+    kill_writer(tmp_path, 20, 30, 10, None)
+    store = open_store(tmp_path, rows_per_chunk=10)
+    point = store.resume_point(KEY)
+    assert point is not None
+    claims, refused = store.claim_all([KEY], keep=[point.path])
+    assert refused is None and (tmp_path / point.path).exists()
+    claims[0].release()
+    claim = store.claim(KEY)  # a writer that does not resume cleans the dead writer's work
+    assert claim is not None and not (tmp_path / point.path).exists()
+    claim.release()
