@@ -7,7 +7,7 @@ A public name is added here (an import and an entry of ``__all__``): the root fi
 from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.config import InvalidOption, by_run, correction
 from strax_decl.context import Context
-from strax_decl.corrections import CorrectionNotFound, CorrectionsTable
+from strax_decl.corrections import CorrectionConflict, CorrectionNotFound, CorrectionsTable
 from strax_decl.errors import StraxDeclError
 from strax_decl.kinds import CutPlugin, LoopPlugin, MergeOnlyPlugin, OverlapWindowPlugin
 from strax_decl.lineage import PerRunLineage
@@ -53,6 +53,7 @@ __all__ = [
     "Chunk",
     "ChunkLawViolation",
     "Context",
+    "CorrectionConflict",
     "CorrectionNotFound",
     "CorrectionsTable",
     "CreationForbidden",

@@ -20,7 +20,7 @@ name the option and the plugin (and the run and source for per-run values).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "RunOptions",
     "by_run",
     "correction",
+    "flatten_scoped",
     "validate_config",
 ]
 
@@ -99,6 +100,21 @@ class RunOptions:
     options: dict[str, Options]
     #: plugin -> option -> {"source": ..., plus "correction"/"version" for corrections}
     sources: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+
+
+def flatten_scoped(config: Mapping[str, Any], plugins: Collection[str]) -> dict[str, Any]:
+    """``config`` with every ``{"Plugin": {"option": v}}`` spelled ``"Plugin.option": v``, so
+    configs merge option by option and a later value wins whichever spelling it uses."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(key, str) and key in plugins and isinstance(value, Mapping):
+            for option, v in value.items():
+                flat.pop(f"{key}.{option}", None)  # the later spelling wins
+                flat[f"{key}.{option}"] = v
+        else:
+            flat.pop(key, None)
+            flat[key] = value
+    return flat
 
 
 def split_config(
@@ -181,33 +197,39 @@ class Configuration:
         #: options with every per-run value at its default: for views that know no run
         self.static = RunOptions({name: self._static(name) for name in registry.plugins})
         for name, sources in self.per_run.items():
-            for option, src in sources.items():
-                if isinstance(src, ByRun):  # all values known now: check them now
-                    for run, value in src.values.items():
-                        self._validate(name, run, {option: value})
+            # values by run are all known now: check each run's together, now
+            by_run = {o: src for o, src in sources.items() if isinstance(src, ByRun)}
+            for run in sorted({r for src in by_run.values() for r in src.values}):
+                values = {o: src.values[run] for o, src in by_run.items() if run in src.values}
+                self._checked(name, run, values, construct=False)
 
     def _static(self, name: str) -> Options:
         """The options of plugin ``name`` with per-run values at their defaults. A required
         per-run option without a default stays unset here (resolved per run only)."""
+        return self._checked(name, None, {}, construct=True)
+
+    def _checked(
+        self, name: str, run_id: str | None, resolved: Mapping[str, Any], *, construct: bool
+    ) -> Options:
+        """``_validate``, except that required per-run options neither ``resolved`` nor
+        defaulted may be missing (they are resolved per run); with ``construct``, the
+        options are built even so (for views that know no run), else validated in full."""
         plugin = self.registry.plugins[name]
-        unset = [
+        values = self._values(name, resolved)
+        unset = {
             o
-            for o, src in self.per_run.get(name, {}).items()
-            if plugin.option_specs[o].required and not (isinstance(src, ByRun) and src.has_default)
-        ]
-        if not unset:
-            return self._validate(name, None, {})
-        values = {
-            k: v for k, v in self.given[name].items() if not isinstance(v, ByRun | Correction)
+            for o in self.per_run.get(name, {})
+            if o not in values and plugin.option_specs[o].required
         }
+        if not unset:
+            return self._validate(name, run_id, resolved)
         try:
             plugin.Options.model_validate(values)
         except ValidationError as e:
-            if any(
-                err["type"] != "missing" or err["loc"][:1] not in [(o,) for o in unset]
-                for err in e.errors()
-            ):
-                _validate_plugin(plugin, values)  # raises, naming the problem
+            if any(err["type"] != "missing" or err["loc"][:1] not in [(o,) for o in unset]
+                   for err in e.errors()):  # fmt: skip
+                run = "" if run_id is None else f" for run {run_id!r}"
+                _validate_plugin(plugin, values, run)  # raises, naming the problem
         return plugin.Options.model_construct(**values)
 
     def depends_on_run(self, plugin: str) -> bool:
@@ -253,8 +275,8 @@ class Configuration:
             raise InvalidOption(f"{where}: {e}") from e
         return value, {"source": "correction", "correction": src.name, "version": version}
 
-    def _validate(self, name: str, run_id: str | None, resolved: Mapping[str, Any]) -> Options:
-        plugin = self.registry.plugins[name]
+    def _values(self, name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        """Plugin ``name``'s given constants, with per-run values ``resolved`` or defaulted."""
         values = {
             k: v for k, v in self.given[name].items() if not isinstance(v, ByRun | Correction)
         }
@@ -263,8 +285,11 @@ class Configuration:
                 values[option] = resolved[option]
             elif isinstance(src, ByRun) and src.has_default:
                 values[option] = src.default
+        return values
+
+    def _validate(self, name: str, run_id: str | None, resolved: Mapping[str, Any]) -> Options:
         run = "" if run_id is None else f" for run {run_id!r}"
-        return _validate_plugin(plugin, values, run)
+        return _validate_plugin(self.registry.plugins[name], self._values(name, resolved), run)
 
 
 def validate_config(registry: Registry, config: Mapping[str, Any]) -> dict[str, Options]:

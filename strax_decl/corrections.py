@@ -19,7 +19,6 @@ the option that takes them validates them with its pydantic type.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -139,16 +138,36 @@ class CorrectionsTable:
     ) -> None:
         """Store ``value`` of ``name`` ``version`` for ``runs``, or for runs starting in
         ``[start, end)`` (ns; ``end=None``: for ever). Refuses to change or overlap a value
-        this version already holds (make a new version instead)."""
+        this version already holds (make a new version instead), and run values once the
+        version holds intervals (a run's own value wins, so it could change a run's value)."""
         _check_text("correction name", name)
         _check_text("correction version", version)
         text = _to_json(name, value)
+        if isinstance(runs, str):
+            raise TypeError(
+                f"correction {name} {version}: runs must be a list of run ids, got the string "
+                f"{runs!r}; write runs=[{runs!r}]"
+            )
         if bool(runs) == (start is not None):
             raise ValueError(f"correction {name} {version}: give either runs or start (not both)")
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")  # one writer at a time: the overlap check holds
             try:
                 if runs:
+                    # A run's own value wins over an interval: added to a version that has
+                    # intervals, it could change what that version already gives the run.
+                    interval = db.execute(
+                        "SELECT t_start, t_end FROM corrections WHERE name = ? AND version = ? "
+                        "AND run_id IS NULL LIMIT 1",
+                        (name, version),
+                    ).fetchone()
+                    if interval:
+                        raise CorrectionConflict(
+                            f"correction {name} {version} already holds values by time interval "
+                            f"(e.g. [{interval[0]}, {interval[1]})); a run's own value added now "
+                            "could change what this version gives that run: add run values "
+                            "before intervals, or add a new version"
+                        )
                     for run in runs:
                         _check_text("run id", run)
                         self._refuse_existing(db, name, version, run)
@@ -303,8 +322,11 @@ _FOREVER = 2**63 - 1
 def _interval(name: str, version: str, start: int | None, end: int | None) -> tuple[int, int]:
     t1 = _FOREVER if end is None else end
     for t in (start, t1):
-        if isinstance(t, bool) or not isinstance(t, int) or not -math.inf < t <= _FOREVER:
-            raise ValueError(f"correction {name} {version}: times must be integers (ns)")
+        if isinstance(t, bool) or not isinstance(t, int) or not -_FOREVER - 1 <= t <= _FOREVER:
+            raise ValueError(
+                f"correction {name} {version}: times must be integers (ns) in the int64 range, "
+                f"got {t!r}"
+            )
     assert start is not None
     if start >= t1:
         raise ValueError(f"correction {name} {version}: start {start} is not before end {t1}")

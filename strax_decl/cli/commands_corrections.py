@@ -51,6 +51,8 @@ def cmd_corrections(args: argparse.Namespace) -> int:
         runs = [r for r in (args.runs or "").split(",") if r]
         if bool(runs) == (args.start is not None):
             raise UsageError("give either --runs or --start")
+        if args.end is not None and args.start is None:
+            raise UsageError("--end goes with --start (an interval of run start times)")
         corrections.add(args.name, args.version, value, runs=runs, start=args.start, end=args.end)
         return 0
     if args.action == "tag":

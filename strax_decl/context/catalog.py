@@ -17,11 +17,14 @@ run folder, one small run document per run, and for availability, one status rea
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from strax_decl.config import InvalidOption
 from strax_decl.context import many, superruns
 from strax_decl.context.getters import Getters, Targets, as_list
+from strax_decl.lineage import PerRunLineage
 from strax_decl.plugin import Plugin, SaveWhen
 from strax_decl.request_args import check_run_id, check_targets
 from strax_decl.run_meta import RunDoc, is_superrun, superrun_doc
@@ -37,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from strax_decl.registry import Registry
 
 __all__ = ["RunCatalog"]
+
+log = logging.getLogger(__name__)
 
 Names = str | Sequence[str]
 
@@ -180,10 +185,19 @@ class RunCatalog:
         configuration = getattr(self, "configuration", None)
         return bool(configuration is not None and getattr(configuration, "per_run", None))
 
-    def _hash(self, run_id: str, data_type: str) -> str:
-        if self._per_run():
+    def _hash(self, run_id: str, data_type: str) -> str | None:
+        """``data_type``'s lineage hash in ``run_id``; None if its per-run option values
+        cannot be resolved for that run (e.g. no correction yet): then nothing of it is
+        available, and the rest of the catalog still is."""
+        try:
+            return self.lineages.hash(data_type)
+        except PerRunLineage:
+            pass
+        try:
             return self._ctx().key_for(run_id, data_type).lineage_hash
-        return self.lineages.hash(data_type)
+        except InvalidOption as e:
+            log.info("run %r: %s is not judged available: %s", run_id, data_type, e)
+            return None
 
     def _judge(
         self,
@@ -211,6 +225,8 @@ class RunCatalog:
         asked: dict[int, tuple[Store, list[tuple[str, str, str]]]] = {}
         for run, dt in needed:
             lineage_hash = hashes.get(dt) or self._hash(run, dt)
+            if lineage_hash is None:
+                continue
             dirname = f"{dt}-{lineage_hash}"
             for store, entry in scanned.get(run, []):
                 if dirname in entry.dirnames:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
-from strax_decl.config import Configuration
+from strax_decl.config import Configuration, flatten_scoped
 from strax_decl.context.catalog import RunCatalog
 from strax_decl.context.checking import Checking
 from strax_decl.context.getters import Getters, Processor, Targets, as_list
@@ -105,7 +105,8 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         self.stores: list[Store] = [open_store(s) for s in storage]
         self.plugins = tuple(plugins)
         self.registry = Registry.build(self.plugins)
-        self.config: dict[str, Any] = dict(config or {})
+        # scoped values spelled "Plugin.option", so derived contexts merge them one by one
+        self.config: dict[str, Any] = flatten_scoped(config or {}, self.registry.plugins)
         self.corrections = open_corrections(corrections)
         self.global_version = global_version
         self.configuration = Configuration(
@@ -169,7 +170,9 @@ class Context(RunCatalog, Getters, Checking, Inspection):
                 if set(old.outputs) & set(p.outputs):
                     del merged_plugins[old.name]
             merged_plugins[p.name] = p
-        new_config = dict(config or {}) if replace_config else {**self.config, **(config or {})}
+        names = set(merged_plugins)
+        new = flatten_scoped(config or {}, names)
+        new_config = new if replace_config else {**flatten_scoped(self.config, names), **new}
         return Context(
             storage=self.stores if storage is None else storage,
             plugins=list(merged_plugins.values()),

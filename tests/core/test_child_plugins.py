@@ -105,3 +105,19 @@ def test_a_shared_option_of_another_type_is_still_a_registration_error():
 def test_the_child_reads_the_same_input_as_its_parent():
     assert PeaksHE.inputs == Peaks.inputs and set(PeaksHE.outputs) == {"peaks_he"}
     assert PeaksHE.inputs["records"].schema is Record
+
+
+def test_derived_contexts_merge_scoped_values_option_by_option_whatever_the_spelling():
+    class Widened(PeaksHE):
+        class Options(PeaksHE.Options):
+            spare: int = sd.option(0, description="an unrelated option")
+
+    plugins = [ToyRecords, Peaks, Widened]
+    a = sd.Context(storage=None, plugins=plugins, config={"Widened": {"group": 20}})
+    b = a.new_context(config={"Widened": {"spare": 1}})  # the nested scope is merged
+    assert (b.options["Widened"].group, b.options["Widened"].spare) == (20, 1)
+    c = sd.Context(
+        storage=None, plugins=plugins, config={"Widened.group": 20, "Widened": {"group": 30}}
+    )
+    assert c.options["Widened"].group == 30  # the later spelling wins
+    assert c.new_context(config={"Widened.group": 40}).options["Widened"].group == 40

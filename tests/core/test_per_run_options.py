@@ -213,16 +213,20 @@ def test_a_run_independent_lineage_of_a_per_run_type_is_refused(tmp_path, table)
 
 def test_corrections_by_time_interval_and_append_only_versions(tmp_path):
     table = sd.CorrectionsTable(tmp_path / "c.sqlite")
+    table.add("elife", "v1", 7.0, runs=["special"])  # a run's own value: before intervals
     table.add("elife", "v1", 500.0, start=0, end=1000)
     table.add("elife", "v1", 600.0, start=1000)
     assert table.value("elife", "v1", "r1", run_start=999) == 500.0
     assert table.value("elife", "v1", "r1", run_start=1000) == 600.0
     with pytest.raises(ValueError, match=r"overlaps \[500, 700\).*append-only"):
         table.add("elife", "v1", 1.0, start=500, end=700)
-    table.add("elife", "v1", 7.0, runs=["special"])
     assert table.value("elife", "v1", "special", run_start=5) == 7.0  # by run id first
-    with pytest.raises(ValueError, match=r"already holds 7.0 for run special"):
-        table.add("elife", "v1", 8.0, runs=["special"])
+    # a run value added once the version has intervals could change a run's value: refused
+    with pytest.raises(sd.CorrectionConflict, match=r"already holds values by time interval"):
+        table.add("elife", "v1", 8.0, runs=["r1"])
+    assert table.value("elife", "v1", "r1", run_start=999) == 500.0
+    with pytest.raises(TypeError, match=r"runs must be a list of run ids.*runs=\['r12'\]"):
+        table.add("elife", "v2", 1.0, runs="r12")
     with pytest.raises(sd.CorrectionNotFound, match=r"its start time is unknown"):
         table.value("elife", "v1", "r2", run_start=None)
     table.tag("gv1", {"elife": "v1"})
@@ -252,3 +256,16 @@ def test_a_correction_by_time_interval_uses_the_start_of_the_run_document(tmp_pa
     early, late = ctx.get_array("early", "calibrated"), ctx.get_array("late", "calibrated")
     np.testing.assert_allclose(early["area_pe"], 2 * late["area_pe"])
     assert "Calibrate.gain = 4.0 (correction gain v1)" in str(ctx.plan("late", "calibrated"))
+
+
+def test_a_run_without_a_correction_yet_is_unavailable_not_an_error_in_the_catalog(tmp_path, table):
+    ctx = context(tmp_path, table)
+    for run in ("r1", "r2", "r3"):
+        ctx.define_run(run, start=0, end=10)
+    ctx.make("r1", "calibrated")
+    runs = ctx.runs(available=["calibrated", "records"])
+    available = dict(zip(runs["name"], runs["calibrated_available"], strict=True))
+    assert available == {"r1": True, "r2": False, "r3": False}  # r3 has no gain yet
+    assert list(ctx.select_runs(available="calibrated")["name"]) == ["r1"]
+    with pytest.raises(sd.InvalidOption, match=r"for run 'r3'"):
+        ctx.plan("r3", "calibrated")  # asking for it still says why

@@ -196,9 +196,14 @@ def test_verify_finds_an_unversioned_code_change(tmp_path: Path) -> None:
     assert sorted(p.chunk for p in report.problems) == nonempty  # every chunk with rows
     assert "unversioned code change: plugin PeakProperties" in str(report)
     assert any("bump the version" in n for n in report.notes)
+    # with a changed code hash a sample is not enough: every chunk is compared
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampled = changed.verify(RUN, "peak_basics", sample=1, seed=0)
+    assert not sampled.ok and sorted(p.chunk for p in sampled.problems) == nonempty
     # big_peaks, its other output, did not change: verified fine, with a note on the hash.
     other = changed.verify(RUN, "big_peaks")
-    assert other.ok and any("the rows agree" in n for n in other.notes)
+    assert other.ok and any("the rows of every stored chunk agree" in n for n in other.notes)
 
 
 OFFSET = {"value": 0.0}
