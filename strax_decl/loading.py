@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,7 @@ from strax_decl.plugin import Plugin
 __all__ = [
     "MAIN_ALIAS",
     "PluginLoadError",
+    "expand_plugins",
     "import_plugin_module",
     "load_plugins",
     "module_from_file",
@@ -113,6 +115,25 @@ def plugins_of(module: ModuleType) -> list[type[Plugin]]:
         and obj.__module__ == module.__name__
         and not obj.__dict__.get("abstract", False)
     ]
+
+
+def expand_plugins(items: Iterable[type[Plugin] | ModuleType]) -> list[type[Plugin]]:
+    """Plugin classes, with every module among ``items`` replaced by its plugins
+    (:func:`plugins_of`, strax's ``register_all``); duplicates dropped, order kept."""
+    out: dict[type[Plugin], None] = {}
+    for item in items:
+        if isinstance(item, ModuleType):
+            found = plugins_of(item)
+            if not found:
+                raise PluginLoadError(
+                    f"no plugins found in module {item.__name__} (define PLUGINS or plugin classes)"
+                )
+            out.update(dict.fromkeys(found))
+        elif isinstance(item, type) and issubclass(item, Plugin):
+            out[item] = None
+        else:
+            raise TypeError(f"plugins must be Plugin classes or modules of them, got {item!r:.100}")
+    return list(out)
 
 
 def load_plugins(spec: str) -> list[type[Plugin]]:

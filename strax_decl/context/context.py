@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import EllipsisType
+from types import EllipsisType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from strax_decl.config import Configuration, flatten_scoped
@@ -25,6 +25,7 @@ from strax_decl.context.getters import Getters, Processor, Targets, as_list
 from strax_decl.context.inspection import Inspection
 from strax_decl.corrections import CorrectionsSource, open_corrections
 from strax_decl.lineage import Lineages
+from strax_decl.loading import expand_plugins
 from strax_decl.output_schemas import resolve_output_schemas
 from strax_decl.plugin import Plugin
 from strax_decl.registry import Registry
@@ -60,7 +61,7 @@ class Context(RunCatalog, Getters, Checking, Inspection):
     def __init__(
         self,
         storage: StorageArg | EllipsisType = ...,
-        plugins: Sequence[type[Plugin]] = (),
+        plugins: Sequence[type[Plugin] | ModuleType] | ModuleType = (),
         config: Mapping[str, Any] | None = None,
         *,
         processor: Processor = "threaded",
@@ -103,7 +104,10 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         elif isinstance(storage, str | os.PathLike | Store):
             storage = [storage]
         self.stores: list[Store] = [open_store(s) for s in storage]
-        self.plugins = tuple(plugins)
+        # modules register every plugin in them (strax's register_all)
+        self.plugins = tuple(
+            expand_plugins([plugins] if isinstance(plugins, ModuleType) else plugins)
+        )
         self.registry = Registry.build(self.plugins)
         # scoped values spelled "Plugin.option", so derived contexts merge them one by one
         self.config: dict[str, Any] = flatten_scoped(config or {}, self.registry.plugins)
@@ -158,14 +162,27 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         self,
         *,
         storage: StorageArg = None,
-        plugins: Sequence[type[Plugin]] | None = None,
+        plugins: Sequence[type[Plugin] | ModuleType] | ModuleType | None = None,
         config: Mapping[str, Any] | None = None,
         replace_config: bool = False,
+        remove: Sequence[str] = (),
         **settings: Any,
     ) -> Context:
-        """A derived context: config is merged (or replaced), plugins replace same-named ones."""
+        """A derived context: config is merged (or replaced), plugins replace same-named ones
+        (or ones providing the same data types); ``remove``: plugins to deregister, by name
+        or by a data type they provide."""
         merged_plugins = {p.name: p for p in self.plugins}
-        for p in plugins or ():
+        for name in [remove] if isinstance(remove, str) else remove:
+            gone = [p for p in merged_plugins.values() if p.name == name or name in p.outputs]
+            if not gone:
+                raise KeyError(
+                    f"remove: no registered plugin is named {name!r} or provides it "
+                    f"(plugins: {', '.join(sorted(merged_plugins))})"
+                )
+            for p in gone:
+                del merged_plugins[p.name]
+        added = [plugins] if isinstance(plugins, ModuleType) else plugins or ()
+        for p in expand_plugins(added):
             for old in list(merged_plugins.values()):
                 if set(old.outputs) & set(p.outputs):
                     del merged_plugins[old.name]

@@ -169,3 +169,18 @@ def test_a_path_object_is_a_store_location(tmp_path):
     assert [s.url for s in ctx.stores] == [str(tmp_path / "data")]
     two = sd.Context([tmp_path / "a", str(tmp_path / "b")], plugins=TOY_PLUGINS)
     assert len(two.stores) == 2
+
+
+def test_modules_register_every_plugin_in_them_and_new_context_can_remove():
+    import strax_decl.testing as toy_module
+
+    ctx = sd.Context(storage=None, plugins=toy_module)  # strax's register_all
+    assert set(ctx.registry.plugins) == {p.name for p in TOY_PLUGINS}
+    both = sd.Context(storage=None, plugins=[toy_module, *TOY_PLUGINS])  # no duplicates
+    assert len(both.plugins) == len(TOY_PLUGINS)
+    fewer = ctx.new_context(remove=["PeakRecordCount", "big_peaks"])  # by name or data type
+    assert set(fewer.registry.plugins) == {"ToyRecords", "Peaks"}
+    with pytest.raises(KeyError, match=r"remove: no registered plugin is named 'Nope'"):
+        ctx.new_context(remove=["Nope"])
+    with pytest.raises(TypeError, match=r"plugins must be Plugin classes or modules"):
+        sd.Context(storage=None, plugins=["ToyRecords"])  # type: ignore[list-item]
