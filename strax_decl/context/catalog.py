@@ -16,7 +16,6 @@ run folder, one small run document per run, and for availability, one status rea
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -60,21 +59,12 @@ class RunCatalog:
     registry: Registry
     lineages: Lineages
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """``Context.plan`` (defined in context.py) learns superruns: its plan of a superrun
-        is a ``superruns.SuperrunPlan`` (a plan per subrun, or the superrun-level plan)."""
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("plan")
-        if own is None:
-            return
-
-        @functools.wraps(own)
-        def plan(self: Any, run_id: str, targets: Targets, save: Sequence[str] = ()) -> Any:
-            if is_superrun(run_id) and not getattr(self, "_inside_superrun", False):
-                return superruns.plan(self, run_id, as_list(targets), save)
-            return own(self, run_id, targets, save)
-
-        setattr(cls, "plan", plan)  # noqa: B010 - a method, wrapped once at class creation
+    def _superrun_plan(self, run_id: str, targets: Targets, save: Sequence[str]) -> Any:
+        """The plan of a superrun (``superruns.SuperrunPlan``: a plan per subrun, or the
+        superrun-level plan), or None for an ordinary run (``Context.plan`` asks first)."""
+        if is_superrun(run_id) and not getattr(self, "_inside_superrun", False):
+            return superruns.plan(self._ctx(), run_id, as_list(targets), save)
+        return None
 
     def _ctx(self) -> Context:
         return cast("Context", self)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import EllipsisType, ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from strax_decl.config import Configuration, flatten_scoped
 from strax_decl.context.catalog import RunCatalog
@@ -279,7 +279,11 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         return any(s.status(key) == "complete" for s in self.stores)
 
     def plan(self, run_id: str, targets: Targets, save: Sequence[str] = ()) -> Plan:
-        """What a get/make of ``targets`` would load, compute and save, and why (reads only)."""
+        """What a get/make of ``targets`` would load, compute and save, and why (reads only).
+        For a superrun, a ``SuperrunPlan`` (a plan per subrun, or the superrun-level one)."""
+        superrun = self._superrun_plan(run_id, targets, save)
+        if superrun is not None:
+            return cast(Plan, superrun)
         return self._session.resolve(Request(run_id, tuple(as_list(targets)), tuple(save)))
 
     def show_config(self, data_type: str | None = None) -> OptionTable:
