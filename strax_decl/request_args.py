@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from strax_decl.errors import StraxDeclError
+from strax_storage.loader import check_time_range as storage_check_time_range
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from strax_decl.resolver import Plan
@@ -74,21 +75,11 @@ def check_run_id(run_id: object) -> str:
 
 
 def check_time_range(time_range: object, name: str = "time_range") -> tuple[int, int] | None:
-    """``(t0, t1)`` as integers (ns) with ``t0 <= t1``, or None; errors name ``name``."""
-    if time_range is None:
-        return None
-    if not isinstance(time_range, tuple | list) or len(time_range) != 2:
-        raise TypeError(f"{name} must be a (t0, t1) pair of integers (ns), got {time_range!r}")
-    t0, t1 = time_range
-    for t in (t0, t1):
-        if isinstance(t, bool) or not isinstance(t, int | np.integer):
-            raise TypeError(
-                f"{name} bounds must be integers (ns), got {type(t).__name__} {t!r} in "
-                f"{time_range!r} (for seconds since the run's start: seconds_range=)"
-            )
-    if t0 > t1:
-        raise ValueError(f"{name} is reversed: its start {t0} is after its end {t1}")
-    return int(t0), int(t1)
+    """``(t0, t1)`` as integers (ns) with ``t0 <= t1``, or None: the store's check, with the
+    hint a getter's user needs (seconds go in ``seconds_range``)."""
+    return storage_check_time_range(
+        time_range, name, hint=" (for seconds since the run's start: seconds_range=)"
+    )
 
 
 def check_processor(processor: object) -> None:

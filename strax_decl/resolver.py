@@ -15,7 +15,7 @@ waiting for other writers and recovering from corruption belong to the request's
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -68,19 +68,10 @@ class Step:
         return what
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The resolved request; ``print(plan)`` shows a readable tree."""
+class StepLists:
+    """The data types of a plan's ``steps`` by what happens to them (for any kind of plan)."""
 
-    run_id: str
-    targets: tuple[str, ...]
-    steps: dict[str, Step]  # dependency order: a step's inputs come before it
-    lineages: dict[str, dict[str, Any]] = field(repr=False, default_factory=dict)
-    #: The run folder of each store (by URL) that resolving listed: claiming the data sets to
-    #: save looks for their leftovers there instead of listing the folder again.
-    folders: dict[str, RunFolder] = field(repr=False, default_factory=dict, compare=False)
-    #: Per-run option values of this run: plugin -> option -> {"value", "source", ...}.
-    options: dict[str, dict[str, dict[str, Any]]] = field(repr=False, default_factory=dict)
+    steps: Mapping[str, Step]
 
     @property
     def to_load(self) -> list[str]:
@@ -98,6 +89,21 @@ class Plan:
     @property
     def to_save(self) -> list[str]:
         return [d for d, s in self.steps.items() if s.save]
+
+
+@dataclass(frozen=True)
+class Plan(StepLists):
+    """The resolved request; ``print(plan)`` shows a readable tree."""
+
+    run_id: str
+    targets: tuple[str, ...]
+    steps: dict[str, Step]  # dependency order: a step's inputs come before it
+    lineages: dict[str, dict[str, Any]] = field(repr=False, default_factory=dict)
+    #: The run folder of each store (by URL) that resolving listed: claiming the data sets to
+    #: save looks for their leftovers there instead of listing the folder again.
+    folders: dict[str, RunFolder] = field(repr=False, default_factory=dict, compare=False)
+    #: Per-run option values of this run: plugin -> option -> {"value", "source", ...}.
+    options: dict[str, dict[str, dict[str, Any]]] = field(repr=False, default_factory=dict)
 
     @property
     def plugins_to_run(self) -> list[str]:

@@ -70,18 +70,24 @@ _COPY_BLOCK_ROWS = 2048
 _Cache = dict[tuple[str, int], np.ndarray]
 
 
-def check_time_range(time_range: object) -> tuple[int, int] | None:
-    """Validate a ``(t0, t1)`` pair of integers with ``t0 <= t1`` (or None)."""
+def check_time_range(
+    time_range: object, name: str = "time_range", hint: str = ""
+) -> tuple[int, int] | None:
+    """``(t0, t1)`` as integers (ns) with ``t0 <= t1``, or None; errors name ``name`` (and
+    add ``hint`` to a non-integer bound's message)."""
     if time_range is None:
         return None
     if not isinstance(time_range, tuple | list) or len(time_range) != 2:
-        raise TypeError(f"time_range must be a (t0, t1) pair, got {time_range!r}")
+        raise TypeError(f"{name} must be a (t0, t1) pair of integers (ns), got {time_range!r}")
     t0, t1 = time_range
     for t in (t0, t1):
         if isinstance(t, bool) or not isinstance(t, int | np.integer):
-            raise TypeError(f"time_range bounds must be integers (ns), got {time_range!r}")
+            raise TypeError(
+                f"{name} bounds must be integers (ns), got {type(t).__name__} {t!r} in "
+                f"{time_range!r}{hint}"
+            )
     if t0 > t1:
-        raise ValueError(f"time_range start {t0} is after its end {t1}")
+        raise ValueError(f"{name} is reversed: its start {t0} is after its end {t1}")
     return int(t0), int(t1)
 
 
@@ -243,13 +249,23 @@ class DataSetReader:
         """Read and decode one Zarr chunk (``codec`` None: zstd); DataCorrupted if missing or
         damaged, or (with ``expected``, the CRC32C the index records for this position) from
         elsewhere."""
+        blob = self._fetch_if_there(key, nbytes, expected, codec)
+        if blob is None:
+            self._corrupt("a chunk file is missing", self._backend.where(key))
+        assert blob is not None
+        return blob
+
+    def _fetch_if_there(
+        self, key: str, nbytes: int, expected: int | None = None, codec: Codec | None = None
+    ) -> bytes | None:
+        """``_fetch``, but a missing file is None: one read, so no look before it that a
+        writer replacing the file could overtake."""
         where = self._backend.where(key)
         # a chunk file is never much bigger than its rows (zstd's and blosc's bounds on
         # incompressible data)
         blob = self._read(key, where, nbytes + nbytes // 128 + 2**17)
         if blob is None:
-            self._corrupt("a chunk file is missing", where)
-        assert blob is not None
+            return None
         if expected is not None and (
             len(blob) < 4 or int.from_bytes(blob[-4:], "little") != expected
         ):

@@ -31,7 +31,7 @@ from pydantic import create_model
 from strax_decl.chunk import Chunk
 from strax_decl.plugin import Options, Outputs, Plugin, SaveWhen, option, output
 from strax_decl.registry import Registry
-from strax_decl.resolver import Plan
+from strax_decl.resolver import Plan, StepLists
 from strax_decl.rows import tag_runs
 from strax_decl.run_meta import RunDoc, SubRunSpec, normalize_spec
 from strax_storage import DataKey, DataNotFound
@@ -317,7 +317,7 @@ def make(outer: Context, run_id: str, targets: list[str], **kwargs: Any) -> None
 
 
 @dataclasses.dataclass
-class SuperrunPlan:
+class SuperrunPlan(StepLists):
     """What getting targets of a superrun would do: a plan per subrun (per-run targets) or
     the plan of the superrun-level computation (``superrun``)."""
 
@@ -327,23 +327,11 @@ class SuperrunPlan:
     superrun: Plan | None = None
 
     @property
-    def steps(self) -> dict[str, Any]:
+    def steps(self) -> dict[str, Any]:  # type: ignore[override]  # derived from the subplans
         """Every step: the superrun-level plan's, else ``"<subrun>/<data type>"``."""
         if self.superrun is not None:
             return dict(self.superrun.steps)
         return {f"{sub}/{d}": s for sub, p in self.subruns.items() for d, s in p.steps.items()}
-
-    @property
-    def to_load(self) -> list[str]:
-        return [d for d, s in self.steps.items() if s.action == "load"]
-
-    @property
-    def to_compute(self) -> list[str]:
-        return [d for d, s in self.steps.items() if s.action == "compute"]
-
-    @property
-    def to_save(self) -> list[str]:
-        return [d for d, s in self.steps.items() if s.save]
 
     def __str__(self) -> str:
         lines = [f"superrun {self.run_id}: subruns {', '.join(self.spec)}"]
