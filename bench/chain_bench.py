@@ -12,6 +12,10 @@ then the timed run); figures are interleaved (decl, strax, bare, decl, strax, ba
 the median of ``--reps`` is reported. ``--baseline DIR`` adds impl ``base``: the same strax_decl
 chain run from another checkout (e.g. a worktree of HEAD), for before/after ratios.
 
+With saving, strax_decl's figures are followed by a ``load`` figure (issue 21, item 3):
+reloading the 8 stored data types in a fresh context vs reading the files' bytes and vs
+reading and decompressing them (``--no-load`` skips it).
+
 One JSON line per figure, then ratio lines: ``framework_us_per_chunk_per_type`` = (wall - bare
 loop) / (chunks x 8 data types); the issue's targets; ``rss`` figures: strax_decl with saving
 at the 5,000-chunk length over a 4x shorter run (1,250 chunks), for peak RSS vs run length.
@@ -82,6 +86,8 @@ def child(spec: dict[str, Any], result_path: str) -> int:
         }
         if save or spec["impl"] == "bare":
             result.update(module.check(workdir / "timed", "chain", n, span))
+        if save and spec.get("load") and hasattr(module, "load"):
+            result["load"] = module.load(workdir / "timed", "chain", n, span)
         if spec["impl"] in ("decl", "base"):
             import strax_decl
 
@@ -147,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="", help="another checkout: adds impl 'base'")
     parser.add_argument("--timeout", type=float, default=900.0, help="per process [s]")
     parser.add_argument("--no-rss", action="store_true", help="skip the run-length RSS figure")
+    parser.add_argument("--no-load", action="store_true", help="skip the reload figures")
     parser.add_argument("--tmpdir", default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                         "workdir": str(workdir),
                         "code_root": roots[impl],
                         "records": str(cw.records_path(root)),
+                        "load": not args.no_load,
                     }
                     result = run_child(spec, args.timeout)
                     shutil.rmtree(workdir, ignore_errors=True)
@@ -227,12 +235,33 @@ def main(argv: list[str] | None = None) -> int:
                     line["error"] = "digest differs between reps"
                 figures[(impl, chunking, save)] = line
                 emit(line)
+                if any("load" in r for r in rs):
+                    emit(load_figure(impl, chunking, line["n_chunks"], rs, len(cw.DATA_TYPES)))
         if not args.no_rss and "decl" in impls:
             rss_figures(root, cw, args, roots["decl"], figures)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report(figures, cw)
     return 0
+
+
+def load_figure(
+    impl: str, chunking: str, n_chunks: int, rs: list[dict[str, Any]], n_types: int
+) -> dict[str, Any]:
+    """Issue 21, item 3: reloading the saved data sets vs reading (and decompressing) their
+    bytes; ``overhead_us_per_chunk_per_type`` = (load - read and decode) / (chunks x types)."""
+    loads = [r["load"] for r in rs if "load" in r]
+    med = {k: statistics.median(x[k] for x in loads) for k in loads[0]}
+    over = (med["load_s"] - med["read_decode_s"]) / (n_chunks * n_types) * 1e6
+    return {
+        "figure": "load",
+        "impl": impl,
+        "chunking": chunking,
+        **{k: round(v, 4) for k, v in med.items()},
+        "load/read_decode": _ratio(med["load_s"], med["read_decode_s"]),
+        "load/read_bytes": _ratio(med["load_s"], med["read_bytes_s"]),
+        "overhead_us_per_chunk_per_type": round(over, 1),
+    }
 
 
 def rss_figures(root: Path, cw: Any, args: Any, code_root: str, figures: dict) -> None:

@@ -7,6 +7,9 @@ every data type is stored, without a store nothing is.
 
 from __future__ import annotations
 
+import os
+import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import numpy as np
 
 import strax_decl as sd
 
-__all__ = ["run"]
+__all__ = ["check", "load", "run"]
 
 AP = cw.plugins_module()
 
@@ -69,3 +72,59 @@ def check(workdir: Path, run_id: str, n_chunks: int, span: int) -> dict[str, Any
     for data_type in cw.DATA_TYPES:
         digest.add(data_type, ctx.get_array(run_id, data_type))
     return digest.result()
+
+
+def _store_files(workdir: Path) -> list[Path]:
+    return sorted(p for p in (workdir / "store").rglob("*") if p.is_file())
+
+
+def _read_bytes(files: list[Path], decode: bool) -> float:
+    """Seconds to read every file (and, with ``decode``, to check and decompress every chunk
+    file: the least any loader must do with the bytes)."""
+    import zstandard
+    from numcodecs import blosc
+
+    from strax_storage.codec import decode as check_and_decode
+
+    t0 = time.perf_counter()
+    for path in files:
+        blob = path.read_bytes()
+        if decode and "/c/" in path.as_posix() and len(blob) > 4:
+            frame = memoryview(blob)[:-4]
+            if frame[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame (its size is in its header)
+                n = zstandard.frame_content_size(frame)
+            else:
+                n = blosc._cbuffer_sizes(frame)[0]
+            check_and_decode(blob, n, None if frame[:4] == b"\x28\xb5\x2f\xfd" else _BLOSC)
+    return time.perf_counter() - t0
+
+
+class _Blosc:
+    kind = "blosc"
+
+
+_BLOSC: Any = _Blosc()
+
+
+def load(workdir: Path, run_id: str, n_chunks: int, span: int, reps: int = 3) -> dict[str, Any]:
+    """Reloading every stored data type (a fresh context each time: nothing cached) vs reading
+    the same files' bytes, and vs reading and decompressing them; medians of ``reps``,
+    interleaved. The files are read once first, so every figure reads from the page cache."""
+    files = _store_files(workdir)
+    _read_bytes(files, decode=False)
+    loads, reads, decodes = [], [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        ctx = context(workdir, n_chunks, span, True)
+        for data_type in cw.DATA_TYPES:
+            ctx.get_array(run_id, data_type)
+        loads.append(time.perf_counter() - t0)
+        reads.append(_read_bytes(files, decode=False))
+        decodes.append(_read_bytes(files, decode=True))
+    return {
+        "load_s": statistics.median(loads),
+        "read_bytes_s": statistics.median(reads),
+        "read_decode_s": statistics.median(decodes),
+        "stored_MB": sum(os.path.getsize(p) for p in files) / 1e6,
+        "n_files": len(files),
+    }

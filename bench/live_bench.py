@@ -10,6 +10,11 @@ Prints one JSON line per measurement:
 - ``kills``: ``--kills`` seeded SIGKILLs of a process saving ``record_sums``, each followed
   by a resume; every result is compared byte for byte with a clean run; reports the mean
   fraction of chunks recomputed;
+- ``sigints``: the same with SIGINT (Ctrl-C): each stopped run leaves ``record_sums``
+  ``partial``, and the rerun resumes it;
+- ``ranges``: a ``time_range`` over the third quarter of a run whose first half is
+  ``partial`` (resumed there) against the same range with nothing stored, and a range
+  inside the final prefix (read from it);
 - ``rss``: peak RSS of the live pipeline process at N and 4N chunks (bounded memory).
 
     python3 bench/live_bench.py                 # full: 30 s live run, 30 kills
@@ -22,6 +27,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +41,8 @@ from strax_decl.testing import DAQRecords, RecordSums, ToyRecords
 from strax_storage import open_store
 
 PIPELINE = """
-import resource, sys, json
+import resource, signal, sys, json
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if inherited ignored
 import strax_decl as sd
 from strax_storage import open_store
 from strax_decl.testing import {source}, RecordSums
@@ -114,7 +121,9 @@ def live(tmp: Path, n_chunks: int, interval: float, rows: int, check: bool) -> d
     return result
 
 
-def kills(tmp: Path, n: int, seed: int, n_chunks: int, work: int) -> dict:
+def kills(tmp: Path, n: int, seed: int, n_chunks: int, work: int, sigint: bool = False) -> dict:
+    """Seeded stops of a process saving record_sums (SIGKILL, or SIGINT: Ctrl-C), each
+    followed by a rerun that resumes; every result compared with a clean run."""
     config = {"n_chunks": n_chunks, "rows_per_chunk": 2000, "work": work}
     # a Zarr chunk of 1000 rows: the final prefix grows every half chunk
     rpc = 1000
@@ -124,7 +133,7 @@ def kills(tmp: Path, n: int, seed: int, n_chunks: int, work: int) -> dict:
     clean_s = time.monotonic() - t0
     want = clean.get_array("r1", "record_sums").tobytes()
     rng = random.Random(seed)
-    fractions, identical = [], 0
+    fractions, identical, partial = [], 0, 0
     for i in range(n):
         root = tmp / f"k{i}"
         context(root, ToyRecords, config, rpc).make("r1", "records", progress=False)
@@ -136,9 +145,13 @@ def kills(tmp: Path, n: int, seed: int, n_chunks: int, work: int) -> dict:
             if p is not None and p.n_chunks >= target:
                 break
             time.sleep(0.002)
-        proc.kill()
+        if sigint:
+            proc.send_signal(signal.SIGINT)
+        else:
+            proc.kill()
         proc.wait()
         ctx = context(root, ToyRecords, config, rpc)
+        partial += store.status(key) == "partial"
         plan = ctx.plan("r1", "record_sums")
         step = plan.steps["record_sums"]
         done = 0 if step.resume is None else step.resume.prefix.n_chunks
@@ -147,12 +160,41 @@ def kills(tmp: Path, n: int, seed: int, n_chunks: int, work: int) -> dict:
         fractions.append(1 - done / n_chunks)
         shutil.rmtree(root)
     return {
-        "kills": n,
+        "sigints" if sigint else "kills": n,
+        "left_partial": partial,
         "bit_identical": identical,
         "mean_fraction_recomputed": round(sum(fractions) / n, 3),
         "resumed": sum(f < 1 for f in fractions),
         "clean_run_s": round(clean_s, 2),
     }
+
+
+def ranges(tmp: Path, n_chunks: int, work: int) -> dict:
+    """A time_range over the third quarter of a run whose first half is partly stored (it
+    resumes there and computes one quarter) against the same range on nothing stored."""
+    config = {"n_chunks": n_chunks, "rows_per_chunk": 2000, "work": work}
+    clean = context(tmp / "clean", ToyRecords, config, 1000)
+    full = clean.get_array("r1", "record_sums")
+    end = int(full["endtime"].max())
+    out: dict = {"chunks": n_chunks}
+    for name, stored in (("cold", False), ("partial", True)):
+        ctx = context(tmp / name, ToyRecords, config, 1000)
+        ctx.make("r1", "records", progress=False)
+        if stored:
+            ctx.get_array("r1", "record_sums", time_range=(0, end // 2), progress=False)
+        tr = (end // 2, 3 * end // 4)
+        t0 = time.monotonic()
+        got = ctx.get_array("r1", "record_sums", time_range=tr, progress=False)
+        out[f"{name}_s"] = round(time.monotonic() - t0, 2)
+        assert ctx.last_stats is not None
+        out[f"{name}_records_loaded"] = ctx.last_stats.components["load records"].rows
+        want = full[(full["time"] >= tr[0]) & (full["endtime"] <= tr[1])]
+        out[f"{name}_rows_ok"] = got.tobytes() == want.tobytes()
+        t0 = time.monotonic()
+        inside = ctx.get_array("r1", "record_sums", time_range=(end // 8, end // 4))
+        out[f"{name}_inside_prefix_s"] = round(time.monotonic() - t0, 3)
+        assert len(inside)
+    return out
 
 
 def main() -> None:
@@ -170,6 +212,13 @@ def main() -> None:
             json.dumps({"bench": "kills", **kills(tmp / "b", n_kills, args.seed, 40, 3)}),
             flush=True,
         )
+        print(
+            json.dumps(
+                {"bench": "sigints", **kills(tmp / "c", n_kills, args.seed, 40, 3, sigint=True)}
+            ),
+            flush=True,
+        )
+        print(json.dumps({"bench": "ranges", **ranges(tmp / "d", 40, 3)}), flush=True)
         n_rss = 50 if args.quick else 200
         for k in (n_rss, 4 * n_rss):
             r = live(tmp / f"rss{k}", k, 0.0, 2000, False)

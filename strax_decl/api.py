@@ -8,8 +8,15 @@ from strax_decl.chunk import Chunk, ChunkLawViolation
 from strax_decl.config import InvalidOption, by_run, correction
 from strax_decl.context import Context
 from strax_decl.corrections import CorrectionConflict, CorrectionNotFound, CorrectionsTable
-from strax_decl.errors import StraxDeclError
-from strax_decl.kinds import CutPlugin, LoopPlugin, MergeOnlyPlugin, OverlapWindowPlugin
+from strax_decl.errors import LiveTimeout, StraxDeclError
+from strax_decl.fuzzy import FuzzyLoadWarning
+from strax_decl.kinds import (
+    CutPlugin,
+    ExhaustPlugin,
+    LoopPlugin,
+    MergeOnlyPlugin,
+    OverlapWindowPlugin,
+)
 from strax_decl.lineage import PerRunLineage
 from strax_decl.plugin import (
     Inputs,
@@ -58,8 +65,11 @@ __all__ = [
     "CorrectionsTable",
     "CreationForbidden",
     "CutPlugin",
+    "ExhaustPlugin",
+    "FuzzyLoadWarning",
     "Inputs",
     "InvalidOption",
+    "LiveTimeout",
     "LoopPlugin",
     "MergeOnlyPlugin",
     "MultiRunResult",

@@ -11,9 +11,10 @@
   ``REPORT_MAX_S``, each naming the same.
 - **Streams nobody closed** (``tracked``): a half-read ``iter_chunks`` kept until the
   interpreter exits is closed by an ``atexit`` hook *before* modules are torn down, as if
-  the caller had stopped reading: its pipeline stops, its unfinished writes are discarded,
-  and its claims are released last (``strax_storage.claims`` releases any claim still left
-  afterwards). Without it, the stream would be finalised during module teardown, when
+  the caller had stopped reading: its pipeline stops, its unfinished writes are discarded
+  (resumable ones kept ``partial``), and its claims are released last
+  (``strax_storage.claims`` releases any claim still left afterwards). Without it, the
+  stream would be finalised during module teardown, when
   builtins are gone (``NameError`` tracebacks, break locks left behind).
 """
 

@@ -43,6 +43,7 @@ import numpy as np
 import zarr
 
 import strax_storage.pool
+from strax_decl.cluster_prefix import prefix_arrays
 from strax_decl.context import Context
 from strax_decl.engine.futures import then
 from strax_decl.progress import enabled as progress_enabled
@@ -418,13 +419,15 @@ def to_dask_arrays(
     data_type: str,
     *,
     fields: Sequence[str] | None = None,
+    allow_incomplete: bool = False,
 ) -> dict[str, da.Array]:
     """One lazy Dask array per field of the stored ``data_type`` of ``run_ids``.
 
     Runs are concatenated in the order given; each array has one block per Zarr chunk of each
     run's data set (``da.from_zarr`` on the field's Zarr array), sub-array fields keep their
     extra dimensions, and values equal ``ctx.get_array``'s field by field. The data sets must
-    be complete in one of the context's stores (``ctx.make`` them first).
+    be complete in one of the context's stores (``ctx.make`` them first), or with
+    ``allow_incomplete`` have a final prefix (read as it is now: ``cluster_prefix``).
     """
     dask_array = _require("dask.array")
     runs = run_list(run_ids)
@@ -432,6 +435,11 @@ def to_dask_arrays(
     per_field: dict[str, list[da.Array]] = {n: [] for n in names}
     for run_id in runs:
         key = ctx.key_for(run_id, data_type)
+        if allow_incomplete and all(s.find(key) is None for s in ctx.stores):
+            found = prefix_arrays(ctx.stores, key, names, ctx.registry.dtype(data_type))
+            for n in names:
+                per_field[n].append(found[n])
+            continue
         group = _complete_store(ctx, key).zarr_group(key)
         for n in names:
             array = _field_array(group, n)

@@ -9,8 +9,15 @@ written against those still works. The store's errors have their own base,
 
 from __future__ import annotations
 
-__all__ = ["StraxDeclError"]
+__all__ = ["LiveTimeout", "StraxDeclError"]
 
 
 class StraxDeclError(Exception):
     """Base class of every error raised on purpose by ``strax_decl``."""
+
+
+class LiveTimeout(StraxDeclError, TimeoutError):
+    """A live source had no new data for its ``live_timeout`` (the run did not end either).
+
+    Not a failure of the data: like an interrupt, it leaves resumable data sets ``partial``
+    and discards the rest, none marked failed (docs/live.md)."""

@@ -1,4 +1,4 @@
-"""Plugin kinds: overlap windows, loops, merge-only and cut plugins.
+"""Plugin kinds: overlap windows, loops, merge-only, cut and exhaust plugins.
 
 Each kind is a ``Plugin`` subclass that writes part of the plugin for its user::
 
@@ -18,6 +18,12 @@ Each kind is a ``Plugin`` subclass that writes part of the plugin for its user::
     class CutBigPeaks(sd.CutPlugin):                 # one boolean per peak
         def cut_by(self, peaks): return peaks["area"] > 1000
 
+    class PeakStats(sd.ExhaustPlugin):               # compute once, on all peaks of the run
+        def compute(self, peaks, start, end): ...
+
+The loop kind lives in ``kinds_loop`` and the exhaust kind in ``kinds_exhaust`` (re-exported
+here); the checks they share in ``kinds_common``.
+
 A plugin whose ``compute`` is a generator (down-chunking) needs no kind: the plain runner
 (``strax_decl.runner``) runs it and checks that the chunks it yields tile each step. A kind
 whose steps differ (the overlap window) names its runner in ``_runner``.
@@ -25,7 +31,6 @@ whose steps differ (the overlap window) names its runner in ``_runner``.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -34,6 +39,9 @@ import numpy as np
 from pydantic import create_model
 
 from strax_decl.chunk import TIME_FIELDS, Chunk, endtimes, merged_dtype
+from strax_decl.kinds_common import check_kind_parameters, kinds_of, require_own_hook, window_pair
+from strax_decl.kinds_exhaust import ExhaustPlugin
+from strax_decl.kinds_loop import LoopPlugin
 from strax_decl.plugin import (
     Inputs,
     Options,
@@ -48,59 +56,19 @@ from strax_decl.plugin import (
 from strax_decl.runner import OverlapWindowRunner, PluginRunner
 from strax_decl.schema import Schema, SchemaError, bool_, field, i64, schema_from_dtype
 
-__all__ = ["CutPlugin", "LoopPlugin", "MergeOnlyPlugin", "OverlapWindowPlugin"]
+__all__ = [
+    "CutPlugin",
+    "ExhaustPlugin",
+    "LoopPlugin",
+    "MergeOnlyPlugin",
+    "OverlapWindowPlugin",
+]
 
 Window = int | tuple[int, int]
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def _require_own_hook(cls: type[Plugin], kind: type[Plugin], hook: str, usage: str) -> None:
-    """A plugin kind that supplies ``compute`` itself: the plugin defines ``hook`` instead."""
-    if cls.compute is not kind.compute:
-        raise PluginDeclarationError(
-            f"plugin {cls.name}: a {kind.__name__} defines {hook}, not compute"
-        )
-    if getattr(cls, hook) is getattr(kind, hook):
-        raise PluginDeclarationError(f"plugin {cls.name}: define {hook}{usage}")
-
-
-def _kinds_of(plugin: type[Plugin], input_kinds: Mapping[str, str]) -> list[str]:
-    """The kinds of ``plugin``'s inputs, in declaration order (the names compute receives)."""
-    return list(dict.fromkeys(input_kinds.get(d, d) for d in plugin.inputs))
-
-
-def _check_kind_parameters(
-    plugin: str, fn: Any, kinds: list[str], skip: int = 0, what: str = "compute"
-) -> None:
-    """Arguments are named by input kind: say so at start, not as a TypeError mid-run."""
-    params = list(inspect.signature(fn).parameters.values())[1 + skip :]  # after self
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = [n for n in names if n not in kinds]
-    missing = [k for k in kinds if k not in names]
-    if unknown or missing:
-        raise PluginDeclarationError(
-            f"plugin {plugin}: {what} takes {names}, but it is called with one argument per "
-            f"input kind: {kinds} (same-kind inputs arrive merged, named by their kind)"
-        )
-
-
-def _window_pair(plugin: str, window: Any) -> tuple[int, int]:
-    """``window`` as ``(left, right)`` ns, or PluginDeclarationError naming the plugin."""
-    pair = window if isinstance(window, tuple | list) else (window, window)
-    ok = len(pair) == 2 and all(
-        isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 0 for w in pair
-    )
-    if not ok:
-        raise PluginDeclarationError(
-            f"plugin {plugin}: window must be an int >= 0 (ns) or a (left, right) pair of them, "
-            f"got {window!r}"
-        )
-    return int(pair[0]), int(pair[1])
 
 
 class OverlapWindowPlugin(Plugin):
@@ -146,128 +114,11 @@ class OverlapWindowPlugin(Plugin):
                 "window_size(self)"
             )
         if cls.window is not None:
-            _window_pair(cls.name, cls.window)
+            window_pair(cls.name, cls.window)
 
     def _window(self) -> tuple[int, int]:
         """The window as checked ``(left, right)`` ns, for the runner."""
-        return _window_pair(self.name, self.window_size())
-
-
-class LoopPlugin(Plugin):
-    """Compute once per row of a base kind, with the rows of other kinds inside that row.
-
-    ``loop_over`` names the base kind (default: the kind of the first input). Define
-    ``compute_loop(self, <base row>, <kind>=<rows of kind fully inside the base row>, ...)``
-    returning one output row: a dict ``{field: value}`` (``time``/``endtime`` default to the
-    base row's) or a numpy row; with several outputs, ``{output: row}``. Base rows must not
-    overlap. Containment makes it chunk-independent: the rows inside a base row always
-    arrive in the same step.
-    """
-
-    abstract = True
-    loop_over: ClassVar[str | None] = None
-
-    @classmethod
-    def _check_declaration(cls) -> None:
-        _require_own_hook(cls, LoopPlugin, "compute_loop", "(self, <base row>, <other kind>=rows)")
-
-    @classmethod
-    def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
-        kinds = _kinds_of(cls, input_kinds)
-        base = cls.loop_over or kinds[0]
-        if base not in kinds:
-            raise PluginDeclarationError(
-                f"plugin {cls.name}: loop_over = {base!r} is not the kind of any input "
-                f"(input kinds: {', '.join(kinds)})"
-            )
-        others = [k for k in kinds if k != base]
-        _check_kind_parameters(cls.name, cls.compute_loop, others, skip=1, what="compute_loop")
-
-    def __init__(
-        self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(options, run_id, input_kinds)
-        self.check_input_kinds(self.input_kinds)
-        self.base_kind = self.loop_over or _kinds_of(type(self), self.input_kinds)[0]
-
-    def compute_loop(self, base: np.void, **contained: np.ndarray) -> Any:
-        """One output row for ``base`` and the rows of each other kind inside it."""
-        raise NotImplementedError
-
-    def compute(self, **kinds: np.ndarray) -> dict[str, np.ndarray]:
-        base = kinds[self.base_kind]
-        base_end = endtimes(base)
-        if len(base) > 1:
-            overlap = np.flatnonzero(base["time"][1:] < base_end[:-1])
-            if len(overlap):
-                i = int(overlap[0])
-                raise ValueError(
-                    f"plugin {self.name}: rows {i} [{int(base['time'][i])}, {int(base_end[i])}) "
-                    f"and {i + 1} [{int(base['time'][i + 1])}, {int(base_end[i + 1])}) of "
-                    f"{self.base_kind!r} overlap; a LoopPlugin needs non-overlapping base rows"
-                )
-        groups = []
-        for kind, rows in kinds.items():
-            if kind == self.base_kind:
-                continue
-            lo = np.searchsorted(rows["time"], base["time"], side="left")
-            hi = np.searchsorted(rows["time"], base_end, side="left")
-            groups.append((kind, rows, endtimes(rows), lo, hi))
-        out = {
-            name: self._prefilled(spec.dtype, base, base_end) for name, spec in self.outputs.items()
-        }
-        single = next(iter(self.outputs)) if len(self.outputs) == 1 else None
-        for i in range(len(base)):
-            contained = {}
-            for kind, rows, ends, lo, hi in groups:
-                a, b = int(lo[i]), int(hi[i])
-                inside = ends[a:b] <= base_end[i]
-                contained[kind] = rows[a:b] if inside.all() else rows[a:b][inside]
-            result = self.compute_loop(base[i], **contained)
-            if single is not None:
-                self._store(single, out[single], i, result)
-            elif isinstance(result, Mapping) and set(result) == set(self.outputs):
-                for name, row in result.items():
-                    self._store(name, out[name], i, row)
-            else:
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}: compute_loop must return {{output: row}} for the "
-                    f"outputs {sorted(self.outputs)}, got {result!r:.200}"
-                )
-        return out
-
-    @staticmethod
-    def _prefilled(dtype: np.dtype, base: np.ndarray, base_end: np.ndarray) -> np.ndarray:
-        rows = np.zeros(len(base), dtype=dtype)
-        names = dtype.names or ()
-        if "time" in names:
-            rows["time"] = base["time"]
-        if "endtime" in names:
-            rows["endtime"] = base_end
-        for f in ("dt", "length"):
-            if f in names and f in (base.dtype.names or ()):
-                rows[f] = base[f]
-        return rows
-
-    def _store(self, name: str, rows: np.ndarray, i: int, row: Any) -> None:
-        if isinstance(row, np.void) and row.dtype == rows.dtype:
-            rows[i] = row
-            return
-        if isinstance(row, np.void):
-            row = {f: row[f] for f in row.dtype.names or ()}
-        if not isinstance(row, Mapping):
-            raise PluginGaveWrongOutput(
-                f"plugin {self.name}, output {name!r}: compute_loop must return a dict "
-                f"{{field: value}} or a numpy row, got {type(row).__name__}"
-            )
-        names = rows.dtype.names or ()
-        for f, value in row.items():
-            if f not in names:
-                raise PluginGaveWrongOutput(
-                    f"plugin {self.name}, output {name!r}: compute_loop returned field {f!r}, "
-                    f"which the output does not declare (fields: {', '.join(names)})"
-                )
-            rows[f][i] = value
+        return window_pair(self.name, self.window_size())
 
 
 class _DerivedOutput(Plugin):
@@ -417,7 +268,7 @@ class MergeOnlyPlugin(_DerivedOutput):
 
     @classmethod
     def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
-        kinds = _kinds_of(cls, input_kinds)
+        kinds = kinds_of(cls, input_kinds)
         if len(kinds) != 1:
             raise PluginDeclarationError(
                 f"plugin {cls.name}: a MergeOnlyPlugin merges inputs of one kind, but its "
@@ -431,7 +282,7 @@ class MergeOnlyPlugin(_DerivedOutput):
                 f"{kinds[0]!r}"
             )
         if cls.compute is not MergeOnlyPlugin.compute:
-            _check_kind_parameters(cls.name, cls.compute, kinds)
+            check_kind_parameters(cls.name, cls.compute, kinds)
 
     def compute(self, **kinds: np.ndarray) -> np.ndarray:
         (rows,) = kinds.values()
@@ -479,18 +330,18 @@ class CutPlugin(_DerivedOutput):
 
     @classmethod
     def _check_declaration(cls) -> None:
-        _require_own_hook(cls, CutPlugin, "cut_by", "(self, <kind>=rows) returning a bool array")
+        require_own_hook(cls, CutPlugin, "cut_by", "(self, <kind>=rows) returning a bool array")
 
     @classmethod
     def check_input_kinds(cls, input_kinds: Mapping[str, str]) -> None:
-        kinds = _kinds_of(cls, input_kinds)
+        kinds = kinds_of(cls, input_kinds)
         (provided,) = cls.outputs.values()
         if provided.kind not in kinds:
             raise PluginDeclarationError(
                 f"plugin {cls.name}: its output is of kind {provided.kind!r}, which is not the "
                 f"kind of any input (input kinds: {', '.join(kinds)}); set kind to one of them"
             )
-        _check_kind_parameters(cls.name, cls.cut_by, kinds, what="cut_by")
+        check_kind_parameters(cls.name, cls.cut_by, kinds, what="cut_by")
 
     def __init__(
         self, options: Options, run_id: str, input_kinds: Mapping[str, str] | None = None

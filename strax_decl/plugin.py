@@ -284,6 +284,9 @@ class Plugin:
     #: the runner then waits ``live_poll`` s and asks again (docs/live.md).
     live: ClassVar[bool] = False
     live_poll: ClassVar[float] = 0.2
+    #: Seconds of ``sd.NOT_YET`` in a row after which the request fails with ``LiveTimeout``
+    #: (None: wait as long as the run goes on; an interrupt still stops it).
+    live_timeout: ClassVar[float | None] = None
     #: False: a rerun after a kill recomputes it from the start (it keeps state across
     #: chunks) instead of resuming after its last final chunk.
     resumable: ClassVar[bool] = True
@@ -328,6 +331,14 @@ class Plugin:
                 )
         if not isinstance(cls.version, str) or not cls.version:
             raise PluginDeclarationError(f"plugin {name}: version must be a non-empty string")
+        timeout = cls.live_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise PluginDeclarationError(
+                f"plugin {name}: live_timeout must be a positive number of seconds or None, "
+                f"got {timeout!r}"
+            )
         if cls.parallel not in (False, True, "thread", "process"):
             raise PluginDeclarationError(
                 f"plugin {name}: parallel must be False, True, 'thread' or 'process', "

@@ -13,6 +13,9 @@ The bar counts the data *entering* the pipeline (chunks of source plugins and lo
 megabytes and chunks, with their rates. When the end of the run is known in advance (a stored
 data set's end time, or a source plugin's ``run_end(run_id)`` hook) it also shows the fraction
 done and an ETA: progress is the end time of the latest chunk read, relative to the run's span.
+A superrun's bar (``strax_decl.context.superruns``) is given the time ``pieces`` of its
+subruns: progress is then the time covered inside them (the gaps between subruns do not
+count), and the label names the subrun being read (``_sr peaks [2/3 r2]``).
 
 Nothing here touches the data: the bar is a run hook (``strax_decl.engine.hooks``) that reads
 the ``(component, chunks)`` events every executor reports, the ``run_end`` of the source plugin
@@ -44,6 +47,7 @@ __all__ = [
     "format_duration",
     "in_jupyter_kernel",
     "progress_bar",
+    "run_label",
 ]
 
 BAR_CHARS = " ▏▎▍▌▋▊▉█"
@@ -91,10 +95,16 @@ class ProgressBar(Hook):
         width: int | None = None,
         sources: Iterable[str] = (),
         notebook: bool | None = None,
+        pieces: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         """``notebook``: draw with ``tqdm.auto`` (None: when in a Jupyter kernel and no
-        ``stream`` is given)."""
+        ``stream`` is given). ``pieces``: the intervals of time the run reads, in order (a
+        superrun's subruns): the fraction done is the time covered inside them."""
         self.label = label
+        self._base_label = label
+        self.pieces = list(pieces) if pieces else None
+        if self.pieces and span == (None, None):
+            span = (self.pieces[0][0], self.pieces[-1][1])
         self.notebook = in_jupyter_kernel() and stream is None if notebook is None else notebook
         self._tqdm: Any = None
         self.inputs = inputs
@@ -146,6 +156,9 @@ class ProgressBar(Hook):
         """The last line says how the run ended: ``done``, ``interrupted``, ``stopped`` (the
         caller stopped reading early) or ``failed``."""
         self.ending = outcome(error)
+        if error is None and self.pieces:  # every piece was read, to its end
+            with self._lock:
+                self.frontier = self.pieces[-1][1]
         self.close()
 
     # ------------------------------------------------------------------ feeding
@@ -154,14 +167,23 @@ class ProgressBar(Hook):
         """RunStats listener: count ``chunk`` if ``component`` brings data in; maybe redraw."""
         if self.inputs is not None and component not in self.inputs:
             return
+        self.add(len(chunk), chunk.nbytes, chunk.start, chunk.end)
+
+    def at(self, where: str) -> None:
+        """Say which part of the run is being read (the label gets ``[where]``)."""
         with self._lock:
-            self.rows += len(chunk)
-            self.nbytes += chunk.nbytes
+            self.label = f"{self._base_label} [{where}]"
+
+    def add(self, rows: int, nbytes: int, start: int | None, end: int | None) -> None:
+        """Count data read up to time ``end`` (a chunk, or a whole subrun of a superrun)."""
+        with self._lock:
+            self.rows += rows
+            self.nbytes += nbytes
             self.chunks += 1
-            if self.first_start is None or chunk.start < self.first_start:
-                self.first_start = chunk.start
-            if self.frontier is None or chunk.end > self.frontier:
-                self.frontier = chunk.end
+            if start is not None and (self.first_start is None or start < self.first_start):
+                self.first_start = start
+            if end is not None and (self.frontier is None or end > self.frontier):
+                self.frontier = end
             now = time.perf_counter()
             if (
                 not self._closed
@@ -183,6 +205,11 @@ class ProgressBar(Hook):
     @property
     def fraction(self) -> float | None:
         """Fraction of the run's time span read so far, if the run's end is known."""
+        if self.pieces is not None and self.frontier is not None:
+            frontier = self.frontier
+            total = sum(b - a for a, b in self.pieces)
+            covered = sum(max(0, min(frontier, b) - a) for a, b in self.pieces)
+            return min(covered / total, 1.0) if total > 0 else 1.0
         start = self.run_start if self.run_start is not None else self.first_start
         if self.run_end is None or start is None or self.frontier is None:
             return None
@@ -313,6 +340,12 @@ def enabled(progress: bool | None, stream: TextIO | None = None) -> bool:
     return bool(getattr(s, "isatty", lambda: False)())
 
 
+def run_label(run_id: str, targets: Sequence[str]) -> str:
+    """The bar's label: the run and what is asked of it."""
+    what = ", ".join(targets) if len(targets) <= 2 else f"({len(targets)} targets)"
+    return f"{run_id} {what}"
+
+
 def progress_bar(
     plan: Plan, progress: bool | None, stream: TextIO | None = None
 ) -> ProgressBar | None:
@@ -343,10 +376,7 @@ def progress_bar(
         end, sources = None, set()
     known_starts = [s for s in starts if s is not None]
     start = min(known_starts) if known_starts and len(known_starts) == len(starts) else None
-    targets = plan.targets
-    label = f"{plan.run_id} " + (
-        ", ".join(targets) if len(targets) <= 2 else f"({len(targets)} targets)"
-    )
+    label = run_label(plan.run_id, plan.targets)
     return ProgressBar(
         label, inputs=inputs or None, span=(start, end), stream=stream, sources=sources
     )

@@ -19,6 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from strax_decl.fuzzy import Fuzzy
 from strax_decl.lineage import Lineages, diff
 from strax_decl.plugin import SaveWhen
 from strax_decl.registry import Registry
@@ -60,6 +61,8 @@ class Step:
     """For a load: the data set's info as read while resolving (the loader trusts it)."""
     resume: ResumeFrom | None = field(default=None, compare=False, repr=False)
     """For a compute: the killed writer's final prefix it continues after (``resuming``)."""
+    fuzzy: tuple[str, ...] = ()
+    """For a fuzzy load (``fuzzy_for``): how the loaded lineage differs from the requested."""
 
     def describe(self) -> str:
         what = f"{self.action} ({self.reason})"
@@ -89,6 +92,11 @@ class StepLists:
     @property
     def to_save(self) -> list[str]:
         return [d for d, s in self.steps.items() if s.save]
+
+    @property
+    def fuzzy_loaded(self) -> list[str]:
+        """Data types loaded with another lineage (``fuzzy_for``; see ``strax_decl.fuzzy``)."""
+        return [d for d, s in self.steps.items() if s.fuzzy]
 
 
 @dataclass(frozen=True)
@@ -162,11 +170,13 @@ def resolve(
     save: Sequence[str] = (),
     saving: bool = True,
     distrust: Collection[DataKey] = (),
+    fuzzy_for: Collection[str] = (),
 ) -> Plan:
     """Decide load or compute for every data type ``targets`` need in ``run_id``.
 
     ``distrust``: keys whose stored data was found corrupted; they are computed (and saved
-    again, replacing the corrupted data) even where they look complete.
+    again, replacing the corrupted data) even where they look complete. ``fuzzy_for``: plugin
+    names whose version and options may differ in what is loaded (``strax_decl.fuzzy``).
     """
     targets = tuple(targets)
     for t in (*targets, *save):
@@ -181,6 +191,7 @@ def resolve(
     steps: dict[str, Step] = {}
     needed: set[str] = set()
     snapshots = _Snapshots(stores, run_id)
+    fuzzy = Fuzzy(fuzzy_for)
 
     def key(data_type: str) -> DataKey:
         return DataKey(run_id=run_id, data_type=data_type, lineage_hash=lineages.hash(data_type))
@@ -215,6 +226,8 @@ def resolve(
             )
         if "writing" in statuses:
             return None, "stored data is incomplete (being written, or its writer died)"
+        if "partial" in statuses:
+            return None, "stored data is partial (a stopped writer's final prefix)"
         return None, _why_not_stored(snapshots, k, lineages.lineage(data_type))
 
     def visit(data_type: str) -> None:
@@ -223,6 +236,13 @@ def resolve(
             return
         plugin = registry.provider(data_type)
         found, why = stored_status(data_type)
+        differs: tuple[str, ...] = ()
+        if found is None and fuzzy:  # another lineage, differing only where allowed
+            others = [(s, i) for s in stores for i in snapshots.of(s).of_type(data_type)]
+            ok = [(s, i) for s, i in others if rejection(registry, s, i, distrust) is None]
+            hit = fuzzy.match(data_type, ok, lineages.lineage(data_type))
+            if hit is not None:
+                found, why, differs = hit
         if found is not None:
             steps[data_type] = Step(
                 data_type,
@@ -230,10 +250,11 @@ def resolve(
                 plugin.name,
                 "load",
                 why,
-                key(data_type),
+                found[1].key,  # the exact key, or a fuzzy match's
                 tuple(plugin.inputs),
                 store=found[0],
                 info=found[1],
+                fuzzy=differs,
             )
             return
         for dep in plugin.inputs:
@@ -249,6 +270,8 @@ def resolve(
             do_save, save_why = _save_decision(
                 spec.save, out in targets, out in save, saving, bool(writable), out_complete
             )
+            tainted = fuzzy.tainted([out], plugin.inputs)
+            do_save, save_why = (False, tainted) if tainted else (do_save, save_why)
             resume, resume_why = (
                 resume_of(plugin, steps, writable, key(out), snapshots.of(writable[0]).folder)
                 if do_save and len(writable) == 1
@@ -335,7 +358,7 @@ class _Snapshot:
     def status(self, key: DataKey) -> Status:
         """As ``Store.status``, for a key ``complete`` did not find: writing beats failed."""
         states = {i.status for i in self.of_type(key.data_type) if i.key == key}
-        order: tuple[Status, ...] = ("writing", "failed")
+        order: tuple[Status, ...] = ("writing", "partial", "failed")
         return next((s for s in order if s in states), "absent")
 
     def info(self, key: DataKey) -> DataSetInfo | None:

@@ -1,10 +1,13 @@
-"""Resuming a data set a killed writer left: when the resolver may say "resume", and from where.
+"""Resuming a data set a killed or stopped writer left: when the resolver may say "resume",
+from where, and which stopped writes are worth keeping for it (``keeps_prefix``).
 
 A writer killed while saving leaves its temporary directory with a final prefix (the chunks
-up to its watermark, ``strax_storage.final_prefix``). A rerun with the same lineage that
-holds the claim continues after it, if the rest computed from the watermark on is exactly
-what an uninterrupted run would have made there, chunk boundaries included. That holds,
-and the resolver plans a resume, when:
+up to its watermark, ``strax_storage.final_prefix``); so does a run stopped on purpose, for
+the data sets ``keeps_prefix`` accepts (``partial``, ``Saver.suspend``). A ``time_range``
+inside such a prefix is read from it (``covering_prefix``), computing nothing. A rerun with
+the same lineage that holds the claim continues after it, if the rest computed from the
+watermark on is exactly what an uninterrupted run would have made there, chunk boundaries
+included. That holds, and the resolver plans a resume, when:
 
 - the plugin has one output, runs with the plain runner (not an overlap window, whose
   output near a boundary depends on input before it) and is not a source, and does not
@@ -22,7 +25,7 @@ run publishes, byte for byte. Otherwise the data set is computed from the start,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,8 +35,9 @@ from strax_storage import DataKey, StorageError, Store
 from strax_storage.catalog import RunFolder
 from strax_storage.live_saver import ResumeFrom
 from strax_storage.loader import DataSetReader
+from strax_storage.partial import PrefixReader
 
-__all__ = ["ResumeFrom", "from_watermark", "resume_of"]
+__all__ = ["ResumeFrom", "covering_prefix", "from_watermark", "keeps_prefix", "resume_of"]
 
 
 def resume_of(
@@ -57,36 +61,70 @@ def resume_of(
         return None, ""
     why_not = _why_not(plugin, steps, point.watermark)
     if why_not:
-        return None, f"a killed writer's final prefix is stored, but {why_not}: recomputed"
+        return None, f"an earlier writer's final prefix is stored, but {why_not}: recomputed"
     k = point.prefix.n_chunks
     return point, (
         f"resume after chunk {k - 1} (watermark {point.watermark} ns, {point.prefix.n_rows} "
-        "rows final) of a killed writer"
+        "rows final) of a killed or stopped writer"
     )
 
 
 def _why_not(plugin: Any, steps: Mapping[str, Any], watermark: int) -> str:
+    why, bounds = _inputs_fixed(plugin, steps)
+    if why:
+        return why
+    if bounds is None or watermark not in set(bounds.tolist()):
+        return "its watermark is not a chunk boundary of its inputs"
+    return ""
+
+
+def keeps_prefix(plugin: Any, steps: Mapping[str, Any]) -> bool:
+    """Whether a stopped write of ``plugin``'s output is worth keeping as a ``partial``
+    data set: a rerun with the same plan resumes it (its watermark is the end of an input
+    chunk, as every output chunk of the plain runner is). ``steps``: the plan's."""
+    return not _inputs_fixed(plugin, steps)[0]
+
+
+def _inputs_fixed(plugin: Any, steps: Mapping[str, Any]) -> tuple[str, np.ndarray | None]:
+    """Why ``plugin`` cannot continue from a chunk boundary of its inputs ("" if it can),
+    and those boundaries."""
     if plugin.is_source:
-        return f"plugin {plugin.name} is a source"
+        return f"plugin {plugin.name} is a source", None
     if len(plugin.outputs) != 1:
-        return f"plugin {plugin.name} has several outputs"
+        return f"plugin {plugin.name} has several outputs", None
     if plugin._runner is not None:
-        return f"plugin {plugin.name} is a {plugin._runner.__name__[: -len('Runner')]} plugin"
+        kind = plugin._runner.__name__[: -len("Runner")]
+        return f"plugin {plugin.name} is a {kind} plugin", None
     if not plugin.resumable:
-        return f"plugin {plugin.name} declares resumable = False"
+        return f"plugin {plugin.name} declares resumable = False", None
     bounds: np.ndarray | None = None
     for dep in plugin.inputs:
         step = steps.get(dep)
         if step is None or step.action != "load" or step.store is None:
-            return f"its input {dep} is not stored complete"
+            return f"its input {dep} is not stored complete", None
         reader = DataSetReader(step.store.backend, step.key, step.info)
         mine = np.concatenate([reader.starts, reader.ends[-1:]])
         if bounds is not None and not np.array_equal(bounds, mine):
-            return "its inputs are chunked differently"
+            return "its inputs are chunked differently", None
         bounds = mine
-    if bounds is None or watermark not in set(bounds.tolist()):
-        return "its watermark is not a chunk boundary of its inputs"
-    return ""
+    return "", bounds
+
+
+def covering_prefix(
+    stores: Sequence[Store], key: DataKey, time_range: tuple[int, int]
+) -> PrefixReader | None:
+    """A reader of the final prefix of ``key`` (not complete: being written, or left by a
+    killed or stopped writer) if its watermark reaches the end of ``time_range``: every row
+    inside the range is final there, so a request for the range reads it, computing and
+    claiming nothing (None: no such prefix)."""
+    for store in stores:
+        found = store.progress(key)
+        if found is not None and found.watermark is not None and found.watermark >= time_range[1]:
+            try:
+                return PrefixReader(store.backend, key, found)
+            except StorageError:  # unreadable attributes: computed, as without a prefix
+                return None
+    return None
 
 
 def from_watermark(chunks: Iterator[Chunk], watermark: int) -> Iterator[Chunk]:

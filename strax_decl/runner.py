@@ -36,6 +36,7 @@ from strax_decl.chunk import (
     safe_split_point,
     split,
 )
+from strax_decl.live_wait import LiveWait
 from strax_decl.plugin import Plugin, PluginGaveWrongOutput, PluginRaisedStopIteration, Submit
 from strax_decl.schema import dtype_difference, same_layout
 from strax_decl.sync import aligned
@@ -416,17 +417,17 @@ class PluginRunner:
     def _iterate_source(self) -> Iterator[dict[str, Chunk]]:
         plugin = self.plugin
         items = iter(plugin.source(plugin.run_id))
+        wait = LiveWait(plugin)
         for i in itertools.count():
             t0 = time.perf_counter()
             item = self._next(items, "source", None, None)
             if item is _DONE:
                 return
             if item is NOT_YET and plugin.live:
-                # no busy loop: wait, then hand control back (an empty step), so that the
-                # executor can stop a run waiting for data
-                time.sleep(plugin.live_poll)
+                wait.not_yet()  # no busy loop; then an empty step: the executor may stop it
                 yield {}
                 continue
+            wait.reset()
             if isinstance(item, Chunk):
                 out = self.to_output_chunks(item, item.start, item.end)
             elif isinstance(item, Mapping):

@@ -2,8 +2,9 @@
 
 ``Context.make(run_ids, targets)`` makes every run and returns a :class:`MultiRunResult`
 instead of raising: one failing run stops none of the others. Without a client the runs are
-made here one after the other (:func:`make_runs_here`); with one, ``strax_decl.cluster`` makes
-one Dask task per run and collects the same outcomes.
+made here: in worker processes (``strax_decl.context.run_pool``) or one after the other
+(:func:`make_runs_here`); with one, ``strax_decl.cluster`` makes one Dask task per run and
+collects the same outcomes.
 """
 
 from __future__ import annotations

@@ -12,11 +12,14 @@
 order: claim every data set the plan saves (``Store.claim``, sorted by key, so two processes
 cannot deadlock), waiting for another writer of one of them (``on_conflict="wait"``, then
 plan again, which loads it) or failing fast (``"fail"``: ClaimHeld); re-check, under the
-claims, only the claimed keys (one of them completed meanwhile: release and plan again); build
-the graph, choose the executor, attach the statistics and the progress bar; run; stop the
-pipeline and release the claims. Stored data found corrupted while loading is marked failed
-and, with ``on_corrupted="recompute"``, computed again. So two processes never compute the
-same stored data set twice, and the plan that runs is always one its claims cover.
+claims, only the claimed keys (one of them completed meanwhile: release and plan again);
+build the graph, choose the executor, attach the statistics and the progress bar; run; stop
+the pipeline and release the claims. Stored data found corrupted while loading is marked
+failed and, with ``on_corrupted="recompute"``, computed again. A ``time_range`` inside the
+final prefix of a target that is partly stored is read from that prefix, before any claim
+(``resuming.covering_prefix``); beyond it, the plan resumes from the watermark. So two
+processes never compute the same stored data set twice, and the plan that runs is always one
+its claims cover.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from strax_decl.plugin import Options, Submit
 from strax_decl.progress import progress_bar
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan, rejection, resolve
+from strax_decl.resuming import covering_prefix
 from strax_decl.stats import RunStats
 from strax_storage import (
     Claim,
@@ -46,11 +50,13 @@ from strax_storage import (
     ClaimInfo,
     DataCorrupted,
     DataKey,
+    DataNotFound,
     StorageError,
     Store,
     WriterGone,
     validate_name,
 )
+from strax_storage.partial import PrefixReader
 
 __all__ = [
     "CorruptedAfterRows",
@@ -100,6 +106,8 @@ class Request:
     """The executor (None: the session's)."""
     progress: bool | None = None
     submit: Submit | None = None
+    fuzzy_for: tuple[str, ...] = ()
+    """Plugins whose version and options may differ in what is loaded (``strax_decl.fuzzy``)."""
 
 
 class CorruptedAfterRows(DataCorrupted, StraxDeclError):
@@ -165,6 +173,7 @@ class Session:
                     request.targets,
                     request.save,
                     distrust=distrusted,
+                    fuzzy_for=request.fuzzy_for,
                 )
                 return dataclasses.replace(plan, options=described) if described else plan
             except DataCorrupted as e:
@@ -192,6 +201,21 @@ class Session:
 
     def _run(self, request: Request, plan: Plan | None) -> Iterator[Chunk]:
         distrust: set[DataKey] = set()
+        if request.time_range is not None and request.output and len(request.targets) == 1:
+            plan = plan or self.resolve(request)
+            reader = self._prefix_reader(plan, request.targets[0], request.time_range)
+            if reader is not None:  # the range is final in a partly stored data set
+                self.last_plan, self.last_stats = plan, RunStats()
+                yielded = False
+                try:
+                    for chunk in reader.chunks(request.time_range):
+                        yielded = True
+                        yield chunk
+                    return
+                except DataNotFound:  # resumed (or removed) by another writer meanwhile
+                    if yielded:
+                        raise
+                    plan = None
         while True:
             try:
                 plan, claims = self.claim(request, plan, distrust)
@@ -244,6 +268,13 @@ class Session:
                 if close is not None:
                     close()  # stop the pipeline (and its savers) before giving up the claims
                 release_claims(claims)
+
+    def _prefix_reader(
+        self, plan: Plan, target: str, time_range: tuple[int, int]
+    ) -> PrefixReader | None:
+        """For a range inside a computed target's final prefix: a reader of that prefix."""
+        step = plan.steps[target]
+        return None if step.action == "load" else covering_prefix(self.stores, step.key, time_range)
 
     def claim(
         self, request: Request, plan: Plan | None = None, distrust: Collection[DataKey] = ()

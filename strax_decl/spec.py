@@ -54,6 +54,19 @@ class PluginRef:
         file = getattr(module, "__file__", None)
         return cls(plugin.__module__, plugin.__qualname__, os.path.abspath(file) if file else None)
 
+    def stays_here(self, plugin: type[Plugin]) -> str | None:
+        """Why ``plugin`` cannot be found by this reference in another process (None: it
+        can): defined inside a function, in an interactive ``__main__``, or not reachable
+        by name from its module. Asked here, before any work is sent away."""
+        module = sys.modules.get(self.module)
+        if "<locals>" in self.qualname:
+            return f"plugin {plugin.name} is defined inside a function ({self.qualname})"
+        if self.module == "__main__" and self.file is None:
+            return f"plugin {plugin.name} is defined in an interactive session (__main__)"
+        if module is None or _lookup(module, self.qualname) is not plugin:
+            return f"plugin {plugin.name} cannot be found by name in module {self.module!r}"
+        return None
+
     def resolve(self) -> type[Plugin]:
         """The plugin class, imported in this process."""
         module = self._module()

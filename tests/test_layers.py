@@ -31,12 +31,16 @@ LAYERS: dict[str, int] = {
     "strax_decl.selection": CORE,
     "strax_decl.plugin": CORE,
     "strax_decl.kinds": CORE,
+    "strax_decl.kinds_common": CORE,  # declaration checks the kinds share
+    "strax_decl.kinds_loop": CORE,  # the loop kind (contained / touching selection)
+    "strax_decl.kinds_exhaust": CORE,  # the exhaust kind and its runner
     "strax_decl.sync": CORE,
     "strax_decl.registry": CORE,
     "strax_decl.config": CORE,
     "strax_decl.output_schemas": CORE,  # schemas resolved when the context is built
     "strax_decl.corrections": CORE,  # a leaf: the corrections table (sqlite3)
     "strax_decl.resolver": CORE,
+    "strax_decl.fuzzy": CORE,  # fuzzy_for: which other lineages the resolver may load
     "strax_decl.rows": CORE,
     "strax_decl.runner": CORE,
     "strax_decl.render": CORE,
@@ -49,6 +53,7 @@ LAYERS: dict[str, int] = {
     "strax_decl.request_args": CORE,  # checking getter arguments; seconds_range, time_within
     "strax_decl.copying": CORE,  # copying a stored data set between stores
     "strax_decl.resuming": CORE,  # when the resolver resumes a killed writer's data set
+    "strax_decl.live_wait": CORE,  # a live source's polled wait, bounded by live_timeout
     "strax_decl.stats": ENGINE,
     "strax_decl.progress": ENGINE,
     "strax_decl.engine": ENGINE,
@@ -57,6 +62,7 @@ LAYERS: dict[str, int] = {
     "strax_decl.runs": SESSION,  # make_runs_here reports progress
     "strax_decl.context": CONTEXT,  # the package: context.py, getters.py, checking.py
     "strax_decl.cluster": FACES,
+    "strax_decl.cluster_prefix": FACES,  # to_dask(allow_incomplete=True): a final prefix
     "strax_decl.cli": FACES,
     "strax_decl.testing": FACES,
     "strax_decl.daq": FACES,  # the toy DAQ writer and its live source (testing, examples)

@@ -35,14 +35,12 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from zarr.abc.store import Store as ZarrStore
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from typing import TYPE_CHECKING, Any, Literal
 
 from strax_storage.errors import BadObject, StorageError, StorageIOError, UnsafePath, WriteLost
+
+if TYPE_CHECKING:  # pragma: no cover - Zarr is imported where a Zarr store is used
+    from zarr.abc.store import Store as ZarrStore
 
 __all__ = [
     "Backend",
@@ -124,6 +122,9 @@ class Backend(ABC):
     def write_atomic(self, key: str, data: bytes, *, within: str | None = None) -> None:
         """Replace ``key`` so that readers see either the old or the new bytes, never a mix
         (``within`` as for ``write``)."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
         buf = default_buffer_prototype().buffer.from_bytes(data)
         sync(self.zarr_store.set(key, buf))
 
@@ -147,6 +148,8 @@ class Backend(ABC):
 
     def delete(self, key: str) -> None:
         """Delete the single object ``key`` (no error if it is not there)."""
+        from zarr.core.sync import sync
+
         sync(self.zarr_store.delete(key))
 
     def rename_tree(self, src: str, dst: str) -> None:
@@ -217,7 +220,13 @@ class LocalBackend(Backend):
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.url = str(self.root)
         self.readonly = readonly
-        self.zarr_store = LocalStore(self.root, read_only=readonly)
+
+    @functools.cached_property
+    def zarr_store(self) -> ZarrStore:  # type: ignore[override]
+        """Zarr's store of the directory, made on first use (listing needs no Zarr)."""
+        from zarr.storage import LocalStore
+
+        return LocalStore(self.root, read_only=self.readonly)
 
     # ------------------------------------------------------------------ path safety
     def safe_path(self, key: str, *, final_may_be_link: bool = False) -> Path:

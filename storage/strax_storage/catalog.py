@@ -8,6 +8,9 @@ The rules that decide what a reader may trust live here, in one place:
   reported as ``writing`` while its writer runs, as ``failed`` once the writer is known to be
   dead (a killed process); never loaded. The same holds for in-place stores, where a data set
   being written has ``status: writing`` attributes at its final path;
+- a write stopped on purpose with a final prefix worth resuming (``Saver.suspend``) is
+  ``partial``: nobody's (whatever process wrote it), never loaded, resumed or cleaned up by
+  the next writer that claims the key, deleted by ``remove``;
 - a finished write is published by renaming its temporary directory to the final name; an
   older failed data set there is first renamed to ``.trash-...`` and then deleted. A failed
   write never replaces a complete data set;
@@ -246,7 +249,7 @@ def tmp_infos(backend: Backend, key: DataKey, folder: RunFolder | None = None) -
 
 
 def status(backend: Backend, key: DataKey) -> Status:
-    """``complete`` beats ``writing`` (a live writer at work) beats ``failed``."""
+    """``complete`` beats ``writing`` (a live writer at work) beats ``partial`` beats ``failed``."""
     info = final_info(backend, key)
     if info is not None and info.status == "complete":
         return "complete"
@@ -255,6 +258,8 @@ def status(backend: Backend, key: DataKey) -> Status:
     states = {i.status for i in tmp_infos(backend, key)}
     if "writing" in states:
         return "writing"
+    if (info is not None and info.status == "partial") or "partial" in states:
+        return "partial"  # a stopped writer's final prefix, kept to resume
     if info is not None:
         return info.status
     return "failed" if states else "absent"
@@ -339,7 +344,7 @@ def cleanup_leftovers(
         if path in keep:
             continue
         info = info_at(backend, key, path, writing=True)
-        if claimed:
+        if claimed and info.status != "partial":  # a partial is nobody's, in any process
             writer = _ours(info).get("writer")
             if writer and is_this_process(writer):
                 continue  # another thread of this process, writing without a claim

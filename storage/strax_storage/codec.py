@@ -26,7 +26,6 @@ from typing import Any, Final
 import crc32c
 import numpy as np
 import zstandard
-from numcodecs import blosc
 
 from strax_storage.errors import ChecksumMismatch
 
@@ -166,6 +165,8 @@ def encode(data: np.ndarray, codec: Codec | int) -> tuple[bytes, bytes]:
     if codec.kind == ZSTD:
         frame = _compressor(codec.level).compress(data.data)
     else:
+        from numcodecs import blosc  # imported by the first Blosc chunk, not by listing
+
         frame = blosc.compress(
             data.reshape(-1),
             codec.cname.encode(),
@@ -205,6 +206,8 @@ def decode(blob: bytes | memoryview, nbytes: int, codec: Codec | None = None) ->
 
 
 def _blosc_decode(frame: memoryview, nbytes: int) -> bytes:
+    from numcodecs import blosc
+
     # the header's sizes are checked before anything is allocated or decoded
     if len(frame) < blosc.MAX_OVERHEAD:
         raise ChecksumMismatch(f"blosc chunk is truncated ({len(frame)} bytes)")

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from strax_storage.chunk import time_fields_problem
 from strax_storage.names import validate_name
 
 __all__ = [
@@ -71,6 +70,8 @@ def check_storable(dtype: object, where: str) -> np.dtype:
         raise TypeError(f"{where}: {dtype!r} is not a numpy dtype ({e})") from None
     if dt.names is None or dt.fields is None:
         raise TypeError(f"{where}: dtype {dt} is not a structured dtype")
+    from strax_storage.chunk import time_fields_problem  # numba: not needed to read a listing
+
     problem = time_fields_problem(dt)
     if problem is not None:
         raise TypeError(f"{where}: dtype {dt.descr} {problem}")

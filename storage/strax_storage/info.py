@@ -19,7 +19,9 @@ from strax_storage.layout import ATTRS_KEY, FORMAT
 
 __all__ = ["DataSetInfo", "Status", "corrupted_info", "info_from_group_json", "status_of"]
 
-Status = Literal["absent", "writing", "failed", "complete"]
+Status = Literal["absent", "writing", "partial", "failed", "complete"]
+"""``partial``: a write stopped on purpose (an interrupt, an early stop, a time range covered)
+that kept its final prefix for a later writer to resume; never loaded as a whole."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,10 @@ def status_of(ours: dict[str, Any]) -> Status:
     """Status recorded in our attribute dict: complete only if both flags say so."""
     if ours.get("complete") is True and ours.get("status") == "complete":
         return "complete"
-    if ours.get("status") == "writing" and ours.get("complete") is False:
+    if ours.get("complete") is False and ours.get("status") == "writing":
         return "writing"
+    if ours.get("complete") is False and ours.get("status") == "partial":
+        return "partial"
     return "failed"
 
 
@@ -105,7 +109,8 @@ def info_from_group_json(
         dtype: np.dtype | None = dtype_from_json(ours.get("dtype"))
     except ValueError:
         dtype = None
-    status: Status = "writing" if writing and status_of(ours) != "failed" else status_of(ours)
+    recorded = status_of(ours)
+    status: Status = "writing" if writing and recorded not in ("failed", "partial") else recorded
     metadata = ours.get("metadata")
     exception = ours.get("exception")
     created = ours.get("created")

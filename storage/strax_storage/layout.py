@@ -28,19 +28,17 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import zarr
-from zarr.codecs import BloscCname, BloscCodec, BloscShuffle, BytesCodec, Crc32cCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.dtype.common import UnstableSpecificationWarning
-from zarr.core.group import GroupMetadata
-from zarr.core.metadata import ArrayV3Metadata
-from zarr.dtype import parse_data_type
 
 from strax_storage.codec import ZSTD, Codec
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec
+
+if TYPE_CHECKING:  # pragma: no cover - Zarr is imported where a document is made, so
+    # reading attributes (listing a store) imports no Zarr
+    from zarr.core.group import GroupMetadata
+    from zarr.core.metadata import ArrayV3Metadata
 
 __all__ = [
     "ATTRS_KEY",
@@ -90,11 +88,22 @@ def metadata_key(path: str) -> str:
 @functools.lru_cache(maxsize=256)
 def _zarr_dtype(dtype: np.dtype) -> Any:
     """Zarr's data type object for a numpy dtype (cached: Zarr's registry lookup takes ~1 ms)."""
+    from zarr.dtype import parse_data_type
+
     return parse_data_type(dtype, zarr_format=3)
 
 
 def codecs(codec: Codec | int, typesize: int = 1) -> list[Any]:
     """Zarr's codec list for ``codec`` (an int: zstd at that level) on items of ``typesize``."""
+    from zarr.codecs import (
+        BloscCname,
+        BloscCodec,
+        BloscShuffle,
+        BytesCodec,
+        Crc32cCodec,
+        ZstdCodec,
+    )
+
     if isinstance(codec, int):
         codec = Codec(ZSTD, codec)
     if codec.kind == ZSTD:
@@ -118,6 +127,8 @@ def array_metadata(
     attributes: dict[str, Any] | None = None,
 ) -> ArrayV3Metadata:
     """Zarr metadata of one field array holding ``n_rows`` rows, compressed with ``codec``."""
+    from zarr.core.metadata import ArrayV3Metadata
+
     return ArrayV3Metadata(
         shape=(n_rows, *spec.shape),
         data_type=_zarr_dtype(spec.stored),
@@ -135,6 +146,8 @@ def array_metadata(
 
 def index_metadata(n_chunks: int, level: int, dimension: str = "chunk") -> ArrayV3Metadata:
     """Zarr metadata of one chunk-index array: int64, all entries in a single Zarr chunk."""
+    from zarr.core.metadata import ArrayV3Metadata
+
     return ArrayV3Metadata(
         shape=(n_chunks,),
         data_type=_zarr_dtype(np.dtype("<i8")),
@@ -148,11 +161,16 @@ def index_metadata(n_chunks: int, level: int, dimension: str = "chunk") -> Array
 
 
 def group_metadata(attributes: dict[str, Any]) -> GroupMetadata:
+    from zarr.core.group import GroupMetadata
+
     return GroupMetadata(attributes=attributes, zarr_format=3)
 
 
 def metadata_json(meta: ArrayV3Metadata | GroupMetadata) -> bytes:
     """The exact ``zarr.json`` bytes Zarr writes for ``meta``."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.dtype.common import UnstableSpecificationWarning
+
     with warnings.catch_warnings():
         # Zarr warns that its fixed_length_utf32 (text fields) has no final v3 spec yet; we
         # know, and docs/storage.md says so once instead of every data set warning.
@@ -260,6 +278,8 @@ def read_field_codecs(compressor: object, version: int, names: list[str]) -> lis
 def fixed_attrs(level: int, fields: dict[str, Codec]) -> dict[str, Any]:
     """The group attributes every data set written now has, whatever its rows: ``level`` is
     the zstd level of the index arrays, ``fields`` each field's codec."""
+    import zarr
+
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

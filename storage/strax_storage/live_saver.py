@@ -11,12 +11,16 @@ A mixin of ``Saver`` (kept apart so the saver stays readable). The saver calls
 - ``_adopt(resume)`` instead of starting afresh: it takes over a dead writer's temporary
   directory (renamed to this writer's own name while holding the key's claim), drops what is
   beyond the recorded final prefix and continues after it, so that the data set it closes is
-  the one an uninterrupted write would have made, byte for byte.
+  the one an uninterrupted write would have made, byte for byte;
+- ``suspend()`` when the run stopped on purpose: what was sent becomes final and the data
+  set ``partial``, for a later writer to ``_adopt``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +45,8 @@ from strax_storage.layout import (
 from strax_storage.ownership import WriteGuard
 
 __all__ = ["LiveWriting", "ResumeFrom", "resumable_prefix"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,8 @@ class LiveWriting:
     _guard: WriteGuard
     _index_crcs: dict[str, int]
     _metadata: dict[str, Any]
+    _state: str
+    _lock: threading.RLock
 
     def _init_live(self, flush_every: float | None) -> None:
         if flush_every is not None and (
@@ -176,6 +184,10 @@ class LiveWriting:
         if now - self._last_flush < self._flush_every:
             return
         self._last_flush = now
+        self._flush()
+
+    def _flush(self) -> None:
+        """Make every chunk sent so far final: whole Zarr chunks recorded, the rest a tail."""
         self._reap(block=True)
         self._record_new()
         if self._n_final == len(self._starts):
@@ -194,6 +206,44 @@ class LiveWriting:
 
     def _reap(self, *, block: bool, ignore_errors: bool = False) -> None:
         raise NotImplementedError  # the Saver's
+
+    def _write_group_attrs(self, status: str, exception: str | None = None) -> None:
+        raise NotImplementedError  # the Saver's
+
+    def _release_claim(self) -> None:
+        raise NotImplementedError  # the Saver's
+
+    def discard(self) -> None:
+        raise NotImplementedError  # the Saver's
+
+    # ---------------------------------------------------------------- stopping, kept
+    def suspend(self) -> bool:
+        """Stop writing, keeping every chunk sent as a final prefix another write resumes.
+
+        For a resumable data set whose run stopped on purpose (an interrupt, an early stop,
+        a time range covered): the rows sent are made final (a tail file for those after the
+        last whole Zarr chunk), the attributes say ``partial`` (not ``failed``: nothing went
+        wrong; not ``writing``: nobody writes it), and the claim is released. The directory
+        stays where it is; the next writer that claims the key resumes it or, if it cannot,
+        deletes it. Nothing sent, a write that failed or a lost claim: discarded instead
+        (returns False). Idempotent, a no-op after ``close``, ``fail`` or ``discard``.
+        """
+        with self._lock:
+            if self._state != "open":
+                return self._state == "suspended"
+            if not self._starts or self._guard.claim_problem() is not None:
+                self.discard()
+                return False
+            try:
+                self._flush()
+                self._write_group_attrs("partial")
+            except Exception:
+                log.exception("could not keep the final prefix of %s; discarding it", self.key)
+                self.discard()
+                return False
+            self._state = "suspended"
+            self._release_claim()
+            return True
 
     def _drop_records(self, path: str) -> None:
         """Once complete (not yet published): the full index replaces the records."""

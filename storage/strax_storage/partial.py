@@ -48,7 +48,7 @@ class WriteProgress:
     """How far a data set that is not complete has got."""
 
     key: DataKey
-    status: str  # "writing" (its writer is alive) or "failed" (dead, or failed)
+    status: str  # "writing" (its writer is alive), "partial" (stopped) or "failed" (dead)
     writer_alive: bool
     n_chunks: int  # final strax chunks
     n_rows: int  # rows in them
@@ -60,9 +60,11 @@ class WriteProgress:
 
     @property
     def resumable(self) -> bool:
-        """A dead writer's work with a final prefix: a writer holding the claim continues it."""
+        """A dead or stopped writer's work with a final prefix: a writer holding the claim
+        continues it."""
         ours = self.info.attrs.get(ATTRS_KEY) if self.info.attrs else None
-        died = isinstance(ours, dict) and ours.get("status") == "writing"  # never said failed
+        # never said failed: it died writing, or stopped on purpose (``Saver.suspend``)
+        died = isinstance(ours, dict) and ours.get("status") in ("writing", "partial")
         return died and not self.writer_alive and self.n_chunks > 0
 
 
@@ -109,7 +111,7 @@ def _candidates(
 ) -> list[DataSetInfo]:
     out: list[DataSetInfo] = []
     final = catalog.final_info(backend, key)
-    if final is not None and final.status == "writing":  # in place
+    if final is not None and final.status in ("writing", "partial"):  # in place
         out.append(final)
     out += catalog.tmp_infos(backend, key, folder)
     return out

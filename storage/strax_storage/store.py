@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import zarr
-from zarr.abc.store import Store as ZarrStore
-from zarr.storage import FsspecStore, MemoryStore
-
-from strax_storage import catalog, partial, run_docs, run_scan, waiting
-from strax_storage.backend import Backend, LocalBackend
+from strax_storage import catalog, run_docs, run_scan, waiting
+from strax_storage.backend import Backend
 from strax_storage.catalog import RunFolder
-from strax_storage.chunk import Chunk
 from strax_storage.claims import DEFAULT_STALE_AFTER, Claim, ClaimInfo, Claims
 from strax_storage.codec import DEFAULT_LEVEL, check_zstd_level
-from strax_storage.codec_choice import CodecChoice
-from strax_storage.dtypes import check_storable, rows_per_chunk_for
 from strax_storage.errors import (
     ClaimHeld,
     DataCorrupted,
@@ -40,20 +31,25 @@ from strax_storage.errors import (
 from strax_storage.info import DataSetInfo, Status
 from strax_storage.keys import DataKey
 from strax_storage.layout import ATTRS_KEY, group_metadata, metadata_json, metadata_key
-from strax_storage.live_saver import ResumeFrom
-from strax_storage.loader import DataSetReader, check_time_range
-from strax_storage.partial import WriteProgress
-from strax_storage.rechunk import SPLIT_GAP_NS, Rechunker
-from strax_storage.saver import Saver
-from strax_storage.zarr_backend import ZarrBackend
+
+if TYPE_CHECKING:  # pragma: no cover - imported where used, so listing needs no zarr/numba
+    import numpy as np
+    import zarr
+    from zarr.abc.store import Store as ZarrStore
+
+    from strax_storage.chunk import Chunk
+    from strax_storage.codec_choice import CodecChoice
+    from strax_storage.live_saver import ResumeFrom
+    from strax_storage.loader import DataSetReader
+    from strax_storage.partial import WriteProgress
+    from strax_storage.rechunk import Rechunker
+    from strax_storage.run_removal import RunRemoval
+    from strax_storage.saver import Saver
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "Store", "open_store"]
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 """Target uncompressed bytes of one Zarr row-chunk (all fields together); see the bench."""
-
-_memory_lock = threading.Lock()
-_memory_stores: dict[str, dict[str, Any]] = {}
 
 
 class Store:
@@ -142,6 +138,8 @@ class Store:
 
     def zarr_group(self, key: DataKey) -> zarr.Group:
         """The data set's Zarr group, opened read-only with plain Zarr (for inspection)."""
+        import zarr
+
         key = _check_key(key)
         if catalog.final_info(self.backend, key) is None:
             raise DataNotFound(f"no data set {key} in {self.url}")
@@ -195,6 +193,16 @@ class Store:
             except DataNotFound:
                 if not cleaned:
                     raise
+
+    def remove_run(self, run_id: str, *, skip_writing: bool = False) -> RunRemoval:
+        """Delete the whole run: every data set (as ``remove``), its run document and tag
+        records, and its folder. ClaimHeld, naming each data set a live writer holds, before
+        anything is removed; with ``skip_writing`` those (and the run's document) are kept
+        and listed in ``RunRemoval.skipped``. DataNotFound if there is no such run."""
+        from strax_storage.run_removal import remove_run
+
+        self._check_writable(f"remove run {run_id!r}")
+        return remove_run(self, run_id, skip_writing=skip_writing)
 
     def remove_failed(self, key: DataKey) -> bool:
         """Delete what failed under ``key``: a failed data set and dead writers' leftovers.
@@ -269,11 +277,15 @@ class Store:
     def progress(self, key: DataKey) -> WriteProgress | None:
         """How far the data set under ``key`` has got if it is not complete: its final
         prefix (watermark) and whether its writer is alive; None if complete or absent."""
+        from strax_storage import partial
+
         return partial.find_prefix(self.backend, _check_key(key))
 
     def resume_point(self, key: DataKey, folder: RunFolder | None = None) -> ResumeFrom | None:
         """Where a writer holding ``key``'s claim may continue a dead writer's work (pass it
         to ``saver(resume=...)``); None if there is nothing to continue."""
+        from strax_storage import partial
+
         return partial.resume_point(self.backend, _check_key(key), folder)
 
     def claim_all(
@@ -344,6 +356,9 @@ class Store:
         ``resume_point``; the saver continues that dead writer's work and is then sent the
         chunks after its watermark (or all chunks: those of the prefix are checked, skipped).
         """
+        from strax_storage.dtypes import check_storable, rows_per_chunk_for
+        from strax_storage.saver import Saver
+
         key = _check_key(key)
         self._check_writable(f"save {key}")
         dt = check_storable(dtype, where=f"data set {key}")
@@ -396,6 +411,9 @@ class Store:
         ``allow_incomplete``: a data set that is not complete gives its final prefix (the
         chunks up to its watermark, ``progress``), never a row after it.
         """
+        from strax_storage.loader import check_time_range
+        from strax_storage.rechunk import SPLIT_GAP_NS, Rechunker
+
         tr = check_time_range(time_range)
         key = _check_key(key)
         splitter = (
@@ -418,12 +436,17 @@ class Store:
     ) -> np.ndarray:
         """All rows of a complete data set (or those fully inside ``time_range``); ``info``
         and ``allow_incomplete`` as for ``load``."""
+        from strax_storage.loader import check_time_range
+
         tr = check_time_range(time_range)
         return self._reader(_check_key(key), info, allow_incomplete).array(tr)
 
     def _reader(
         self, key: DataKey, info: DataSetInfo | None, allow_incomplete: bool
     ) -> DataSetReader:
+        from strax_storage import partial
+        from strax_storage.loader import DataSetReader
+
         if not allow_incomplete or info is not None or self.find(key) is not None:
             return DataSetReader(self.backend, key, info)
         for _ in range(50):  # a writer publishing this instant: look again
@@ -474,32 +497,12 @@ def open_store(
     """
     if isinstance(location, Store):
         return location
-    kwargs: dict[str, Any] = {
-        "rows_per_chunk": rows_per_chunk,
-        "zstd_level": zstd_level,
-        "claim_stale_after": claim_stale_after,
-    }
-    if not isinstance(location, str):
-        return Store(LocalBackend(os.path.expanduser(location), readonly=readonly), **kwargs)
-    if "://" not in location:
-        if not location or "\x00" in location:
-            raise ValueError(f"invalid store location {location!r}")
-        return Store(LocalBackend(os.path.expanduser(location), readonly=readonly), **kwargs)
-    if location.startswith("memory://"):
-        name = location[len("memory://") :]
-        with _memory_lock:
-            if name:
-                contents = _memory_stores.setdefault(name, {})
-            else:
-                contents = {}
-                name = f"anonymous-{id(contents):x}"
-        store = MemoryStore(contents, read_only=readonly)
-        return Store(ZarrBackend(store, f"memory://{name}", claims_kept="process"), **kwargs)
-    options = dict(storage_options or {})
-    if location.startswith(("file://", "local://")):
-        options.setdefault("auto_mkdir", True)  # fsspec's local filesystem needs parent dirs
-    try:
-        fs_store = FsspecStore.from_url(location, storage_options=options, read_only=readonly)
-    except Exception as e:
-        raise StorageError(f"cannot open store {location!r}: {type(e).__name__}: {e}") from e
-    return Store(ZarrBackend(fs_store, location, claims_kept="file"), **kwargs)
+    from strax_storage.locations import backend_for
+
+    backend = backend_for(location, readonly=readonly, storage_options=storage_options)
+    return Store(
+        backend,
+        rows_per_chunk=rows_per_chunk,
+        zstd_level=zstd_level,
+        claim_stale_after=claim_stale_after,
+    )

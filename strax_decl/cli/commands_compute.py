@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from strax_decl.cli.common import PROG, make_context, parse_runs, parse_targets
+from strax_decl.cli.common import PROG, UsageError, make_context, parse_runs, parse_targets
 from strax_decl.cli.formatting import format_bytes, table
 from strax_decl.context import Context
 from strax_decl.resolver import Plan
@@ -87,6 +87,14 @@ def _run_report(ctx: Context, plan: Plan, seconds: float) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     ctx = make_context(args)
     targets = parse_targets(ctx.registry, args.targets)
+    fuzzy = [name for value in args.fuzzy_for for name in value.split(",") if name]
+    if fuzzy:
+        from strax_decl.fuzzy import check_fuzzy_for
+
+        try:
+            ctx = ctx.new_context(fuzzy_for=check_fuzzy_for(ctx.registry, fuzzy))
+        except KeyError as e:
+            raise UsageError(str(e.args[0])) from None
     for i, run_id in enumerate(parse_runs(args.runs)):
         if i:
             print()

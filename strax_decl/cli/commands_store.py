@@ -93,9 +93,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def _progress(store: Store, info: DataSetInfo) -> WriteProgress | None:
     """The final prefix of a data set that is not complete (None: complete, or none)."""
-    from strax_storage.partial import progress
+    if info.status == "complete":
+        return None
+    from strax_storage.partial import progress  # the reader (numba, zarr): only when needed
 
-    return None if info.status == "complete" else progress(store.backend, info)
+    return progress(store.backend, info)
 
 
 def _final(p: WriteProgress | None) -> str:
@@ -103,6 +105,8 @@ def _final(p: WriteProgress | None) -> str:
     if p is None:
         return "-"
     writer = "alive" if p.writer_alive else "dead, resumable" if p.resumable else "dead"
+    if p.status == "partial":  # stopped on purpose: nobody writes it, the rerun resumes it
+        writer = "stopped, resumable" if p.resumable else "stopped"
     mark = "nothing final" if p.watermark is None else f"{p.watermark} ns"
     return f"{mark}, {p.n_chunks} chunks, {p.n_rows} rows ({writer})"
 
@@ -228,14 +232,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             print("no failed data sets", file=sys.stderr)
             return 0
     elif args.run and not args.data_type:
-        run_id = check_run_id(args.run)
-        victims = sorted(i.key for i in store.list(run_id=run_id))
-        if not victims:
-            from strax_storage import DataNotFound
-
-            raise DataNotFound(f"no data sets for run {run_id!r} in {store.url}")
-        if not args.dry_run and not getattr(args, "yes", False):
-            _confirm(f"remove all {len(victims)} data sets of run {run_id!r} in {store.url}?")
+        return _rm_run(store, check_run_id(args.run), args)
     else:
         if not args.run or not args.data_type:
             raise UsageError(
@@ -264,6 +261,32 @@ def cmd_rm(args: argparse.Namespace) -> int:
             print(f"skipped {key}: a live writer took it meanwhile", file=sys.stderr)
             continue
         print(f"removed {key}")
+    return 0
+
+
+def _rm_run(store: Store, run_id: str, args: argparse.Namespace) -> int:
+    """``rm RUN``: the whole run (data sets, run document, tags, folder), once confirmed."""
+    keys = sorted({i.key for i in store.list(run_id=run_id)})
+    doc = store.run_doc(run_id)
+    if not keys and doc is None and not store.run_folder(run_id).names:
+        from strax_storage import DataNotFound
+
+        raise DataNotFound(f"no run {run_id!r} in {store.url}")
+    extra = "" if doc is None else f", its run document ({len(doc['tags'])} tags)"
+    what = f"run {run_id!r} ({len(keys)} data sets{extra}, its folder) in {store.url}"
+    if args.dry_run:
+        for key in keys:
+            print(f"would remove {key}")
+        print(f"would then delete {what}")
+        return 0
+    if not args.yes:
+        _confirm(f"remove {what}?")
+    done = store.remove_run(run_id)  # ClaimHeld, naming the writers: nothing removed
+    for key in done.removed:
+        print(f"removed {key}")
+    docs = f"{len(done.documents)} run document and tag files" if done.documents else ""
+    gone = ", ".join(w for w in (docs, "the folder" if done.folder_removed else "") if w)
+    print(f"deleted run {run_id!r}" + (f": {gone}" if gone else ""))
     return 0
 
 

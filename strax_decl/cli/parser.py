@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "targets", nargs="*", metavar="TARGET", help="data types (default: all saved by default)"
     )
+    p.add_argument(
+        "--fuzzy-for",
+        action="append",
+        default=[],
+        metavar="PLUGIN[,PLUGIN...]",
+        help="plugins (or data types) whose version and options may differ in loaded data "
+        "(repeatable; see docs/processing.md)",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(
@@ -202,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", metavar="RUN", help="only this run")
     p.add_argument("--data-type", "-t", metavar="DATA_TYPE", help="only this data type")
     p.add_argument(
-        "--status", choices=["complete", "failed", "writing"], help="only data sets in this status"
+        "--status",
+        choices=["complete", "failed", "writing", "partial"],
+        help="only data sets in this status",
     )
     p.add_argument("--json", action="store_true", help="print the data sets as a JSON list")
     p.set_defaults(func=cmd_ls)
@@ -248,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", "-n", action="store_true", help="only say what would go")
     p.add_argument(
-        "--yes", "-y", action="store_true", help="rm RUN: remove the whole run without asking"
+        "--yes",
+        "-y",
+        action="store_true",
+        help="rm RUN: remove the whole run (data sets, run document, tags, folder) without asking",
     )
     p.set_defaults(func=cmd_rm)
 

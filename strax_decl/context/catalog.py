@@ -368,6 +368,10 @@ class RunCatalog:
             self._ctx(), runs, as_list(targets), ignore_errors=ignore_errors, **kwargs
         )
 
+    def _make_runs(self, runs: list[str], targets: list[str], **kwargs: Any) -> Any:
+        """Several runs made here, up to ``max_workers`` at a time (``many.py``)."""
+        return many.make_runs(self._ctx(), runs, targets, **kwargs)
+
     def _check_request(self, run_id: object, targets: Any) -> None:
         """The argument checks of ``Getters`` first, so a typo gets its "did you mean"."""
         check_run_id(run_id)

@@ -24,6 +24,7 @@ from strax_decl.context.checking import Checking
 from strax_decl.context.getters import Getters, Processor, Targets, as_list
 from strax_decl.context.inspection import Inspection
 from strax_decl.corrections import CorrectionsSource, open_corrections
+from strax_decl.fuzzy import check_fuzzy_for
 from strax_decl.lineage import Lineages
 from strax_decl.loading import expand_plugins
 from strax_decl.output_schemas import resolve_output_schemas
@@ -73,6 +74,7 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         keep_finished: bool = True,
         corrections: str | Path | CorrectionsSource | None = None,
         global_version: str | None = None,
+        fuzzy_for: Sequence[str] = (),
     ) -> None:
         """``storage``: where data is stored and looked for (a path, URL, Store, a list of
         them, or None; default ``$STRAX_DECL_STORAGE``, else ``./strax_data``; ``~`` is
@@ -87,7 +89,10 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         pool computations, the winding down after a stop) before the run fails naming what
         it waited for; None: no limit. ``corrections``: where ``sd.correction(...)`` option
         values come from (a path to a corrections table, see ``strax_decl.corrections``);
-        ``global_version``: the version tag pinning every correction not given a version."""
+        ``global_version``: the version tag pinning every correction not given a version.
+        ``fuzzy_for``: plugins (names or data types) whose version and options may differ in
+        loaded data when the exact lineage is not stored, for every request (the getters'
+        ``fuzzy_for`` adds to it; see docs/processing.md)."""
         if processor not in ("threaded", "serial"):
             raise ValueError(f"processor must be 'threaded' or 'serial', got {processor!r}")
         if on_conflict not in ("wait", "fail"):
@@ -133,6 +138,7 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         self.on_conflict: OnConflict = on_conflict
         self.on_corrupted: OnCorrupted = on_corrupted
         self.keep_finished = bool(keep_finished)
+        self.fuzzy_for = check_fuzzy_for(self.registry, fuzzy_for)
         self._session = Session(
             self.registry,
             self.lineages,
@@ -278,13 +284,24 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         key = self.key_for(run_id, data_type)
         return any(s.status(key) == "complete" for s in self.stores)
 
-    def plan(self, run_id: str, targets: Targets, save: Sequence[str] = ()) -> Plan:
+    def plan(
+        self,
+        run_id: str,
+        targets: Targets,
+        save: Sequence[str] = (),
+        *,
+        fuzzy_for: Sequence[str] = (),
+    ) -> Plan:
         """What a get/make of ``targets`` would load, compute and save, and why (reads only).
-        For a superrun, a ``SuperrunPlan`` (a plan per subrun, or the superrun-level one)."""
+        For a superrun, a ``SuperrunPlan`` (a plan per subrun, or the superrun-level one).
+        ``fuzzy_for``: as for ``get_array``."""
         superrun = self._superrun_plan(run_id, targets, save)
         if superrun is not None:
             return cast(Plan, superrun)
-        return self._session.resolve(Request(run_id, tuple(as_list(targets)), tuple(save)))
+        fuzzy = self._fuzzy(fuzzy_for)
+        return self._session.resolve(
+            Request(run_id, tuple(as_list(targets)), tuple(save), fuzzy_for=fuzzy)
+        )
 
     def show_config(self, data_type: str | None = None) -> OptionTable:
         """Every option: who takes it, type, default, current value, description."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from strax_decl.chunk import Chunk
 from strax_decl.context.incomplete import incomplete_chunks
+from strax_decl.fuzzy import check_fuzzy_for
 from strax_decl.plugin import Submit
 from strax_decl.registry import Registry
 from strax_decl.request_args import (
@@ -51,6 +52,7 @@ class Getters:
 
     registry: Registry
     _session: Session
+    fuzzy_for: tuple[str, ...]
 
     def _context(self) -> Context:
         return cast("Context", self)  # a Getters is always a Context (its only user)
@@ -71,6 +73,7 @@ class Getters:
         time_within: Any = None,
         forbid_creation_of: Sequence[str] = (),
         allow_incomplete: bool = False,
+        fuzzy_for: Sequence[str] = (),
     ) -> Iterator[Chunk]:
         """Stream the chunks of ``targets`` (same-kind targets are merged field-wise).
 
@@ -92,6 +95,10 @@ class Getters:
         ``progress``: show a progress bar on stderr (None: only if stderr is a terminal).
         ``allow_incomplete``: read stored data only, never compute: a complete data set, or
         else the final prefix (up to its watermark) of one being written (docs/live.md).
+        ``fuzzy_for``: plugins (names or data types) whose version and options may differ
+        in the data loaded when the exact lineage is not stored (added to the context's
+        ``fuzzy_for``); loud in the plan, and nothing computed from such data is saved
+        (``strax_decl.fuzzy``, docs/processing.md).
 
         With ``on_corrupted="recompute"``, corruption found before the first chunk is
         yielded is recovered transparently; found later, the data set is marked failed and
@@ -134,6 +141,7 @@ class Getters:
             tuple(save),
             processor=processor,
             progress=progress,
+            fuzzy_for=self._fuzzy(fuzzy_for),
         )
         # Errors in the request surface here, not at the first chunk; the same plan runs.
         plan = self._session.resolve(request)
@@ -170,13 +178,15 @@ class Getters:
         forbid_creation_of: Sequence[str] = (),
         ignore_errors: bool = False,
         allow_incomplete: bool = False,
+        fuzzy_for: Sequence[str] = (),
     ) -> np.ndarray:
         """All rows of ``targets`` in ``run_id`` as one numpy structured array.
 
         The keywords are ``iter_chunks``'s. Several runs (a list or tuple of run ids): their
         rows one run after the other, in the order given, with a ``run_id`` field added (as
-        strax does; ``drop_columns=["run_id"]`` leaves it out). The runs are got one after
-        another; an error gets a note naming the run it came from. Sets are refused (no order).
+        strax does; ``drop_columns=["run_id"]`` leaves it out). Up to ``max_workers`` runs
+        are got at a time in worker processes (``max_workers=1``: one after another; see
+        docs/runs.md); an error gets a note naming the run it came from. Sets are refused.
         ``ignore_errors`` (several runs): leave out, with a warning, the runs that fail.
         """
         options: dict[str, Any] = {
@@ -191,6 +201,7 @@ class Getters:
             "time_within": time_within,
             "forbid_creation_of": forbid_creation_of,
             "allow_incomplete": allow_incomplete,
+            "fuzzy_for": fuzzy_for,
         }
         if not isinstance(run_id, str):
             for run in run_id if isinstance(run_id, list | tuple) else [run_id]:
@@ -242,6 +253,11 @@ class Getters:
             f"{'+'.join(plan.targets)} would be computed from scratch"
         )
         return seconds_to_range(seconds_range, min(loaded) if loaded else None, why)
+
+    def _fuzzy(self, fuzzy_for: Sequence[str] = ()) -> tuple[str, ...]:
+        """The plugins a request may load fuzzily: the context's and the getter's."""
+        names = check_fuzzy_for(self.registry, fuzzy_for) if fuzzy_for else ()
+        return tuple(sorted({*self.fuzzy_for, *names}))
 
     def _dtype(self, target_list: list[str]) -> np.dtype:
         """The dtype of the rows of ``target_list`` (same-kind targets merged)."""
@@ -326,7 +342,8 @@ class Getters:
 
         Several runs (a list or tuple of run ids) or a ``client`` (a ``distributed.Client`` or
         a scheduler address): every run is made - one Dask task per run on the cluster with a
-        client, else here one after the other - and a :class:`MultiRunResult` is returned
+        client, else here (up to ``max_workers`` runs at a time in worker processes, see
+        docs/runs.md) - and a :class:`MultiRunResult` is returned
         instead of raising: ``.succeeded``, ``.failed`` (run id -> error), ``raise_if_failed()``.
         A failing run does not stop the others. With a client the store must be visible to
         every worker (a shared path or an object-store URL) and the plugins importable there.
@@ -345,9 +362,13 @@ class Getters:
         if client is not None or not isinstance(run_id, str):
             if submit is not None:
                 raise ValueError("submit= applies to one run made here, not to several runs")
+            runs = run_list(run_id)
+            if client is None and not parallel_on_client:  # here: context/many.py
+                return self._make_runs(
+                    runs, as_list(targets), save=save, processor=processor, progress=progress
+                )
             from strax_decl.cluster import make_runs
 
-            runs = run_list(run_id)
             return make_runs(
                 self._context(),
                 runs,
@@ -361,13 +382,32 @@ class Getters:
         if parallel_on_client:
             raise ValueError("parallel_on_client=True needs a client")
         if forbid_creation_of:
-            request = Request(run_id, tuple(as_list(targets)), tuple(save), output=False)
+            request = Request(
+                run_id, tuple(as_list(targets)), tuple(save), output=False, fuzzy_for=self._fuzzy()
+            )
             plan = self._session.resolve(request)
             forbidden_in(plan, forbid_creation_of, self.registry.providers)
         self._make_one(
             run_id, targets, save=save, processor=processor, progress=progress, submit=submit
         )
         return None
+
+    def _make_runs(
+        self,
+        runs: list[str],
+        targets: list[str],
+        *,
+        save: Sequence[str],
+        processor: Processor | None,
+        progress: bool | None,
+    ) -> MultiRunResult:
+        """Several runs here, without a client, one after the other (a ``Context`` makes them
+        in worker processes when worth it: ``context/many.py``)."""
+        from strax_decl.runs import make_runs_here
+
+        return make_runs_here(
+            self._context(), runs, targets, save=save, processor=processor, progress=progress
+        )
 
     def _make_one(
         self,
@@ -387,6 +427,7 @@ class Getters:
             processor=processor,
             progress=progress,
             submit=submit,
+            fuzzy_for=self._fuzzy(),
         )
         chunks = self._session.run(request)
         try:
@@ -396,17 +437,26 @@ class Getters:
             _close(chunks)
 
     def to_dask(
-        self, run_ids: str | Sequence[str], data_type: str, *, fields: Sequence[str] | None = None
+        self,
+        run_ids: str | Sequence[str],
+        data_type: str,
+        *,
+        fields: Sequence[str] | None = None,
+        allow_incomplete: bool = False,
     ) -> dict[str, da.Array]:
         """Lazy Dask arrays, one per field, over the stored ``data_type`` of ``run_ids``.
 
         Runs are concatenated in the order given; one block per Zarr chunk; sub-array fields
         keep their extra dimensions. Values equal ``get_array``'s. Needs ``strax-decl[dask]``
         and the data stored (``make`` it first). See ``to_dask_dataframe`` for a DataFrame.
+        ``allow_incomplete``: a data set not complete gives its final prefix as it is now
+        (docs/live.md), as ``get_array(..., allow_incomplete=True)`` would.
         """
         from strax_decl.cluster import to_dask_arrays
 
-        return to_dask_arrays(self._context(), run_ids, data_type, fields=fields)
+        return to_dask_arrays(
+            self._context(), run_ids, data_type, fields=fields, allow_incomplete=allow_incomplete
+        )
 
     def to_dask_dataframe(
         self, run_ids: str | Sequence[str], data_type: str, *, fields: Sequence[str] | None = None

@@ -30,6 +30,7 @@ from pydantic import create_model
 
 from strax_decl.chunk import Chunk
 from strax_decl.plugin import Options, Outputs, Plugin, SaveWhen, option, output
+from strax_decl.progress import ProgressBar, enabled, run_label
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan, StepLists
 from strax_decl.rows import tag_runs
@@ -150,6 +151,11 @@ def _joined_source(outer: Context, data_type: str, spec: SubRunSpec) -> type[Plu
         **{name: (list, option(described, description="the subruns joined"))},
     )
     parts = pieces(spec, None)
+    spans = time_spans(outer, parts)
+
+    def run_end(self: Plugin, run_id: str) -> int | None:
+        """The end of the last piece: the progress bar's end of the joined stream."""
+        return spans[-1][1] if spans else None
 
     def source(self: Plugin, run_id: str) -> Iterator[Chunk]:
         prev_end: int | None = None
@@ -180,6 +186,7 @@ def _joined_source(outer: Context, data_type: str, spec: SubRunSpec) -> type[Plu
             "Outputs": outputs,
             "Options": options,
             "source": source,
+            "run_end": run_end,
             "__module__": __name__,
             "__doc__": f"{data_type} of the subruns of a superrun, joined in order.",
         },
@@ -237,6 +244,36 @@ def superrun_key(outer: Context, run_id: str, data_type: str) -> DataKey:
 # ---------------------------------------------------------------------- getting data
 
 
+def time_spans(outer: Context, parts: list[tuple[str, Interval]]) -> list[tuple[int, int]] | None:
+    """The ``(t0, t1)`` of every piece (a whole subrun: its run document's start and end);
+    None if one is not known."""
+    spans = []
+    for sub, iv in parts:
+        if iv is None:
+            doc = outer._doc(sub) or {}
+            start, end = doc.get("start"), doc.get("end")
+            if not (isinstance(start, int) and isinstance(end, int)):
+                return None
+            iv = (start, end)
+        spans.append(iv)
+    return spans
+
+
+def _bar(
+    outer: Context,
+    run_id: str,
+    targets: list[str],
+    parts: list[tuple[str, Interval]],
+    progress: bool | None,
+) -> tuple[ProgressBar | None, list[tuple[int, int]] | None]:
+    """One bar for the whole superrun (its subruns' requests show none), over the time of
+    its pieces, and those pieces' spans."""
+    if not enabled(progress):
+        return None, None
+    spans = time_spans(outer, parts)
+    return ProgressBar(run_label(run_id, targets), pieces=spans), spans
+
+
 def iter_chunks(outer: Context, run_id: str, targets: list[str], **kwargs: Any) -> Iterator[Chunk]:
     """The chunks of ``targets`` of superrun ``run_id`` (see the module doc)."""
     spec = spec_of(outer, run_id)
@@ -244,11 +281,13 @@ def iter_chunks(outer: Context, run_id: str, targets: list[str], **kwargs: Any) 
         return inner_context(outer, run_id, targets).iter_chunks(run_id, targets, **kwargs)
     time_range = kwargs.pop("time_range", None)
     parts = pieces(spec, time_range)
+    bar, _ = _bar(outer, run_id, targets, parts, kwargs.pop("progress", None))
+    kwargs["progress"] = False
     # errors in the request surface here, not at the first chunk
     streams = [
         (sub, iv, outer.iter_chunks(sub, targets, time_range=iv, **kwargs)) for sub, iv in parts[:1]
     ]
-    return _chain(outer, targets, parts, streams, kwargs)
+    return _chain(outer, targets, parts, streams, kwargs, bar)
 
 
 def _chain(
@@ -257,22 +296,36 @@ def _chain(
     parts: list[tuple[str, Interval]],
     first: list[tuple[str, Interval, Iterator[Chunk]]],
     kwargs: dict[str, Any],
+    bar: ProgressBar | None,
 ) -> Iterator[Chunk]:
-    for i, (sub, iv) in enumerate(parts):
-        chunks = (
-            first[0][2]
-            if i == 0 and first
-            else outer.iter_chunks(sub, targets, time_range=iv, **kwargs)
-        )
-        try:
-            yield from chunks
-        except Exception as e:
-            e.add_note(f"(in subrun {sub!r} of the superrun)")
-            raise
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+    error: BaseException | None = None
+    try:
+        for i, (sub, iv) in enumerate(parts):
+            if bar is not None:
+                bar.at(f"{i + 1}/{len(parts)} {sub}")
+            chunks = (
+                first[0][2]
+                if i == 0 and first
+                else outer.iter_chunks(sub, targets, time_range=iv, **kwargs)
+            )
+            try:
+                for chunk in chunks:
+                    if bar is not None:
+                        bar(sub, chunk)
+                    yield chunk
+            except Exception as e:
+                e.add_note(f"(in subrun {sub!r} of the superrun)")
+                raise
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        if bar is not None:
+            bar.on_end(error)
 
 
 def get_array(outer: Context, run_id: str, targets: list[str], **kwargs: Any) -> np.ndarray:
@@ -285,18 +338,37 @@ def get_array(outer: Context, run_id: str, targets: list[str], **kwargs: Any) ->
     keep, drop = kwargs.pop("keep_columns", None), kwargs.pop("drop_columns", None)
     parts = pieces(spec, time_range)
     subruns = list(dict.fromkeys(sub for sub, _ in parts)) or list(spec)[:1]
+    bar, spans = _bar(outer, run_id, targets, parts, kwargs.pop("progress", None))
 
     def get(sub: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
-        ivs = [iv for s, iv in parts if s == sub] or [(0, 0)]
-        arrays = [
-            outer.get_array(
-                sub, targets, time_range=iv, keep_columns=keep, drop_columns=drop, **kwargs
-            )
-            for iv in ivs
-        ]
+        ivs = [(k, iv) for k, (s, iv) in enumerate(parts) if s == sub] or [(-1, (0, 0))]
+        arrays = []
+        for k, iv in ivs:
+            if bar is not None:
+                bar.at(f"{k + 1}/{len(parts)} {sub}")
+            rows = outer.get_array(
+                sub, targets, time_range=iv, keep_columns=keep, drop_columns=drop,
+                progress=False, **kwargs,
+            )  # fmt: skip
+            if bar is not None:
+                bar.add(len(rows), rows.nbytes, None, spans[k][1] if spans and k >= 0 else None)
+            arrays.append(rows)
         return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
-    return tag_runs(subruns, targets, outer._dtype(targets), get, keep, drop)
+    return _ending(bar, lambda: tag_runs(subruns, targets, outer._dtype(targets), get, keep, drop))
+
+
+def _ending(bar: ProgressBar | None, work: Any) -> Any:
+    """``work()``, the bar (if any) closed saying how it ended."""
+    try:
+        result = work()
+    except BaseException as e:
+        if bar is not None:
+            bar.on_end(e)
+        raise
+    if bar is not None:
+        bar.on_end(None)
+    return result
 
 
 def make(outer: Context, run_id: str, targets: list[str], **kwargs: Any) -> None:
@@ -308,12 +380,23 @@ def make(outer: Context, run_id: str, targets: list[str], **kwargs: Any) -> None
         save = list(dict.fromkeys([*kwargs.pop("save", ()), *targets]))  # a make stores them
         inner._make_one(run_id, targets, save=save, **kwargs)
         return
-    for sub in spec:
-        try:
-            outer._make_one(sub, targets, **kwargs)
-        except Exception as e:
-            e.add_note(f"(in subrun {sub!r} of superrun {run_id!r})")
-            raise
+    parts = pieces(spec, None)
+    bar, spans = _bar(outer, run_id, targets, parts, kwargs.pop("progress", None))
+
+    def make_all() -> None:
+        for k, sub in enumerate(spec):
+            if bar is not None:
+                bar.at(f"{k + 1}/{len(spec)} {sub}")
+            try:
+                outer._make_one(sub, targets, progress=False, **kwargs)
+            except Exception as e:
+                e.add_note(f"(in subrun {sub!r} of superrun {run_id!r})")
+                raise
+            if bar is not None:
+                ends = [spans[i][1] for i, (s, _) in enumerate(parts) if s == sub] if spans else []
+                bar.add(0, 0, None, max(ends) if ends else None)
+
+    _ending(bar, make_all)
 
 
 @dataclasses.dataclass

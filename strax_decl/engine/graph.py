@@ -24,7 +24,7 @@ from strax_decl.engine.hooks import Hooks
 from strax_decl.plugin import Options, Plugin, Submit
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan, Step
-from strax_decl.resuming import ResumeFrom, from_watermark
+from strax_decl.resuming import ResumeFrom, from_watermark, keeps_prefix
 from strax_decl.runner import runner_for
 from strax_decl.stats import call_timed
 from strax_decl.sync import aligned
@@ -66,6 +66,9 @@ class Graph:
     savers: dict[str, list[Callable[[], Saver]]] = field(default_factory=dict)
     output: str | None = None  # the data type the caller iterates (None: make only)
     dtypes: dict[str, np.dtype] = field(default_factory=dict)
+    keep_partial: set[str] = field(default_factory=set)
+    """Saved data types whose unfinished write a stop keeps as a resumable ``partial``
+    (``resuming.keeps_prefix``); the others' are discarded."""
 
     def producer_of(self, data_type: str) -> Producer:
         for p in self.producers:
@@ -111,6 +114,7 @@ def build_graph(
     savers: dict[str, list[Callable[[], Saver]]] = {}
     dtypes: dict[str, np.dtype] = {}
     computed: set[str] = set()
+    keep_partial: set[str] = set()
     consumed_by_compute = {
         dep for s in plan.steps.values() if s.action == "compute" for dep in s.inputs
     }
@@ -132,6 +136,9 @@ def build_graph(
             producers.append(_loader(data_type, step.store, step.key, load_range, step.info))
             continue
         if step.save:
+            writable = [s for s in stores if not s.readonly]
+            if len(writable) == 1 and keeps_prefix(registry.provider(data_type), plan.steps):
+                keep_partial.add(data_type)
             meta = saver_metadata(plan, registry, data_type)
             codec = registry.output_spec(data_type).codec  # sd.output(codec=...)
             flush = LIVE_FLUSH_EVERY if data_type in live else None
@@ -154,7 +161,7 @@ def build_graph(
     else:
         out_name = "+".join(output)
         producers.append(_merge_producer(out_name, tuple(output), dtypes))
-    return Graph(producers, savers, out_name, dtypes)
+    return Graph(producers, savers, out_name, dtypes, keep_partial)
 
 
 def _live_types(plan: Plan, registry: Registry) -> set[str]:

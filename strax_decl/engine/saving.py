@@ -1,13 +1,14 @@
 """The savers of one run: one lifecycle for both executors.
 
 Savers are created when the run starts (so a graph that is never run writes nothing), fed
-every chunk of their data type, and closed when that data type's producer has finished.
-When the run fails, every saver that did not close is marked failed with the original error
-(a failed data set is never loaded as cache); when it is interrupted or the caller stops
+every chunk of their data type, and closed when that data type's producer has finished. When
+the run fails, every saver that did not close is marked failed with the original error (a
+failed data set is never loaded as cache); when it is interrupted or the caller stops
 reading early, every saver that did not close is discarded quietly (absent, not failed: see
-``stopping.py``). ``fail`` and ``discard`` after ``close`` are no-ops, so a data set whose
-producer finished before the stop stays complete. Each saver's work is reported to the hooks
-as ``"save <data type>"``.
+``stopping.py``), except that a resumable data set's (``Graph.keep_partial``) is suspended:
+its final prefix stays, ``partial``, for the rerun to continue. ``fail`` and ``discard``
+after ``close`` are no-ops, so a data set whose producer finished before the stop stays
+complete. Each saver's work is reported to the hooks as ``"save <data type>"``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RunSavers:
     def __init__(self, hooks: Hook) -> None:
         self.hooks = hooks
         self.by_type: dict[str, list[Saver]] = {}
+        self._keep: set[int] = set()  # ids of the savers a stop suspends (``keep_partial``)
 
     def open(self, graph: Graph) -> None:
         """Create every saver of ``graph`` (those created before an error are kept, to fail)."""
@@ -38,6 +40,8 @@ class RunSavers:
             group = self.by_type.setdefault(data_type, [])
             for make in factories:
                 group.append(make())
+                if data_type in graph.keep_partial:
+                    self._keep.add(id(group[-1]))
 
     def items(self) -> Iterator[tuple[str, Saver]]:
         for data_type, group in self.by_type.items():
@@ -85,10 +89,12 @@ class RunSavers:
                 self.stop_one(saver, error)  # a no-op for savers that closed (complete data)
 
     def stop_one(self, saver: Saver, error: BaseException) -> None:
-        if discards(error):
-            saver.discard()
-        else:
+        if not discards(error):
             saver.fail(error)
+        elif id(saver) in self._keep:
+            saver.suspend()  # resumable: its final prefix stays, ``partial`` (or discarded)
+        else:
+            saver.discard()
 
     def _counted(self, chunks: Iterable[Chunk], waited: list[float], name: str) -> Iterator[Chunk]:
         """Pass chunks through, adding the time spent waiting for them to ``waited[0]`` and

@@ -4,10 +4,12 @@ Three ways, three outcomes:
 
 - **Interrupt** (KeyboardInterrupt, SystemExit, SIGTERM in the CLI): everything stops at
   once; savers that did not finish are *discarded* (their temporary writes removed: the data
-  set is absent, as if never started, not ``failed``); the interrupt is re-raised.
+  set is absent, as if never started, not ``failed``), except those of data sets a rerun
+  resumes (``Graph.keep_partial``), which are *suspended*: kept ``partial``, their final
+  prefix for the rerun to continue; the interrupt is re-raised.
 - **Early stop** (the caller stops reading: ``break``, closing or dropping the iterator, a
   ``time_range`` whose end is reached): everything stops at once, unfinished savers are
-  discarded quietly, nothing is raised.
+  discarded (or suspended) quietly, nothing is raised.
 - **Failure** (an exception in a loader, plugin, saver or a pool's computation): what depends
   on the failing component stops; with ``keep_finished`` the rest runs to its end, so data
   types that do not depend on it are complete and saved (the rerun loads them); unfinished
@@ -25,7 +27,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from strax_decl.chunk import Chunk
-from strax_decl.errors import StraxDeclError
+from strax_decl.errors import LiveTimeout, StraxDeclError
 
 if TYPE_CHECKING:  # pragma: no cover
     from strax_decl.engine.graph import Graph
@@ -57,8 +59,9 @@ def is_interrupt(exc: BaseException | None) -> bool:
 
 
 def discards(exc: BaseException | None) -> bool:
-    """Does a run ending on ``exc`` discard its unfinished savers (instead of failing them)?"""
-    return is_interrupt(exc) or isinstance(exc, ProcessingStopped | GeneratorExit)
+    """Does a run ending on ``exc`` discard (or suspend) its unfinished savers instead of
+    failing them? A live source's timeout does too: nothing is wrong with the data."""
+    return is_interrupt(exc) or isinstance(exc, ProcessingStopped | GeneratorExit | LiveTimeout)
 
 
 def outcome(error: BaseException | None) -> str:

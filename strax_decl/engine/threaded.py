@@ -1,8 +1,10 @@
-"""The threaded executor: one thread per loader, plugin and saver, joined by mailboxes.
+"""The threaded executor: one thread per loader and plugin, joined by mailboxes.
 
 Every data type has a mailbox. A producer thread iterates its plugin (which pulls its inputs
-from mailbox subscriptions) and sends each output chunk to that output's mailbox; a saver
-thread drains a subscription into its saver; the caller's thread reads the requested output.
+from mailbox subscriptions) and sends each output chunk to that output's mailbox and to its
+savers (``inline_saving.py``: no thread hand-off per saved chunk); only a ``parallel``
+producer's savers have their own threads, draining a subscription (they wait for its
+futures); the caller's thread reads the requested output.
 Mailboxes are bounded, so a fast producer waits for its slowest reader and memory stays flat.
 ``parallel`` plugins submit each chunk's compute to a thread pool (``True``/``"thread"``) or a
 process pool (``"process"``) of ``max_workers`` (``pools.py``) and send the future; the mailbox
@@ -53,6 +55,7 @@ from strax_decl.chunk import Chunk, check_touches
 from strax_decl.engine.futures import then
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
+from strax_decl.engine.inline_saving import InlineSavers
 from strax_decl.engine.mailbox import (
     Mailbox,
     MailboxGroup,
@@ -126,6 +129,8 @@ class _Run:
         self.alarm = JOIN_ALARM_S if timeout is None else max(timeout, JOIN_FLOOR_S)
         self.alarm_is_timeout = timeout is not None
         self.pool_alarm = JOIN_ALARM_S if timeout is None else timeout
+        self.timeout = timeout
+        self.inline: list[tuple[str, InlineSavers]] = []  # savers fed by producer threads
         self.error: BaseException | None = None  # the first failure
         self.stop: BaseException | None = None  # the first interrupt or early stop
         self.stopped_all = False
@@ -246,11 +251,17 @@ class _Run:
         inputs = {d: self.mailboxes[d].subscribe() for d in producer.inputs}
         submit = self.pools.submitter(producer.name, producer.parallel)
         outputs = {o: self.mailboxes[o] for o in producer.outputs}
+        # a parallel producer sends futures: its savers keep their own threads (_add_saver)
+        outs = () if producer.parallel else producer.outputs
+        inline = InlineSavers(outs, self.savers, self.hooks, self.fail, self.run_id)
 
         def body() -> None:
-            _produce(producer, inputs, outputs, submit, self.hooks, self.run_id)
+            _produce(producer, inputs, outputs, submit, self.hooks, self.run_id, inline)
 
-        self._spawn(producer.name, body, list(outputs.values()), producer.outputs)
+        thread = self._spawn(producer.name, body, list(outputs.values()), producer.outputs)
+        self.saver_threads.extend((saver, thread) for _, saver in inline.savers)
+        if inline.savers:
+            self.inline.append((producer.name, inline))
 
     def _add_saver(self, data_type: str, saver: Saver) -> None:
         subscription = self.mailboxes[data_type].subscribe()
@@ -279,7 +290,8 @@ class _Run:
         try:
             self.savers.open(self.graph)
             for data_type, saver in self.savers.items():
-                self._add_saver(data_type, saver)
+                if self.graph.producer_of(data_type).parallel:  # it sends futures
+                    self._add_saver(data_type, saver)
             for producer in self.graph.producers:
                 self._add_producer(producer)
             if self.graph.output is not None:
@@ -380,6 +392,8 @@ class _Run:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 ended.wait(0.05)
+                for producer, inline in self.inline:
+                    inline.check_stalled(self.timeout, producer)
         stuck = [t.name for t in self.began() if not self._ended[t].is_set()]
         for thread in self.began():
             if self._ended[thread].is_set():
@@ -400,11 +414,16 @@ def _produce(
     submit: Submit | None,
     hooks: Hooks,
     run_id: str | None = None,
+    inline: InlineSavers | None = None,
 ) -> None:
-    """A producer thread's work: iterate the producer, send its outputs, close them."""
+    """A producer thread's work: iterate the producer, send its outputs (to their mailboxes
+    and its ``inline`` savers), close them."""
     # Outputs nobody reads (a by-product of a multi-output plugin that is neither saved nor
     # requested) are dropped here instead of filling a mailbox forever.
     live = {o: mb for o, mb in outputs.items() if mb.active_subscribers}
+    saved = inline.by_output if inline is not None else {}
+    if not saved:
+        inline = None
     previous_end: dict[str, int] = {}
     span = Span()
     read = {d: span.reading(sub) for d, sub in inputs.items()}
@@ -423,13 +442,20 @@ def _produce(
             for o, chunk in item.items():
                 span.produced(chunk)
                 mb = live.get(o)
-                if mb is None:
+                if mb is None and o not in saved:
                     continue
                 check_touches(f"{producer.name}, output {o!r}", chunk, previous_end.get(o))
                 previous_end[o] = chunk.end
-                mb.send(chunk)
+                if mb is not None:
+                    mb.send(chunk)
+                elif (killed := outputs[o].reason) is not None:  # saved only; told to stop
+                    raise MailboxKilled(killed, o)
+                if inline is not None and o in saved:
+                    inline.send(o, chunk)
         for mb in outputs.values():
             mb.close()
+        if inline is not None:
+            inline.close()
     except MailboxKilled:
         raise  # someone else's failure
     except BaseException as e:

@@ -140,3 +140,27 @@ def test_a_broken_run_end_never_breaks_the_run(tmp_path, capsys):
     assert len(ctx.get_array("r1", "records", progress=True)) == 400
     assert "%" not in capsys.readouterr().err
     assert sd.Plugin.run_end(ctx.registry.provider("records").__new__(Broken), "r") is None
+
+
+def test_a_superruns_bar_counts_the_time_inside_its_pieces():
+    """A superrun's pieces (here 1000 ns and 3000 ns, far apart): the gap is not progress."""
+    out = io.StringIO()
+    bar = ProgressBar(
+        "_sr peaks", pieces=[(0, 1000), (50_000, 53_000)], stream=out, delay=0, interval=0
+    )
+    bar.at("1/2 r1")
+    bar("r1", chunk(0, 500))
+    assert bar.fraction == pytest.approx(500 / 4000)
+    bar("r1", chunk(500, 1000))
+    assert bar.fraction == pytest.approx(1000 / 4000)  # the gap up to 50_000 adds nothing
+    bar.at("2/2 r2")
+    bar.add(7, 700, None, 51_500)  # a whole part counted at once (get_array of a subrun)
+    assert bar.fraction == pytest.approx(2500 / 4000) and bar.rows == 27
+    assert out.getvalue().splitlines()[-1].startswith("_sr peaks [2/2 r2]  62% |")
+    bar.on_end(None)  # done: every piece was read
+    assert bar.fraction == 1.0
+    assert out.getvalue().splitlines()[-1].startswith("_sr peaks [2/2 r2] 100% |")
+    failed = ProgressBar("_sr peaks", pieces=[(0, 1000)], stream=io.StringIO(), delay=0)
+    failed("r1", chunk(0, 250))
+    failed.on_end(ValueError("bad"))  # a failed run keeps the fraction it reached
+    assert failed.fraction == pytest.approx(0.25) and failed.ending == "failed"

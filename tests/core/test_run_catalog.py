@@ -209,7 +209,9 @@ class FailingRecords(ToyRecords):
 
 
 def test_ignore_errors_leaves_failing_runs_out(tmp_path: Path) -> None:
-    ctx = sd.Context(str(tmp_path), plugins=[FailingRecords, *PLUGINS[1:]], config=SMALL)
+    ctx = sd.Context(  # one after another (in worker processes: tests/core/test_run_pool.py)
+        str(tmp_path), plugins=[FailingRecords, *PLUGINS[1:]], config=SMALL, max_workers=1
+    )
     with pytest.raises(RuntimeError, match="no records") as info:
         ctx.get_array(["r1", "bad", "r2"], "peaks")
     assert any("'bad'" in note for note in info.value.__notes__)

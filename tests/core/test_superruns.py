@@ -11,6 +11,7 @@ import pytest
 
 import strax_decl as sd
 from strax_decl.context.superruns import SuperrunPlan, superrun_key
+from strax_decl.progress import format_count
 from strax_decl.testing import Peak, PeakProperties, Peaks, ToyRecords
 from strax_storage import DataCorrupted, DataNotFound, open_store
 
@@ -172,3 +173,33 @@ def test_errors(ctx: sd.Context) -> None:
         ctx.define_run("_bad", {"r1": [(0, 10), (5, 20)]})
     with pytest.raises(ValueError, match="superruns of superruns"):
         ctx.define_run("_sr9", ["_sr1"])
+
+
+def _bar_line(err: str) -> str:
+    """The bar's final line; no subrun showed a bar of its own."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and not [line for line in lines if line.startswith(("r1 ", "r2 "))], lines
+    return lines[-1]
+
+
+def test_one_progress_bar_for_a_superrun_over_its_pieces(
+    ctx: sd.Context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Per-run data: one bar for the superrun (none per subrun), naming the subrun being read,
+    its fraction the time covered inside the pieces; superrun-level data: the bar of the
+    joined stream knows its end (the last piece's)."""
+    data_end = 3 * (20 * 100 + 1000)  # the end of RunRecords' data in each run (SMALL)
+    pieces = {"r1": [(SECOND, SECOND + data_end)], "r2": [(2 * SECOND, 2 * SECOND + data_end)]}
+    ctx.define_run("_pieces", pieces)
+    capsys.readouterr()
+    rows = ctx.get_array("_pieces", "peak_basics", progress=True)
+    line = _bar_line(capsys.readouterr().err)
+    assert line.startswith("_pieces peak_basics [2/2 r2] 100% |")
+    assert f"{format_count(len(rows))} rows" in line and "done in" in line
+    chunks = list(ctx.iter_chunks("_pieces", "peaks", progress=True))
+    line = _bar_line(capsys.readouterr().err)
+    assert line.startswith("_pieces peaks [2/2 r2] 100% |") and f"{len(chunks)} chunks" in line
+    ctx.make("_sr1", "peak_basics", progress=True)  # subruns from their documents
+    assert _bar_line(capsys.readouterr().err).startswith("_sr1 peak_basics [2/2 r2] 100% |")
+    ctx.get_array("_pieces", "peak_counts", progress=True)  # superrun-level
+    assert _bar_line(capsys.readouterr().err).startswith("_pieces peak_counts 100% |")

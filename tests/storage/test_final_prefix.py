@@ -222,3 +222,68 @@ def test_claiming_keeps_only_what_is_resumed(tmp_path: Path) -> None:
     claim = store.claim(KEY)  # a writer that does not resume cleans the dead writer's work
     assert claim is not None and not (tmp_path / point.path).exists()
     claim.release()
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+@pytest.mark.parametrize("k", [1, 4, 13, 17])
+def test_a_suspended_write_is_partial_and_resumes_bit_identical(
+    tmp_path: Path, where: str, k: int
+) -> None:
+    """``suspend`` (a run stopped on purpose): every chunk sent becomes final (the rows
+    after the last whole Zarr chunk in a tail), the data set is ``partial`` (not failed,
+    not written by anyone, never loaded whole) and a later writer resumes it."""
+    n, rpc = 30, 10
+    chunks = make_chunks(n)
+    clean = open_store(tmp_path / "clean", rows_per_chunk=rpc)
+    clean.saver(KEY, DTYPE, {}).save_from(chunks)
+    url = str(tmp_path / "s") if where == "local" else f"memory://suspend-{k}-{tmp_path.name}"
+    store = open_store(url, rows_per_chunk=rpc)
+    saver = store.saver(KEY, DTYPE, {})
+    for chunk in chunks[:k]:
+        saver.send(chunk)
+    assert saver.suspend() and saver.closed and saver.suspend()  # idempotent
+    assert store.status(KEY) == "partial" and store.find(KEY) is None
+    with pytest.raises(DataNotFound):
+        store.load_array(KEY)  # a normal read never loads it
+    progress = store.progress(KEY)
+    assert progress is not None and progress.status == "partial"
+    assert progress.resumable and not progress.writer_alive
+    assert progress.n_chunks == k and progress.watermark == chunks[k - 1].end  # all sent
+    prefix = list(store.load(KEY, allow_incomplete=True))
+    assert [(c.start, c.end, len(c.data)) for c in prefix] == [
+        (c.start, c.end, len(c.data)) for c in chunks[:k]
+    ]
+    assert store.claims.holder(KEY) is None  # released
+    point = store.resume_point(KEY)
+    assert point is not None
+    resumed = store.saver(KEY, DTYPE, {}, resume=point)
+    assert resumed.save_from(chunks).complete
+    assert store.load_array(KEY).tobytes() == clean.load_array(KEY).tobytes()
+    if where == "local":
+        assert files(tmp_path / "s") == files(tmp_path / "clean")
+        assert [n for n in os.listdir(tmp_path / "s" / "run_1") if n.startswith(".")] == []
+
+
+def test_suspending_with_nothing_sent_discards(tmp_path: Path) -> None:
+    store = open_store(tmp_path, rows_per_chunk=10)
+    assert not store.saver(KEY, DTYPE, {}).suspend()
+    assert store.status(KEY) == "absent" and store.progress(KEY) is None
+
+
+def test_a_partial_is_removed_by_remove_and_by_the_next_claimant(tmp_path: Path) -> None:
+    """A partial is nobody's work, even in the process that wrote it: ``remove`` deletes
+    it, and so does the next writer that claims the key without resuming it."""
+    store = open_store(tmp_path, rows_per_chunk=10)
+    for how in ("remove", "claim"):
+        saver = store.saver(KEY, DTYPE, {})
+        for chunk in make_chunks(5):
+            saver.send(chunk)
+        assert saver.suspend() and store.status(KEY) == "partial"
+        if how == "remove":
+            store.remove(KEY)
+        else:
+            claim = store.claim(KEY)
+            assert claim is not None
+            claim.release()
+        assert store.status(KEY) == "absent", how
+        assert [n for n in os.listdir(tmp_path / "run_1") if n.startswith(".")] == []

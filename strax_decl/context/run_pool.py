@@ -1,0 +1,293 @@
+"""Several runs at once on one machine, in worker processes (no Dask).
+
+``get_array(runs, ...)`` and ``make(runs, ...)`` without a client give the runs to a pool of
+``min(max_workers, len(runs))`` worker processes. Threads were measured at 0.7-0.9x of one
+after another on 2 cores (each run's own pipeline already contends for the GIL); processes
+are not bound by it. The context travels as its spec (``ContextSpec``: plugins by import
+path, never by value, lineages checked) and is rebuilt once per worker; a worker gets or makes
+its run with the ordinary pipeline, writing to the shared store (two runs needing one data
+set: the store's claims have it made once), and sends back the rows (a numpy array over the
+pool's pipe, never into the store) or the run's outcome.
+
+:func:`in_processes` says when: several runs, ``max_workers > 1``, no store in this process's
+memory (silently: no other process could see it), and, else with a one-line warning, plugins
+another process can import by name (not defined in a notebook or inside a function) and
+picklable arguments (a ``selection`` callable may not be).
+
+Stopping (:meth:`RunPool.stop`): on Ctrl-C, or at the first failure when failures are not
+ignored, runs not started are cancelled, running ones are interrupted (SIGINT: their
+pipelines stop and discard what they had not finished, as on Ctrl-C in one run), and a worker
+still alive after :data:`STOP_SECONDS` is terminated: no worker outlives the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from strax_decl.engine.pools import _process_start_method  # the project's one choice
+from strax_decl.errors import StraxDeclError
+from strax_decl.progress import enabled as progress_enabled
+from strax_decl.runs import MultiRunResult, RunOutcome, failure, make_one, report
+from strax_decl.spec import PluginRef
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from strax_decl.context.context import Context
+    from strax_decl.context.getters import Processor
+
+__all__ = ["STOP_SECONDS", "RunInWorkerFailed", "RunPool", "get_runs", "in_processes", "make_runs"]
+
+STOP_SECONDS = 10.0
+"""How long interrupted workers get to wind down before they are terminated."""
+
+PRELOAD = ["__main__", "strax_decl.context.worker_start"]
+"""What the fork server imports once (with the plugins' modules), so that a worker starts in
+milliseconds instead of a second or two of imports and compilation (``worker_start.py``).
+The fork server is started once per process: by the first pool, whose plugin modules it
+imports (a later context's are imported by each of its workers)."""
+
+
+class RunInWorkerFailed(StraxDeclError, RuntimeError):
+    """A run failed in a worker with an exception that could not be sent back as itself."""
+
+
+class WorkerTraceback(StraxDeclError):
+    """The traceback text of an exception raised in a worker (its ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+def in_processes(ctx: Context, runs: Sequence[str], arguments: Any = None) -> bool:
+    """Whether ``runs`` go to worker processes (see the module doc); warns when it would be
+    worth it but cannot be done."""
+    if len(runs) < 2 or ctx.max_workers < 2:
+        return False
+    if any(s.url.startswith("memory://") for s in ctx.stores):
+        return False  # only this process sees the store
+    why = next(filter(None, (PluginRef.of(p).stays_here(p) for p in ctx.plugins)), None)
+    if why is None:
+        try:
+            pickle.dumps(arguments)
+        except Exception as e:
+            why = f"the arguments cannot be sent to another process ({type(e).__name__}: {e})"
+    if why is not None:
+        warnings.warn(
+            f"{why}: the {len(runs)} runs are done one after another in this process",
+            stacklevel=5,
+        )
+        return False
+    return True
+
+
+# ============================================================================ in the worker
+
+_worker: dict[str, Any] = {}  # the worker's pickled context, and the context once rebuilt
+
+
+@dataclass
+class Returned:
+    """What a worker sends back for one run: its result, or the error and its traceback."""
+
+    value: Any
+    error: BaseException | None = None
+    traceback: str | None = None
+    pid: int = 0
+
+
+def _start_worker(blob: bytes, stopping: Any) -> None:
+    """The worker's initializer: Ctrl-C is the caller's to handle (:meth:`RunPool.stop`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker["blob"], _worker["stopping"] = blob, stopping
+
+
+def _context() -> Context:
+    """The caller's context, rebuilt from its spec on the worker's first run."""
+    if "ctx" not in _worker:
+        _worker["ctx"] = pickle.loads(_worker["blob"])  # Context.from_spec: lineages checked
+    ctx: Context = _worker["ctx"]
+    return ctx
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt while a run goes (so its pipeline stops cleanly); a
+    run queued for this worker before the pool was stopped does not start."""
+    if _worker["stopping"].is_set():
+        raise KeyboardInterrupt("the runs were stopped before this one started")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _failed(error: BaseException) -> Returned:
+    text = "".join(traceback.format_exception(error))
+    try:  # sent as itself if it survives the trip (notes included), else as its text
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        message = "".join(traceback.format_exception_only(error)).strip()
+        error = RunInWorkerFailed(message)
+    return Returned(None, error, text, os.getpid())
+
+
+def _get_task(run: str, targets: list[str], arguments: dict[str, Any]) -> Returned:
+    try:
+        with _interruptible():
+            rows = _context().get_array(run, targets, **{**arguments, "progress": False})
+    except BaseException as e:  # reported to the caller, who decides
+        return _failed(e)
+    return Returned(rows, pid=os.getpid())
+
+
+def _make_task(
+    run: str, targets: list[str], save: list[str], processor: Processor | None
+) -> Returned:
+    where = "local"  # as one after another: a worker process of this machine
+    t0 = time.perf_counter()
+    try:
+        with _interruptible():
+            outcome = make_one(_context(), run, targets, save, processor, None, where)
+    except BaseException as e:  # the context could not be rebuilt, or an interrupt
+        outcome = failure(run, e, time.perf_counter() - t0, where)
+    return Returned(outcome, pid=os.getpid())
+
+
+# ============================================================================ in the caller
+
+
+class RunPool:
+    """The worker processes of one call; leaving the ``with`` block ends every one of them
+    (waiting for them after success, :meth:`stop` after an exception)."""
+
+    def __init__(self, ctx: Context, n_runs: int) -> None:
+        method = _process_start_method()
+        mp_context = multiprocessing.get_context(method)
+        if method == "forkserver":  # effective if the fork server is not running yet
+            modules = {p.__module__ for p in ctx.plugins if p.__module__ != "__main__"}
+            mp_context.set_forkserver_preload([*PRELOAD, *sorted(modules)])
+        self.stopping = mp_context.Event()  # a queued run does not start once it is set
+        self.executor = ProcessPoolExecutor(
+            min(ctx.max_workers, n_runs),
+            mp_context=mp_context,
+            initializer=_start_worker,
+            initargs=(pickle.dumps(ctx), self.stopping),  # the context as its spec
+        )
+
+    def __enter__(self) -> RunPool:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if kind is None:
+            self.executor.shutdown(wait=True)
+        else:
+            self.stop()
+
+    def submit(self, fn: Callable[..., Returned], *args: Any) -> Future[Returned]:
+        return self.executor.submit(fn, *args)
+
+    def stop(self) -> None:
+        """Cancel what has not started, interrupt what runs, terminate what stays."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.stopping.set()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+            if process.is_alive():  # pragma: no cover - ignored SIGTERM
+                process.kill()
+                process.join()
+
+
+def _outcome(fut: Future[Returned], run: str) -> Returned:
+    """What the worker returned, or a failure for a worker that died (BrokenProcessPool)."""
+    try:
+        return fut.result()
+    except Exception as e:
+        e.add_note(f"(the worker process getting run {run!r} ended)")
+        return Returned(None, e, "".join(traceback.format_exception(e)))
+
+
+def raised(returned: Returned) -> BaseException:
+    """The worker's exception, its traceback text as its cause, as the caller raises it."""
+    error = returned.error
+    assert error is not None
+    if returned.traceback is not None and error.__cause__ is None:
+        error.__cause__ = WorkerTraceback(returned.traceback)
+    if returned.pid:
+        error.add_note(f"(in worker process {returned.pid})")
+    return error
+
+
+def get_runs(
+    ctx: Context,
+    runs: Sequence[str],
+    targets: list[str],
+    arguments: dict[str, Any],
+    *,
+    stop_at_failure: bool,
+) -> dict[str, Any]:
+    """``{run: rows or exception}`` in the order of ``runs``; with ``stop_at_failure`` the
+    first failure stops the others (the runs not reached are left out)."""
+    got: dict[str, Any] = {}
+    with RunPool(ctx, len(runs)) as pool:
+        futures = {pool.submit(_get_task, run, targets, arguments): run for run in runs}
+        for fut in as_completed(futures):
+            run = futures[fut]
+            returned = _outcome(fut, run)
+            got[run] = returned.value if returned.error is None else raised(returned)
+            if returned.error is not None and stop_at_failure:
+                pool.stop()
+                break
+    return {r: got[r] for r in runs if r in got}
+
+
+def make_runs(
+    ctx: Context,
+    runs: Sequence[str],
+    targets: list[str],
+    *,
+    save: Sequence[str],
+    processor: Processor | None,
+    progress: bool | None,
+) -> MultiRunResult:
+    """``make`` of every run in the pool: outcomes in the order of ``runs`` (none raises)."""
+    t0 = time.perf_counter()
+    shown = progress_enabled(progress)
+    outcomes: dict[str, RunOutcome] = {}
+    with RunPool(ctx, len(runs)) as pool:
+        args = (targets, list(save), processor)
+        futures = {pool.submit(_make_task, run, *args): run for run in runs}
+        for n, fut in enumerate(as_completed(futures), start=1):
+            run = futures[fut]
+            returned = _outcome(fut, run)
+            if returned.error is not None:
+                outcome = failure(run, returned.error, 0.0, "local")
+            else:
+                outcome = returned.value
+            outcomes[run] = outcome
+            report(shown, n, len(runs), outcome)
+    return MultiRunResult({r: outcomes[r] for r in runs}, time.perf_counter() - t0)

@@ -1,0 +1,126 @@
+"""The threaded executor feeds a plain producer's savers in the producer's own thread.
+
+A saver thread per data type cost two thread hand-offs per chunk (issue 21); what it did
+must still hold: the data sets are complete and right, a saver's failure is its own (the
+producer goes on for the data that does not need that saver), and the run's ``timeout``
+still bounds how long a saver waits for its producer's next chunk. A ``parallel``
+producer's savers (it sends futures) keep their own threads. Real threads and stores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import strax_decl as sd
+from strax_decl.engine.executors import execute
+from strax_decl.engine.graph import build_graph
+from strax_decl.engine.hooks import Hook
+from strax_decl.engine.mailbox import MailboxTimeout
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny_pipeline as tiny
+
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
+
+class ParallelDoubler(sd.Plugin):
+    parallel = True
+
+    class Inputs(sd.Inputs):
+        ticks: tiny.Tick
+
+    class Outputs(sd.Outputs):
+        pdoubled: tiny.Tick = sd.output(description="doubled in the thread pool")
+
+    def compute(self, ticks: np.ndarray) -> np.ndarray:
+        out = ticks.copy()
+        out["value"] *= 2
+        return out
+
+
+class SaverThreads(Hook):
+    """Which thread did each saver's work, and which pipeline threads existed meanwhile."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_saver: dict[str, set[str]] = {}
+        self.alive: set[str] = set()
+
+    def on_chunk(self, component: str, seconds: float, chunks: Sequence[sd.Chunk]) -> None:
+        if component.startswith("save ") and chunks:
+            with self.lock:
+                self.by_saver.setdefault(component, set()).add(threading.current_thread().name)
+                self.alive.update(t.name for t in threading.enumerate())
+
+
+def test_plain_producers_save_in_their_own_thread_parallel_ones_in_a_saver_thread(
+    tmp_path: Path,
+) -> None:
+    ctx = sd.Context(
+        str(tmp_path),
+        plugins=[*tiny.PLUGINS, ParallelDoubler],
+        config={"n_chunks": 6},
+        max_messages=1,
+    )
+    seen = SaverThreads()
+    plan = ctx.plan("r1", ["fragile", "pdoubled"])
+    graph = build_graph(plan, ctx.registry, ctx.options, ctx.stores, None)
+    assert list(execute(graph, "threaded", hooks=[seen], max_messages=1)) == []
+    assert seen.by_saver == {
+        "save ticks": {"sd:Ticks"},
+        "save doubled": {"sd:Doubler"},
+        "save fragile": {"sd:Fragile"},
+        "save pdoubled": {"sd:save pdoubled"},
+    }
+    assert {n for n in seen.alive if n.startswith("sd:save")} == {"sd:save pdoubled"}
+    ticks = sd.Context(None, plugins=tiny.PLUGINS, config={"n_chunks": 6}).get_array("r1", "ticks")
+    for data_type, factor in (("ticks", 1), ("doubled", 2), ("fragile", 2), ("pdoubled", 2)):
+        key = ctx.key_for("r1", data_type)
+        assert ctx.stores[0].status(key) == "complete", data_type
+        rows = ctx.get_array("r1", data_type)
+        np.testing.assert_array_equal(rows["value"], ticks["value"] * factor)
+        assert ctx.stores[0].info(key).n_chunks == 6  # the producer's chunks, as made
+
+
+def test_a_failing_saver_fails_alone_and_its_producer_goes_on(tmp_path: Path) -> None:
+    ctx = sd.Context(str(tmp_path), plugins=tiny.PLUGINS, config={"n_chunks": 8}, max_messages=1)
+    chunks = ctx.iter_chunks("r1", "doubled")
+    n = 0
+    with pytest.raises(OSError) as info:
+        for _ in chunks:
+            n += 1
+            if n == 1:  # break the store under the ticks saver: its directory becomes a file
+                (tmp,) = (tmp_path / "r1").glob(".tmp-ticks-*")
+                os.rename(tmp, tmp.with_name("broken-" + tmp.name))
+                tmp.touch()
+    assert n == 8  # the caller got every chunk: the producer of ticks went on for doubled
+    assert list(chunks) == []  # raised once
+    text = "".join(traceback.format_exception(info.value))
+    assert "saving ticks failed on run r1" in text, text
+    assert ctx.stores[0].status(ctx.key_for("r1", "doubled")) == "complete"
+    assert ctx.stores[0].status(ctx.key_for("r1", "ticks")) != "complete"
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
+
+
+def test_the_timeout_bounds_a_saver_s_wait_for_its_producer(tmp_path: Path) -> None:
+    ctx = sd.Context(
+        str(tmp_path),
+        plugins=tiny.PLUGINS,
+        config={"n_chunks": 3, "tick_delay_s": 1.5},
+        timeout=0.3,
+    )
+    t0 = time.monotonic()
+    with pytest.raises(MailboxTimeout, match=r"saver of 'ticks': gave up after 0\.3 s"):
+        ctx.make("r1", "ticks")  # saved only: no mailbox reader waits for the source
+    assert time.monotonic() - t0 < 10
+    assert ctx.stores[0].status(ctx.key_for("r1", "ticks")) == "failed"
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
