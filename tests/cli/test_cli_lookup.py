@@ -101,10 +101,10 @@ HEAVY = ("numba", "zarr", "dask", "pydantic", "numpy", "strax_decl.context", "pa
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["ls", "-s", "no_store_here"]])
 def test_startup_imports_nothing_heavy(tmp_path, args):
-    modules, seconds = _imported(*args, cwd=tmp_path)
+    modules, _seconds = _imported(*args, cwd=tmp_path)
     assert "strax_decl.cli" in modules
     assert not [m for m in HEAVY if m in modules], sorted(m for m in modules if m in HEAVY)
-    assert seconds < 0.3  # measured ~0.03-0.05 s on an idle machine
+    # the time itself is a bench figure (bench/startup_bench.py), not a unit-test bound
     assert not (tmp_path / "no_store_here").exists()  # reading never creates a store
 
 
