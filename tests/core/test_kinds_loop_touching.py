@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import strax
+
+try:  # strax (the bench extra) for the comparison; brute force is checked without it
+    import strax
+except ImportError:  # pragma: no cover - a clean clone has no strax
+    strax = None
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -352,5 +356,5 @@ def test_random_data_any_chunking_gives_what_strax_touching_windows_selects(conf
         got = np.array(rows[["n", "ids"]].tolist(), dtype=np.int64).reshape(-1, 2)
         want = expected(config, left, right)
         np.testing.assert_array_equal(got, want, err_msg=target)
-        if left == right:
+        if left == right and strax is not None:
             np.testing.assert_array_equal(got, strax_selection(config, left), err_msg=target)
