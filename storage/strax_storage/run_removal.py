@@ -46,9 +46,12 @@ def _is_document(name: str) -> bool:
     return name == RUN_DOC or name.startswith((TAG_PREFIX, UNTAG_PREFIX))
 
 
-def busy_keys(store: Store, run_id: str, names: tuple[str, ...]) -> dict[DataKey, str]:
-    """The run's data sets a live writer holds (claimed, or being written), with who."""
-    keys = {i.key for i in list_infos(store.backend, run_id)}
+def busy_keys(
+    store: Store, run_id: str, names: tuple[str, ...], stored: set[DataKey] | None = None
+) -> dict[DataKey, str]:
+    """The run's data sets a live writer holds (claimed, or being written), with who;
+    ``stored``: the run's data sets if just listed (else they are listed here)."""
+    keys = set(stored) if stored is not None else {i.key for i in list_infos(store.backend, run_id)}
     keys |= {
         k
         for n in names
@@ -70,7 +73,8 @@ def remove_run(store: Store, run_id: str, *, skip_writing: bool = False) -> RunR
     names = store.run_folder(run_id).names
     if not names:
         raise DataNotFound(f"no run {run_id!r} in {store.url}")
-    busy = busy_keys(store, run_id, names)
+    stored = {i.key for i in list_infos(backend, run_id)}
+    busy = busy_keys(store, run_id, names, stored)
     if busy and not skip_writing:
         first = next(iter(busy))
         listed = "; ".join(f"{k} by {who}" for k, who in busy.items())
@@ -80,7 +84,7 @@ def remove_run(store: Store, run_id: str, *, skip_writing: bool = False) -> RunR
             store.claims.holder(first),
         )
     removed, skipped = [], dict(busy)
-    for key in sorted({i.key for i in list_infos(backend, run_id)} - set(busy)):
+    for key in sorted(stored - set(busy)):
         try:
             store.remove(key)
         except ClaimHeld as e:  # a writer started since the check: keep its data set

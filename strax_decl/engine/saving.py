@@ -32,16 +32,15 @@ class RunSavers:
     def __init__(self, hooks: Hook) -> None:
         self.hooks = hooks
         self.by_type: dict[str, list[Saver]] = {}
-        self._keep: set[int] = set()  # ids of the savers a stop suspends (``keep_partial``)
+        self.keep_partial: set[str] = set()  # data types a stop suspends (``Graph``'s)
 
     def open(self, graph: Graph) -> None:
         """Create every saver of ``graph`` (those created before an error are kept, to fail)."""
+        self.keep_partial = set(graph.keep_partial)
         for data_type, factories in graph.savers.items():
             group = self.by_type.setdefault(data_type, [])
             for make in factories:
                 group.append(make())
-                if data_type in graph.keep_partial:
-                    self._keep.add(id(group[-1]))
 
     def items(self) -> Iterator[tuple[str, Saver]]:
         for data_type, group in self.by_type.items():
@@ -91,7 +90,7 @@ class RunSavers:
     def stop_one(self, saver: Saver, error: BaseException) -> None:
         if not discards(error):
             saver.fail(error)
-        elif id(saver) in self._keep:
+        elif saver.key.data_type in self.keep_partial:
             saver.suspend()  # resumable: its final prefix stays, ``partial`` (or discarded)
         else:
             saver.discard()
