@@ -52,10 +52,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ResumeFrom:
     """Where a resumed write continues: the dead writer's directory and its final prefix
-    (``resumable_prefix``: trailing empty chunks at the watermark dropped)."""
+    (``resumable_prefix``: trailing empty chunks at the watermark dropped), and the layout
+    it wrote with (rows per Zarr chunk, each field's codec, the index arrays' zstd level),
+    which the resumed write keeps whatever the resuming store's own settings are: one data
+    set has one layout."""
 
     path: str
     prefix: Prefix
+    rows_per_chunk: int
+    codecs: dict[str, Codec]
+    level: int
 
     @property
     def watermark(self) -> int:

@@ -13,6 +13,8 @@ and whether its writer is alive.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,7 +31,13 @@ from strax_storage.errors import DataCorrupted, DataNotFound, StorageError
 from strax_storage.final_prefix import BadRecord, Prefix, read_prefix, tail_key
 from strax_storage.info import DataSetInfo
 from strax_storage.keys import DataKey
-from strax_storage.layout import ATTRS_KEY, FORMAT_VERSION, read_field_codecs
+from strax_storage.layout import (
+    ATTRS_KEY,
+    FORMAT_VERSION,
+    METADATA_LIMIT,
+    metadata_key,
+    read_field_codecs,
+)
 from strax_storage.live_saver import ResumeFrom, resumable_prefix
 from strax_storage.loader import DataSetReader
 
@@ -89,7 +97,10 @@ def progress(backend: Backend, info: DataSetInfo) -> WriteProgress | None:
         return None  # complete, or being published this instant (its records are gone)
     try:
         rpc, fields = _layout(info)
-        prefix = read_prefix(backend, _path_of(backend, info), rpc, len(fields))
+        path = _path_of(backend, info)
+        prefix = read_prefix(backend, path, rpc, len(fields))
+        if prefix.n_records and _being_published(backend, path):
+            return None
     except (BadRecord, StorageError, OSError):
         return None
     return WriteProgress(
@@ -104,6 +115,27 @@ def progress(backend: Backend, info: DataSetInfo) -> WriteProgress | None:
         info,
         prefix,
     )
+
+
+def _being_published(backend: Backend, path: str) -> bool:
+    """Whether the data set at ``path`` was marked complete (or moved) since ``info`` was read.
+
+    A saver marks a data set complete *before* it drops the records (``Saver.close``), and
+    drops them one file at a time: records read after that are a shrinking view, and a
+    monitor must never see a prefix shorter than one it saw before. Reading the attributes
+    again after the records tells: then the caller waits for the published data set.
+    """
+    try:
+        raw = backend.read(metadata_key(path), limit=METADATA_LIMIT)
+    except StorageError:
+        return True
+    if raw is None:
+        return True  # moved (published, or removed) meanwhile
+    try:
+        ours = json.loads(raw)["attributes"][ATTRS_KEY]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return True
+    return not isinstance(ours, dict) or ours.get("complete") is not False
 
 
 def _candidates(
@@ -136,7 +168,20 @@ def resume_point(
         return None
     best = max(found, key=lambda p: p.n_rows)
     prefix = resumable_prefix(best.prefix)
-    return None if prefix is None else ResumeFrom(_path_of(backend, best.info), prefix)
+    if prefix is None:
+        return None
+    ours: dict[str, Any] = best.info.attrs[ATTRS_KEY]
+    try:
+        rpc, fields = _layout(best.info)
+        compressor = ours.get("compressor")
+        if ours.get("format_version") != FORMAT_VERSION or not isinstance(compressor, dict):
+            return None  # an older layout is not continued: the claimant starts afresh
+        codecs = read_field_codecs(compressor, FORMAT_VERSION, fields)
+        level = compressor["zstd_level"]
+    except (BadRecord, ValueError, KeyError, TypeError):
+        return None
+    path = _path_of(backend, best.info)
+    return ResumeFrom(path, prefix, rpc, dict(zip(fields, codecs, strict=True)), level)
 
 
 class PrefixReader(DataSetReader):
@@ -210,7 +255,7 @@ class PrefixReader(DataSetReader):
         """
         if self._tail is None:
             prefix = self.prefix
-            for _ in range(10):
+            for _ in range(100):
                 tail = prefix.tail
                 if prefix.n_zarr > z:  # whole now: read it with its recorded CRC32C
                     self._n_whole = z + 1
@@ -230,6 +275,9 @@ class PrefixReader(DataSetReader):
                 if self._follow():  # published: same write, same bytes, CRC not recorded
                     self._n_whole, self._digests = z + 1, None
                     return super()._decoded(spec, z)
+                if _being_published(self._backend, self.path):
+                    time.sleep(0.01)  # marked complete, records dropped, renamed in a moment
+                    continue
                 prefix = read_prefix(self._backend, self.path, self.rows_per_chunk, len(self.specs))
             else:
                 self._corrupt("the tail of the final prefix keeps being replaced")

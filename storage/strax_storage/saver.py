@@ -103,13 +103,19 @@ class Saver(LiveWriting):
         self._backend = backend
         self._metadata = metadata
         self._overwrite = overwrite
+        if resume is not None:  # continued in the dead writer's layout (see ResumeFrom)
+            rows_per_chunk, level = resume.rows_per_chunk, resume.level
         self._rows_per_chunk = rows_per_chunk
         self._level = level
         self._specs: list[FieldSpec] = field_specs(dtype)
         try:  # one codec per field (see codec_choice); the index arrays: zstd at ``level``
             self._codecs = field_codecs(self._specs, codec, level)
+            if resume is not None:
+                self._codecs = [resume.codecs[s.name] for s in self._specs]
         except (TypeError, ValueError) as e:
             raise type(e)(f"data set {key}: {e}") from None
+        except KeyError as e:
+            raise ValueError(f"data set {key}: the write resumed has no field {e}") from None
         self._fixed = fixed_attrs(
             level, {s.name: c for s, c in zip(self._specs, self._codecs, strict=True)}
         )

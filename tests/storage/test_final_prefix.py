@@ -287,3 +287,55 @@ def test_a_partial_is_removed_by_remove_and_by_the_next_claimant(tmp_path: Path)
             claim.release()
         assert store.status(KEY) == "absent", how
         assert [n for n in os.listdir(tmp_path / "run_1") if n.startswith(".")] == []
+
+
+def test_a_reader_never_sees_the_prefix_shrink_while_it_is_published(tmp_path: Path) -> None:
+    """Closing marks the data set complete, then drops its records one file at a time, then
+    renames it. A reader between those steps must not take the remaining records for a
+    (shorter) final prefix: it sees none, and waits for the published data set."""
+    store = open_store(tmp_path, rows_per_chunk=10)
+    chunks = make_chunks(20)
+    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
+    for chunk in chunks:
+        saver.send(chunk)
+    progress = store.progress(KEY)
+    assert progress is not None and progress.n_chunks == len(chunks)
+    # the first steps of Saver._close, up to dropping the records (stopped half-way)
+    saver._write_index()
+    saver._write_array_metadata()
+    saver._write_group_attrs("complete")
+    tmp = next(p for p in (tmp_path / "run_1").iterdir() if p.name.startswith(".tmp-"))
+    records = sorted((tmp / "_index" / "final").glob("*.json"))
+    for late in records[len(records) // 2 :]:
+        late.unlink()
+    stale = progress.info  # a reader that read the attributes before they said complete
+    from strax_storage import partial
+
+    assert partial.progress(store.backend, stale) is None
+    assert store.progress(KEY) is None
+    saver.close()  # drops the rest, publishes
+    whole = np.concatenate([c.data for c in chunks])
+    assert store.load_array(KEY, allow_incomplete=True).tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize(("written", "resumed"), [(10, 64), (64, 10), (10, None)])
+def test_a_resumed_write_keeps_the_layout_it_was_started_with(
+    tmp_path: Path, written: int, resumed: int | None
+) -> None:
+    """The store resuming may be opened with another ``rows_per_chunk`` or zstd level than
+    the one that started the write: the resumed data set keeps the first writer's layout
+    (one data set, one layout), and is bit-identical to a write in one go with it."""
+    chunks = make_chunks(30)
+    clean = open_store(tmp_path / "clean", rows_per_chunk=written, zstd_level=3)
+    clean.saver(KEY, DTYPE, {}).save_from(chunks)
+    first = open_store(tmp_path / "s", rows_per_chunk=written, zstd_level=3)
+    saver = first.saver(KEY, DTYPE, {})
+    for chunk in chunks[:17]:
+        saver.send(chunk)
+    assert saver.suspend()
+    other = open_store(tmp_path / "s", rows_per_chunk=resumed, zstd_level=7)
+    point = other.resume_point(KEY)
+    assert point is not None and point.rows_per_chunk == written and point.level == 3
+    assert other.saver(KEY, DTYPE, {}, resume=point).save_from(chunks).complete
+    assert other.load_array(KEY).tobytes() == clean.load_array(KEY).tobytes()
+    assert files(tmp_path / "s") == files(tmp_path / "clean")
