@@ -6,8 +6,9 @@ is scheduled::
 
     for chunk in execute(graph, "threaded", hooks=[stats, bar], max_workers=4): ...
 
-``threaded`` (the default): one thread per loader, plugin and saver, joined by bounded
-mailboxes, ``parallel`` plugins in pools (``threaded.py``). ``serial``: everything in the
+``threaded`` (the default): a thread per loader, source, ``parallel`` plugin and fused
+segment of the other plugins, joined by bounded mailboxes, ``parallel`` plugins in pools
+(``threaded.py``, ``segments.py``). ``serial``: everything in the
 caller's thread, pulling on demand, for debugging and as the reference (``serial.py``).
 """
 

@@ -1,7 +1,9 @@
-"""The threaded executor: one thread per loader and plugin, joined by mailboxes.
+"""The threaded executor: threads for loaders, sources, ``parallel`` plugins and fused
+segments of the other plugins (``segments.py``), joined by mailboxes.
 
 Every data type has a mailbox. A producer thread iterates its plugin (which pulls its inputs
-from mailbox subscriptions) and sends each output chunk to that output's mailbox and to its
+from mailbox subscriptions; inside a segment, from the producers fused with it, on demand)
+and sends each output chunk read elsewhere to that output's mailbox and to its
 savers (``inline_saving.py``: no thread hand-off per saved chunk); only a ``parallel``
 producer's savers have their own threads, draining a subscription (they wait for its
 futures); the caller's thread reads the requested output.
@@ -45,14 +47,11 @@ How a run stops (``stopping.py`` has the three ways; ``tests/core/test_failures.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Iterator
 
-from strax_decl.chunk import Chunk, check_touches
-from strax_decl.engine.futures import then
+from strax_decl.chunk import Chunk
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
 from strax_decl.engine.inline_saving import InlineSavers
@@ -65,10 +64,11 @@ from strax_decl.engine.mailbox import (
     original_exception,
 )
 from strax_decl.engine.pools import RunPools
+from strax_decl.engine.producing import produce
 from strax_decl.engine.saving import RunSavers
+from strax_decl.engine.segments import Segment, partition
 from strax_decl.engine.stopping import (
     ProcessingStopped,
-    Span,
     doomed_types,
     interrupt_behind,
     is_interrupt,
@@ -158,6 +158,7 @@ class _Run:
         self.savers = RunSavers(hooks)
         self.saver_threads: list[tuple[Saver, threading.Thread]] = []
         self.pools = RunPools(max_workers, submit, run_id)
+        self.segments = partition(graph)  # the producers that share a thread
 
     # ------------------------------------------------------------------ failure
 
@@ -197,22 +198,33 @@ class _Run:
 
     def _prune(self, reason: BaseException) -> None:
         """Stop the producers that nothing still wanted depends on (``keep_finished``)."""
+        needed = self._needed() or set()
+        deadline = time.monotonic() + self.alarm
+        for segment in self.segments:
+            if not any(p.name in needed for p in segment):
+                with self._lock:  # told to stop: its join is bounded from now on
+                    name = "+".join(p.name for p in segment)
+                    self._told.setdefault(f"{THREAD_PREFIX}:{name}", deadline)
+            for producer in segment:
+                if producer.name in needed:
+                    continue
+                for o in producer.outputs:
+                    if not self.mailboxes[o].closed:
+                        self.mailboxes[o].kill(reason)
+
+    def _needed(self) -> set[str] | None:
+        """The producers that unfinished savers (and the caller, while reading) still need
+        after a failure; None once everything stops."""
         with self._lock:
+            if self.stopped_all:
+                return None
             doomed = doomed_types(self.graph, self.failed_types)
             caller_reading = self.caller_reading
         wanted = {d for d, saver in self.savers.items() if not saver.closed and d not in doomed}
         output = self.graph.output
         if caller_reading and output is not None and output not in doomed:
             wanted.add(output)
-        needed = needed_producers(self.graph, wanted)
-        deadline = time.monotonic() + self.alarm
-        for producer in self.graph.producers:
-            if producer.name not in needed:
-                with self._lock:  # told to stop: its join is bounded from now on
-                    self._told.setdefault(f"{THREAD_PREFIX}:{producer.name}", deadline)
-                for o in producer.outputs:
-                    if not self.mailboxes[o].closed:
-                        self.mailboxes[o].kill(reason)
+        return needed_producers(self.graph, wanted)
 
     # ------------------------------------------------------------------ threads
 
@@ -256,12 +268,35 @@ class _Run:
         inline = InlineSavers(outs, self.savers, self.hooks, self.fail, self.run_id)
 
         def body() -> None:
-            _produce(producer, inputs, outputs, submit, self.hooks, self.run_id, inline)
+            produce(producer, inputs, outputs, submit, self.hooks, self.run_id, inline)
 
         thread = self._spawn(producer.name, body, list(outputs.values()), producer.outputs)
         self.saver_threads.extend((saver, thread) for _, saver in inline.savers)
         if inline.savers:
             self.inline.append((producer.name, inline))
+
+    def _add_segment(self, producers: tuple[Producer, ...]) -> None:
+        """Several plugins in one thread (``segments.py``), their savers inline."""
+        inline = {
+            p.name: InlineSavers(p.outputs, self.savers, self.hooks, self.fail, self.run_id)
+            for p in producers
+        }
+        segment = Segment(producers, self.mailboxes, inline, self.run_id)
+
+        def body() -> None:
+            segment.run(
+                lambda p: self.pools.submitter(p.name, p.parallel),
+                self.hooks,
+                self.fail,
+                self._needed,
+            )
+
+        sends_to = [self.mailboxes[o] for p in producers for o in p.outputs]
+        thread = self._spawn(segment.thread_name, body, sends_to)
+        for name, savers in inline.items():
+            self.saver_threads.extend((saver, thread) for _, saver in savers.savers)
+            if savers.savers:
+                self.inline.append((name, savers))
 
     def _add_saver(self, data_type: str, saver: Saver) -> None:
         subscription = self.mailboxes[data_type].subscribe()
@@ -292,8 +327,11 @@ class _Run:
             for data_type, saver in self.savers.items():
                 if self.graph.producer_of(data_type).parallel:  # it sends futures
                     self._add_saver(data_type, saver)
-            for producer in self.graph.producers:
-                self._add_producer(producer)
+            for segment in self.segments:
+                if len(segment) == 1:
+                    self._add_producer(segment[0])
+                else:
+                    self._add_segment(segment)
             if self.graph.output is not None:
                 output = self.mailboxes[self.graph.output].subscribe()
                 self.caller_reading = True
@@ -405,77 +443,6 @@ class _Run:
             busy = [s for s, thread in self.saver_threads if not self._ended[thread].is_set()]
             self.savers.stop(ending, skip=busy)
         return stuck, running
-
-
-def _produce(
-    producer: Producer,
-    inputs: Mapping[str, Subscription],
-    outputs: Mapping[str, Mailbox],
-    submit: Submit | None,
-    hooks: Hooks,
-    run_id: str | None = None,
-    inline: InlineSavers | None = None,
-) -> None:
-    """A producer thread's work: iterate the producer, send its outputs (to their mailboxes
-    and its ``inline`` savers), close them."""
-    # Outputs nobody reads (a by-product of a multi-output plugin that is neither saved nor
-    # requested) are dropped here instead of filling a mailbox forever.
-    live = {o: mb for o, mb in outputs.items() if mb.active_subscribers}
-    saved = inline.by_output if inline is not None else {}
-    if not saved:
-        inline = None
-    previous_end: dict[str, int] = {}
-    span = Span()
-    read = {d: span.reading(sub) for d, sub in inputs.items()}
-    iterator = iter(producer.start(read, submit, hooks))
-    try:
-        for item in iterator:
-            if not item:  # a live source waiting for data (sd.NOT_YET): stop if told to
-                for box in outputs.values():
-                    if box.reason is not None:
-                        raise MailboxKilled(box.reason, box.name)
-                continue
-            if isinstance(item, Future):
-                for o, mailbox in live.items():
-                    mailbox.send(_pick(item, o))
-                continue
-            for o, chunk in item.items():
-                span.produced(chunk)
-                mb = live.get(o)
-                if mb is None and o not in saved:
-                    continue
-                check_touches(f"{producer.name}, output {o!r}", chunk, previous_end.get(o))
-                previous_end[o] = chunk.end
-                if mb is not None:
-                    mb.send(chunk)
-                elif (killed := outputs[o].reason) is not None:  # saved only; told to stop
-                    raise MailboxKilled(killed, o)
-                if inline is not None and o in saved:
-                    inline.send(o, chunk)
-        for mb in outputs.values():
-            mb.close()
-        if inline is not None:
-            inline.close()
-    except MailboxKilled:
-        raise  # someone else's failure
-    except BaseException as e:
-        note_failure(e, producer.name, run_id, span.where)
-        raise
-    finally:
-        # Run the producer's cleanup (a generator's finally blocks) in its own thread, and
-        # stop holding back the mailboxes it read.
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
-        for sub in inputs.values():
-            sub.close()
-
-
-def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
-    """A future of one output of a multi-output future; always completes when ``future`` does
-    (also if it is cancelled), so no reader can wait for it forever."""
-    return then(future, lambda outputs: outputs[output])  # KeyError if it lacks this output
 
 
 def run_threaded(

@@ -77,8 +77,8 @@ def test_plain_producers_save_in_their_own_thread_parallel_ones_in_a_saver_threa
     assert list(execute(graph, "threaded", hooks=[seen], max_messages=1)) == []
     assert seen.by_saver == {
         "save ticks": {"sd:Ticks"},
-        "save doubled": {"sd:Doubler"},
-        "save fragile": {"sd:Fragile"},
+        "save doubled": {"sd:Doubler+Fragile"},  # one fused segment (engine/segments.py)
+        "save fragile": {"sd:Doubler+Fragile"},
         "save pdoubled": {"sd:save pdoubled"},
     }
     assert {n for n in seen.alive if n.startswith("sd:save")} == {"sd:save pdoubled"}
