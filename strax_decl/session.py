@@ -108,6 +108,9 @@ class Request:
     submit: Submit | None = None
     fuzzy_for: tuple[str, ...] = ()
     """Plugins whose version and options may differ in what is loaded (``strax_decl.fuzzy``)."""
+    concatenated: bool = False
+    """The caller concatenates every chunk (``get_array``): a loaded target may come in runs
+    of stored chunks instead of the producer's chunks (``build_graph(combine_loaded=...)``)."""
 
 
 class CorruptedAfterRows(DataCorrupted, StraxDeclError):
@@ -242,6 +245,7 @@ class Session:
                     self.stores,
                     request.targets if request.output else None,
                     request.time_range,
+                    combine_loaded=request.concatenated,
                 )
                 chunks = self._execute(plan, graph, request)
                 for chunk in chunks:

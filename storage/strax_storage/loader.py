@@ -8,10 +8,10 @@ CRC32C mismatch or a wrong decoded size raises DataCorrupted naming the data set
 and every loaded strax chunk is checked to lie inside its ``[start, end)`` and be sorted by time
 (catches swapped chunk files, which a per-file checksum cannot). Wrong rows are never returned.
 
-Rows are read by row range. For each field, the Zarr chunks overlapping the range are fetched,
-checked and decompressed on the shared pool and copied straight into the output structured
-array. The last decoded Zarr chunk of each field is kept while iterating, since consecutive
-strax chunks usually share one.
+A whole read decodes each Zarr chunk once on the shared pool; strax chunks inside one Zarr
+chunk are views of one array of its rows, the guard runs once per Zarr chunk (``read_plan``).
+A row range (``array``, time ranges) decodes the Zarr chunks overlapping it straight into the
+output; while iterating, the last decoded Zarr chunk of each field is kept.
 
 A time range ``(t0, t1)`` selects rows with ``t0 <= time`` and ``endtime <= t1`` (strax's
 "fully contained"). Only strax chunks overlapping the range are considered; for those, the time
@@ -59,6 +59,7 @@ from strax_storage.layout import (
     read_field_codecs,
 )
 from strax_storage.pool import pool
+from strax_storage.read_plan import first_bad, plan_read
 
 __all__ = ["DataSetReader", "check_time_range"]
 
@@ -348,14 +349,20 @@ class DataSetReader:
             return
         time = data["time"]
         if time[0] < start or time[-1] >= end or (len(time) > 1 and (time[1:] < time[:-1]).any()):
-            self._corrupt(
-                f"rows loaded for strax chunk {i} [{start}, {end}) are outside it or unsorted"
-            )
+            self._bad_rows(i)
 
-    def chunks(self, time_range: tuple[int, int] | None = None) -> Iterator[Chunk]:
-        """Strax chunks in stored order; with a time range, trimmed to it (see module doc)."""
+    def chunks(
+        self, time_range: tuple[int, int] | None = None, *, combine_rows: int | None = None
+    ) -> Iterator[Chunk]:
+        """Strax chunks in stored order; with a time range, trimmed to it (see module doc).
+
+        ``combine_rows`` (whole reads only): consecutive stored chunks whose first rows fall
+        in one block of that many rows come as one chunk, their concatenation. Its boundaries
+        are the producer's, but not all of them: for a reader that concatenates anyway, never
+        on the way to a plugin (whose consumers must see the chunks the producer made).
+        """
         if time_range is None:
-            yield from self._all_chunks()
+            yield from self._all_chunks(combine_rows)
             return
         cache: _Cache = {}
         t0, t1 = time_range
@@ -383,71 +390,81 @@ class DataSetReader:
             self._verify(i, out, start, end)
             yield Chunk(max(start, t0), min(end, t1), out)
 
-    def _all_chunks(self) -> Iterator[Chunk]:
-        """Every strax chunk, decoding each Zarr chunk once, pipelined across strax chunks.
+    def _all_chunks(self, combine_rows: int | None = None) -> Iterator[Chunk]:
+        """Every strax chunk (or, with ``combine_rows``, runs of them: ``read_plan``), each Zarr
+        chunk decoded once, pipelined across Zarr chunks.
 
-        Zarr chunks are submitted in order, each as one task that decodes it (all fields) and
-        copies its rows into every strax chunk it overlaps (output buffers are allocated when
-        first needed). Strax chunk ``i`` is yielded once the Zarr chunks up to its last row are
-        done, while the tasks for the next strax chunk already run: the pool never idles at a
-        strax-chunk boundary, and no Zarr chunk is decoded twice.
+        Zarr chunks are submitted in order, each as one task that decodes it (all fields),
+        copies the rows of the output chunks spanning several Zarr chunks into their buffers
+        (allocated when first needed) and gathers the rows of those wholly inside it into one
+        segment, of which they are views. Output chunks are yielded as soon as the Zarr chunks
+        up to their last row are done, while the next ones already decode: the pool never
+        idles at a boundary, no Zarr chunk is decoded twice, and a small chunk costs a slice.
         """
-        n = self.rows_per_chunk
-        n_zarr = -(-self.n_rows // n)
-        ends = self.first_rows + self.counts
-        outs: dict[int, np.ndarray] = {}
-        submitted: deque[Future[None]] = deque()
+        starts, ends = np.asarray(self.starts), np.asarray(self.ends)
+        firsts, counts = np.asarray(self.first_rows), np.asarray(self.counts)
+        plan = plan_read(starts, ends, firsts, counts, self.rows_per_chunk, combine_rows)
+        n_out = plan.n_out
+        outs: dict[int, np.ndarray] = {}  # buffers of output chunks spanning Zarr chunks
+        segments: dict[int, np.ndarray] = {}  # Zarr chunk -> rows of the chunks inside it
+        submitted: deque[Future[np.ndarray | None]] = deque()
         next_z = 0  # next Zarr chunk to submit
         done_z = 0  # Zarr chunks [0, done_z) are decoded and copied
-        alloc_until = 0  # strax chunks [0, alloc_until) have an output buffer (or were yielded)
+        empty = self._alloc(0)
 
         def submit_through(z_stop: int) -> None:
-            nonlocal next_z, alloc_until
+            nonlocal next_z
             submit = pool().submit
-            while next_z < min(z_stop, n_zarr):
+            while next_z < min(z_stop, plan.n_zarr):
                 z = next_z
-                lo, hi = z * n, min((z + 1) * n, self.n_rows)
-                # strax chunks with rows in [lo, hi): allocate their buffers now
-                j_first = int(np.searchsorted(ends, lo, side="right"))
-                j_stop = int(np.searchsorted(self.first_rows, hi, side="left"))
-                for j in range(alloc_until, j_stop):
-                    outs[j] = self._alloc(int(self.counts[j]))
-                alloc_until = max(alloc_until, j_stop)
                 targets = []
-                for j in range(j_first, j_stop):
-                    a = max(lo, int(self.first_rows[j]))
-                    b = min(hi, int(ends[j]))
-                    if b > a:
-                        targets.append(
-                            (
-                                outs[j],
-                                slice(a - self.first_rows[j], b - self.first_rows[j]),
-                                slice(a - lo, b - lo),
-                            )
-                        )
-                submitted.append(submit(self._decode_to_targets, z, targets))
+                for k, dst, src in plan.spans(z):
+                    if k not in outs:
+                        outs[k] = self._alloc(plan.counts[k])
+                    targets.append((outs[k], dst, src))
+                seg = (plan.seg_first[z], plan.seg_stop[z])
+                submitted.append(submit(self._decode_zarr_chunk, z, targets, seg))
                 next_z += 1
 
+        def wait_through(z_need: int) -> None:
+            nonlocal done_z
+            while done_z < z_need:
+                seg = submitted.popleft().result()
+                if seg is not None:
+                    segments[done_z] = seg
+                done_z += 1
+
+        def prepare(k: int) -> None:
+            """Output chunk ``k``'s Zarr chunks decoded, and the next ones (bounded) started."""
+            z_need = plan.z_need[k]
+            following = plan.z_need[min(k + 1, n_out - 1)]
+            submit_through(min(max(z_need + 1, following), z_need + _LOOKAHEAD))
+            wait_through(z_need)
+
         try:
-            for i in range(self.n_chunks):
-                count = int(self.counts[i])
-                start, end = int(self.starts[i]), int(self.ends[i])
-                if count == 0:
-                    outs.pop(i, None)
-                    alloc_until = max(alloc_until, i + 1)
-                    yield Chunk(start, end, self._alloc(0))
-                    continue
-                z_need = (int(ends[i]) - 1) // n + 1  # Zarr chunks [0, z_need) hold chunk i
-                # keep the pool busy: also submit the next strax chunk's Zarr chunks (bounded)
-                following = int(ends[min(i + 1, self.n_chunks - 1)])
-                z_ahead = min(max(z_need, (following - 1) // n + 1), z_need + _LOOKAHEAD)
-                submit_through(z_ahead)
-                while done_z < z_need:
-                    submitted.popleft().result()
-                    done_z += 1
-                out = outs.pop(i)
-                self._verify(i, out, start, end)
-                yield Chunk(start, end, out)
+            cur_z, seg, seg0, k, bad_k, bad_i = -1, empty, 0, 0, n_out, -1
+            while k < n_out:
+                z = plan.inside[k]
+                if z >= 0:
+                    if z != cur_z:  # the first output chunk inside Zarr chunk z
+                        prepare(k)
+                        cur_z, seg0, seg = z, plan.seg_first[z], segments.pop(z)
+                        k_stop = plan.containing(plan.seg_stop[z] - 1) + 1
+                        bad_k, bad_i = plan.first_bad(seg, seg0, k, k_stop)
+                    if k == bad_k:  # the chunks before it were handed out
+                        self._bad_rows(bad_i)
+                    first = plan.firsts[k] - seg0
+                    yield Chunk(plan.starts[k], plan.ends[k], seg[first : first + plan.counts[k]])
+                elif plan.counts[k] == 0:
+                    yield Chunk(plan.starts[k], plan.ends[k], empty[:0])
+                else:  # spans several Zarr chunks: assembled in its own buffer
+                    prepare(k)
+                    out = outs.pop(k)
+                    bad = plan.first_bad(out, plan.firsts[k], k, k + 1)[1]
+                    if bad >= 0:
+                        self._bad_rows(bad)
+                    yield Chunk(plan.starts[k], plan.ends[k], out)
+                k += 1
         finally:
             # the consumer stopped early or a task failed: drop work not started, and wait
             # for running tasks so none writes into buffers after we return
@@ -458,23 +475,36 @@ class DataSetReader:
                     with contextlib.suppress(Exception):
                         f.result()
 
-    def _decode_to_targets(self, z: int, targets: list[tuple[np.ndarray, slice, slice]]) -> None:
-        """Pool task: decode Zarr chunk ``z`` of every field, copy its rows to ``targets``.
+    def _bad_rows(self, i: int) -> None:
+        self._corrupt(
+            f"rows loaded for strax chunk {i} [{int(self.starts[i])}, {int(self.ends[i])}) "
+            "are outside it or unsorted"
+        )
+
+    def _decode_zarr_chunk(
+        self, z: int, targets: list[tuple[np.ndarray, slice, slice]], segment: tuple[int, int]
+    ) -> np.ndarray | None:
+        """Pool task: decode Zarr chunk ``z`` of every field, copy its rows to ``targets``,
+        and return the data set rows ``segment`` (inside it) as a new array (None: empty).
 
         All fields of one Zarr chunk in one task, copied block by block, so each block of
         output rows is written while it is in cache (~15% faster than field after field).
         """
+        lo = z * self.rows_per_chunk
         decoded = [self._decoded(spec, z) for spec in self.specs]
+        a, b = segment
+        seg = self._alloc(b - a) if b > a else None
+        if seg is not None:
+            targets = [*targets, (seg, slice(0, b - a), slice(a - lo, b - lo))]
         for out, dst, src in targets:
             pairs = [(out[spec.name], d) for spec, d in zip(self.specs, decoded, strict=True)]
-            for b in range(0, src.stop - src.start, _COPY_BLOCK_ROWS):
-                e = min(b + _COPY_BLOCK_ROWS, src.stop - src.start)
-                d_sl, s_sl = (
-                    slice(dst.start + b, dst.start + e),
-                    slice(src.start + b, src.start + e),
-                )
+            for b0 in range(0, src.stop - src.start, _COPY_BLOCK_ROWS):
+                e = min(b0 + _COPY_BLOCK_ROWS, src.stop - src.start)
+                d_sl = slice(dst.start + b0, dst.start + e)
+                s_sl = slice(src.start + b0, src.start + e)
                 for target, values in pairs:
                     target[d_sl] = values[s_sl]
+        return seg
 
     def array(self, time_range: tuple[int, int] | None = None) -> np.ndarray:
         """All rows (or those inside the time range) as one structured array."""
@@ -483,7 +513,7 @@ class DataSetReader:
             return np.concatenate(parts) if parts else self._alloc(0)
         out = self._alloc(self.n_rows)
         self._read_into(out, 0, self.n_rows, self.specs, None)
-        for i in range(self.n_chunks):
-            first, count = int(self.first_rows[i]), int(self.counts[i])
-            self._verify(i, out[first : first + count], int(self.starts[i]), int(self.ends[i]))
+        index = (np.asarray(a) for a in (self.first_rows, self.counts, self.starts, self.ends))
+        if (bad := first_bad(out["time"], 0, *index)) >= 0:
+            self._bad_rows(bad)
         return out

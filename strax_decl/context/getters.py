@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
@@ -45,6 +46,11 @@ __all__ = ["Getters", "Processor", "RunIds", "Targets", "as_list"]
 RunIds = list[str] | tuple[str, ...]
 Targets = str | Sequence[str]
 Processor = Literal["threaded", "serial"]
+
+
+_CONCATENATING: ContextVar[bool] = ContextVar("concatenating", default=False)
+"""Set by ``get_array`` around its ``iter_chunks`` call: the request it makes concatenates
+every chunk (``Request.concatenated``), so no chunk boundary of a loaded target is seen."""
 
 
 class Getters:
@@ -142,6 +148,7 @@ class Getters:
             processor=processor,
             progress=progress,
             fuzzy_for=self._fuzzy(fuzzy_for),
+            concatenated=_CONCATENATING.get(),
         )
         # Errors in the request surface here, not at the first chunk; the same plan runs.
         plan = self._session.resolve(request)
@@ -208,7 +215,11 @@ class Getters:
                 check_run_id(run)
             return self._get_runs(run_list(run_id), targets, ignore_errors, **options)
         for attempt in range(2):
-            chunks = self.iter_chunks(run_id, targets, **options)
+            concatenating = _CONCATENATING.set(True)  # this call's requests only
+            try:
+                chunks = self.iter_chunks(run_id, targets, **options)
+            finally:
+                _CONCATENATING.reset(concatenating)
             try:
                 parts = [c.data for c in chunks]
                 break

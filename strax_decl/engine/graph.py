@@ -31,6 +31,7 @@ from strax_decl.sync import aligned
 from strax_decl.version import __version__
 from strax_storage import DataKey, DataSetInfo, Saver, Store
 from strax_storage.codec_choice import CodecChoice
+from strax_storage.loader import DataSetReader
 from strax_storage.partial import prefix_chunks
 
 __all__ = ["Graph", "Producer", "build_graph"]
@@ -108,8 +109,13 @@ def build_graph(
     stores: Sequence[Store],
     output: str | Sequence[str] | None,
     time_range: tuple[int, int] | None = None,
+    combine_loaded: bool = False,
 ) -> Graph:
-    """Wire loaders, plugin instances and savers for ``plan``."""
+    """Wire loaders, plugin instances and savers for ``plan``.
+
+    ``combine_loaded``: the caller concatenates the output (``get_array``), so a loaded
+    target read whole that no plugin reads may come in runs of stored chunks (see ``_loader``).
+    """
     producers: list[Producer] = []
     savers: dict[str, list[Callable[[], Saver]]] = {}
     dtypes: dict[str, np.dtype] = {}
@@ -133,7 +139,10 @@ def build_graph(
             }
             if len(resumed) == 1 and None not in resumed and data_type not in targets:
                 load_range = (resumed.pop() or 0, _FOREVER)  # read only what is computed
-            producers.append(_loader(data_type, step.store, step.key, load_range, step.info))
+            combine = combine_loaded and targets == {data_type} and load_range is None
+            combine = combine and data_type not in consumed_by_compute
+            loader = _loader(data_type, step.store, step.key, load_range, step.info, combine)
+            producers.append(loader)
             continue
         if step.save:
             writable = [s for s in stores if not s.readonly]
@@ -208,14 +217,21 @@ def _loader(
     key: DataKey,
     time_range: tuple[int, int] | None,
     info: DataSetInfo | None = None,
+    combine: bool = False,
 ) -> Producer:
+    """``combine``: consecutive stored chunks come joined, up to a Zarr chunk of rows each (a
+    run of many small chunks costs one hand-off); only for a caller that concatenates."""
     name = f"load {data_type}"
 
     def start(
         _inputs: Mapping[str, Iterator[Chunk]], _submit: Submit | None, hooks: Hooks
     ) -> Iterator[Outputs]:
         # the stored chunks are the producer's: consumers see what they would see live
-        chunks = store.load(key, time_range=time_range, info=info)
+        if combine:
+            reader = DataSetReader(store.backend, key, info)
+            chunks = reader.chunks(combine_rows=reader.rows_per_chunk)
+        else:
+            chunks = store.load(key, time_range=time_range, info=info)
         while True:
             t0 = time.perf_counter()
             chunk = next(chunks, None)
