@@ -13,7 +13,8 @@ The rules that decide what a reader may trust live here, in one place:
   the next writer that claims the key, deleted by ``remove``;
 - a finished write is published by renaming its temporary directory to the final name; an
   older failed data set there is first renamed to ``.trash-...`` and then deleted. A failed
-  write never replaces a complete data set;
+  write never replaces a complete data set. A complete one then gets its completion record
+  (``status_records``), so a listing of the run folder tells it is complete;
 - leftovers (temporary directories of dead writers, ``.trash-`` directories of interrupted
   removals) are deleted by the next writer that claims the key, and by ``remove``.
 
@@ -39,6 +40,7 @@ from strax_storage.keys import TMP_PREFIX, TRASH_PREFIX, DataKey, parse_dirname,
 from strax_storage.layout import ATTRS_KEY, METADATA_LIMIT, metadata_key
 from strax_storage.names import validate_name
 from strax_storage.process import identity_alive, is_this_process
+from strax_storage.status_records import clear, mark_complete
 
 __all__ = [
     "Claimed",
@@ -436,6 +438,7 @@ def remove(backend: Backend, key: DataKey) -> None:
                 f"writer ({live[0].location}) and is left alone"
             )
         raise DataNotFound(f"no data set {key} in {backend.url}")
+    clear(backend, key)  # its completion record (``status_records``)
     if backend.supports_rename:
         # Rename first: a reader never sees a half-deleted data set under the final name.
         trash = _trash_path(key)
@@ -468,17 +471,21 @@ def publish(
     for _ in range(10):
         existing = final_info(backend, key)
         if existing is None:
+            clear(backend, key, tmp)  # a stale record of a reused inode must not vouch
             try:
                 backend.rename_tree(tmp, key.path)
-                return True
             except OSError:
                 continue  # someone published meanwhile; look again
+            if complete:
+                mark_complete(backend, key)
+            return True
         if existing.status == "complete" and not (
             complete and replace is not None and identity(existing) == replace
         ):
             backend.delete_tree(tmp)
             return False
         trash = _trash_path(key)
+        clear(backend, key)
         try:
             backend.rename_tree(key.path, trash)
         except FileNotFoundError:
@@ -493,13 +500,17 @@ def publish(
             except OSError:
                 log.error("a complete data set %s was moved aside to %s", key, trash)
                 raise
+            mark_complete(backend, key)
             backend.delete_tree(tmp)
             return False
+        clear(backend, key, tmp)
         try:
             backend.rename_tree(tmp, key.path)
         except OSError:
             backend.delete_tree(trash)
             continue  # someone published meanwhile; look again
         backend.delete_tree(trash)
+        if complete:
+            mark_complete(backend, key)
         return True
     raise StorageError(f"could not publish {key} in {backend.url}: the final path keeps changing")

@@ -185,6 +185,9 @@ class RunEntry:
     dirnames: frozenset[str]
     error: str | None = None
     """Why the document could not be read (then ``doc`` is None)."""
+    inodes: Mapping[str, int] | None = None
+    """The inode of each of ``dirnames`` as the listing reported it (local stores only): what
+    a completion record (``status_records``) names."""
 
 
 def tags_of(doc: Mapping[str, Any] | None, names: Iterable[str]) -> tuple[str, ...]:

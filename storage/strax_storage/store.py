@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from strax_storage import catalog, run_docs, run_scan, waiting
+from strax_storage import catalog, run_docs, run_scan, status_records, waiting
 from strax_storage.backend import Backend
 from strax_storage.catalog import RunFolder
 from strax_storage.claims import DEFAULT_STALE_AFTER, Claim, ClaimInfo, Claims
@@ -257,7 +257,9 @@ class Store:
             where = self.backend.where(metadata_key(key.path))
             raise DataCorrupted(f"data set {key} has unreadable attributes ({where})", key, where)
         attrs[ATTRS_KEY] = {**ours, "status": "failed", "complete": False, "exception": reason}
+        status_records.clear(self.backend, key)  # no record vouches for it from here on,
         self.backend.write_atomic(metadata_key(key.path), metadata_json(group_metadata(attrs)))
+        status_records.clear(self.backend, key)  # nor one a racing publisher just made
         return True
 
     # ---------------------------------------------------------------- claims

@@ -10,8 +10,10 @@ them) and superruns. A mixin of :class:`~strax_decl.context.Context`.
     ctx.define_run("_sr1", ["r1", "r2"])              # a superrun (see superruns.py)
 
 The catalog never opens a data set to list runs: one listing of the store root and of each
-run folder, one small run document per run, and for availability, one status read of
-``<data_type>-<hash>`` only where that directory exists (remembered while it is unchanged).
+run folder, one small run document per run. A data set is available if the run folder's
+listing holds its directory and the store's record folder (one more listing) its completion
+record (``strax_storage.status_records``); only a directory without one (a store of the
+earlier layout, a non-local store) has its status read, remembered while it is unchanged.
 """
 
 from __future__ import annotations
@@ -165,8 +167,9 @@ class RunCatalog:
     def _rows(self, scanned: Mapping[str, list[tuple[Store, RunEntry]]]) -> list[RunRow]:
         rows = []
         for run, entries in sorted(scanned.items()):
-            with_doc = next((e for _, e in entries if e.doc is not None), None)
-            first = with_doc or entries[0][1]
+            first = entries[0][1]
+            if first.doc is None:  # another store's document, if one has it
+                first = next((e for _, e in entries if e.doc is not None), first)
             rows.append(RunRow(run, first.doc, first.tags))
         return rows
 
@@ -212,18 +215,25 @@ class RunCatalog:
         if missing:
             scanned = {**scanned, **self._scan(missing)}
         hashes = {dt: self.lineages.hash(dt) for dt in data_types} if not self._per_run() else {}
-        asked: dict[int, tuple[Store, list[tuple[str, str, str]]]] = {}
+        asked: dict[int, tuple[Store, list[tuple[str, str, str]], dict[str, RunEntry]]] = {}
+        by_type: dict[str, list[str]] = {}
         for run, dt in needed:
-            lineage_hash = hashes.get(dt) or self._hash(run, dt)
-            if lineage_hash is None:
-                continue
-            dirname = f"{dt}-{lineage_hash}"
-            for store, entry in scanned.get(run, []):
-                if dirname in entry.dirnames:
-                    asked.setdefault(id(store), (store, []))[1].append((run, dt, lineage_hash))
+            by_type.setdefault(dt, []).append(run)
+        for dt, runs in by_type.items():  # one data type at a time: its name built once
+            fixed = hashes.get(dt)
+            for run in runs:
+                lineage_hash = fixed or self._hash(run, dt)
+                if lineage_hash is None:
+                    continue
+                dirname = f"{dt}-{lineage_hash}"
+                for store, entry in scanned.get(run, ()):
+                    if dirname in entry.dirnames:
+                        _, items, entries = asked.setdefault(id(store), (store, [], {}))
+                        items.append((run, dt, lineage_hash))
+                        entries[run] = entry
         stored: set[tuple[str, str]] = set()
-        for store, items in asked.values():
-            oks = complete_many(store.backend, items)
+        for store, items, entries in asked.values():
+            oks = complete_many(store.backend, items, entries)
             stored.update((run, dt) for (run, dt, _), ok in zip(items, oks, strict=True) if ok)
         for row in rows:
             spec = row.get("sub_run_spec")

@@ -169,8 +169,10 @@ def test_several_stores(tmp_path: Path) -> None:
 
 
 def test_the_catalog_does_not_open_data_sets(ctx: sd.Context, tmp_path: Path) -> None:
-    """Only the zarr.json of a requested data type's directory is read: a damaged data set
-    of another data type (or lineage) does not matter; a damaged requested one is absent."""
+    """A data set with its completion record is not opened at all (its zarr.json damaged by
+    hand goes unseen: loading checks it). Without a record (the earlier layout), only the
+    zarr.json of a requested data type's directory is read: a damaged data set of another
+    data type (or lineage) does not matter; a damaged requested one is absent."""
     root = tmp_path / "data"
     peaks = ctx.key_for("r001", "peaks")
     for array in (root / peaks.path).iterdir():
@@ -182,7 +184,12 @@ def test_the_catalog_does_not_open_data_sets(ctx: sd.Context, tmp_path: Path) ->
     records = ctx.key_for("r001", "records")
     (root / records.path / "zarr.json").write_text("{")
     frame = ctx.runs(available=["peaks", "records"])
+    assert list(frame["records_available"]) == [True, True, False, False]  # not opened
+    for record in (root / ".complete").iterdir():
+        record.unlink()  # as a store of the earlier layout: every data set is asked
+    frame = ctx.runs(available=["peaks", "records"])
     assert list(frame["records_available"]) == [False, True, False, False]
+    assert list(frame["peaks_available"]) == [True, True, False, False]
 
 
 def test_available_for_run(ctx: sd.Context) -> None:
@@ -222,3 +229,17 @@ def test_ignore_errors_leaves_failing_runs_out(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no records") as info, pytest.warns(UserWarning):
         ctx.get_array(["bad"], "peaks", ignore_errors=True)
     assert any("every run failed" in note for note in info.value.__notes__)
+
+
+def test_availability_follows_mark_failed_remove_and_remake(ctx: sd.Context) -> None:
+    """The completion records keep the catalog true: a data set marked failed or removed is
+    not available at once, in the same process; made again, it is."""
+    store = ctx.stores[0]
+    assert ctx.list_available("peaks") == ["r001", "r002"]
+    assert store.mark_failed(ctx.key_for("r002", "peaks"), "on purpose") is True
+    assert ctx.list_available("peaks") == ["r001"]
+    store.remove(ctx.key_for("r001", "peaks"))
+    assert ctx.list_available("peaks") == []
+    ctx.make("r001", "peaks")
+    assert ctx.list_available("peaks") == ["r001"]
+    assert list(ctx.select_runs(available="peaks")["name"]) == ["r001"]
