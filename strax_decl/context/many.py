@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from strax_decl.context import run_pool
-from strax_decl.rows import tag_runs
+from strax_decl.rows import copy_fields, sub_dtype, tag_runs
 from strax_decl.runs import MultiRunResult, make_runs_here, run_list
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -42,44 +42,77 @@ def get_runs(
     dtype = ctx._dtype(targets)
     ask_keep, ask_drop = _columns(keep, drop)
     if run_pool.in_processes(ctx, runs, kwargs):
+        tagged = Tagged(runs, targets, dtype, keep, drop)  # checked before any run starts
         asked = {"keep_columns": ask_keep, "drop_columns": ask_drop, **kwargs}
-        got = run_pool.get_runs(ctx, runs, targets, asked, stop_at_failure=not ignore_errors)
-        return _joined(runs, targets, dtype, got, keep, drop, ignore_errors)
+        got = run_pool.get_runs(
+            ctx, runs, targets, asked, stop_at_failure=not ignore_errors, take=tagged.part
+        )
+        return _joined(runs, tagged, got, ignore_errors)
 
     def get(run: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
         return ctx.get_array(run, targets, keep_columns=keep, drop_columns=drop, **kwargs)
 
     if not ignore_errors:
         return tag_runs(runs, targets, dtype, get, keep, drop)
+    tagged = Tagged(runs, targets, dtype, keep, drop)
     here: dict[str, Any] = {}
     for run in runs:
         try:
-            here[run] = get(run, ask_keep, ask_drop)
+            here[run] = tagged.part(run, get(run, ask_keep, ask_drop))
         except Exception as e:
             here[run] = e
-    return _joined(runs, targets, dtype, here, keep, drop, ignore_errors)
+    return _joined(runs, tagged, here, ignore_errors)
+
+
+class Tagged:
+    """The rows of one run copied into the joined dtype, tagged with ``run_id``: what
+    ``tag_runs`` does per run (the same dtype, ``run_id`` as wide as the longest run asked),
+    here done as each run's rows arrive, so that only the concatenation waits for the last
+    run. ``run_id`` already among the fields raises at once, before any run is started."""
+
+    def __init__(
+        self, runs: list[str], targets: list[str], dtype: np.dtype, keep: Any, drop: Any
+    ) -> None:
+        if "run_id" in (dtype.names or ()):
+            tag_runs(runs, targets, dtype, _never, keep, drop)  # raises, naming the targets
+        self.runs, self.targets, self.dtype, self.keep, self.drop = runs, targets, dtype, keep, drop
+        self.tag = "run_id" not in _names(drop)
+        self.only_run_id = keep is not None and not [c for c in _names(keep) if c != "run_id"]
+        self.run_field = [("run_id", f"U{max(map(len, runs))}")] if self.tag else []
+
+    def part(self, run: str, rows: np.ndarray) -> np.ndarray:
+        fields = () if self.only_run_id else rows.dtype.names or ()
+        part = copy_fields(rows, sub_dtype(rows.dtype, fields, *self.run_field))
+        if self.tag:
+            part["run_id"] = run
+        return part
+
+    def raise_for(self, run: str, error: BaseException) -> NoReturn:
+        """Raise ``error`` as ``tag_runs`` does: with its note naming the run."""
+
+        def give(_run: str, _keep: Any, _drop: Any) -> np.ndarray:
+            raise error
+
+        tag_runs([run], self.targets, self.dtype, give, self.keep, self.drop)
+        raise AssertionError("tag_runs did not raise")  # pragma: no cover
+
+
+def _never(run: str, keep: Any, drop: Any) -> np.ndarray:  # pragma: no cover - not called
+    raise AssertionError(f"no rows are got for run {run!r}")
+
+
+def _names(columns: Any) -> list[str]:
+    return [columns] if isinstance(columns, str) else [] if columns is None else list(columns)
 
 
 def _joined(
-    runs: list[str],
-    targets: list[str],
-    dtype: np.dtype,
-    got: dict[str, Any],
-    keep: Any,
-    drop: Any,
-    ignore_errors: bool,
+    runs: list[str], tagged: Tagged, got: dict[str, Any], ignore_errors: bool
 ) -> np.ndarray:
-    """The rows of the runs in ``got`` (rows or an exception per run), tagged in order."""
+    """The tagged rows of the runs in ``got`` (rows or an exception per run), in order."""
     failed = {r: e for r, e in got.items() if isinstance(e, BaseException)}
-
-    def give(run: str, _keep: Any, _drop: Any) -> np.ndarray:
-        if run in failed:
-            raise failed[run]
-        rows: np.ndarray = got[run]
-        return rows
-
-    if failed and not ignore_errors:  # raised by tag_runs, with its note naming the run
-        return tag_runs([next(r for r in runs if r in failed)], targets, dtype, give, keep, drop)
+    if failed and not ignore_errors:  # the first failing run in the order asked
+        run = next(r for r in runs if r in failed)
+        tagged.raise_for(run, failed[run])
     if failed:
         what = "; ".join(f"{r}: {type(e).__name__}: {e}" for r, e in failed.items())
         warnings.warn(
@@ -90,7 +123,7 @@ def _joined(
         error = next(iter(failed.values()))
         error.add_note(f"(every run failed: {', '.join(runs)})")
         raise error
-    return tag_runs(ok, targets, dtype, give, keep, drop)
+    return np.concatenate([got[r] for r in ok])
 
 
 def make_runs(

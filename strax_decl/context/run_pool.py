@@ -4,10 +4,26 @@
 ``min(max_workers, len(runs))`` worker processes. Threads were measured at 0.7-0.9x of one
 after another on 2 cores (each run's own pipeline already contends for the GIL); processes
 are not bound by it. The context travels as its spec (``ContextSpec``: plugins by import
-path, never by value, lineages checked) and is rebuilt once per worker; a worker gets or makes
-its run with the ordinary pipeline, writing to the shared store (two runs needing one data
-set: the store's claims have it made once), and sends back the rows (a numpy array over the
-pool's pipe, never into the store) or the run's outcome.
+path, never by value, lineages checked) and is rebuilt once per worker; a worker gets or
+makes its run with the ordinary pipeline, writing to the shared store (two runs needing one
+data set: the store's claims have it made once), and sends back the rows (a numpy array
+over the pool's pipe, never into the store) or the run's outcome.
+
+Where the time goes, and what is done about it (``bench/many_runs_bench.py``):
+
+- *One core per worker.* When the workers of a call are as many as the cores this process
+  may use (:func:`one_core`), each run in a worker uses the serial executor, no storage
+  threads and no Blosc threads: one after another, a run's threads spread it over ~1.2
+  cores; in a worker they only compete with the other workers, at 10-15% more CPU per run
+  (0.44 s instead of 0.52 s for the bench's run). A ``processor=`` given by the caller, and
+  ``$STORAGE_THREADS``, still win.
+- *No warm pool.* A pool lives for one call: keeping its workers for the next call (their
+  imports, kernels, rebuilt context) was measured and gained nothing (a worker forked from
+  the preloaded fork server starts in milliseconds, the context is rebuilt in ~5 ms), while
+  idle workers and pool threads outliving the call cost memory and surprise.
+- *The caller's share.* The caller tags each run's rows with ``run_id`` as they arrive,
+  while the workers compute the others (``take`` of :func:`get_runs`), so only the final
+  concatenation is left once the last run is in.
 
 :func:`in_processes` says when: several runs, ``max_workers > 1``, no store in this process's
 memory (silently: no other process could see it), and, else with a one-line warning, plugins
@@ -35,6 +51,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import strax_storage.pool as storage_pool
 from strax_decl.engine.pools import _process_start_method  # the project's one choice
 from strax_decl.errors import StraxDeclError
 from strax_decl.progress import enabled as progress_enabled
@@ -45,7 +62,15 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from strax_decl.context.context import Context
     from strax_decl.context.getters import Processor
 
-__all__ = ["STOP_SECONDS", "RunInWorkerFailed", "RunPool", "get_runs", "in_processes", "make_runs"]
+__all__ = [
+    "STOP_SECONDS",
+    "RunInWorkerFailed",
+    "RunPool",
+    "get_runs",
+    "in_processes",
+    "make_runs",
+    "one_core",
+]
 
 STOP_SECONDS = 10.0
 """How long interrupted workers get to wind down before they are terminated."""
@@ -94,6 +119,16 @@ def in_processes(ctx: Context, runs: Sequence[str], arguments: Any = None) -> bo
     return True
 
 
+def one_core(ctx: Context, n_runs: int) -> bool:
+    """Whether each worker of a call has one core to itself, no more: its workers running at
+    once (``min(max_workers, n_runs)``) are at least the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return min(ctx.max_workers, n_runs) >= cores
+
+
 # ============================================================================ in the worker
 
 _worker: dict[str, Any] = {}  # the worker's pickled context, and the context once rebuilt
@@ -109,10 +144,16 @@ class Returned:
     pid: int = 0
 
 
-def _start_worker(blob: bytes, stopping: Any) -> None:
-    """The worker's initializer: Ctrl-C is the caller's to handle (:meth:`RunPool.stop`)."""
+def _start_worker(blob: bytes, stopping: Any, alone: bool) -> None:
+    """The worker's initializer: Ctrl-C is the caller's to handle (:meth:`RunPool.stop`);
+    a worker ``alone`` on its core starts no threads to compress or write."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker["blob"], _worker["stopping"] = blob, stopping
+    _worker["blob"], _worker["stopping"], _worker["alone"] = blob, stopping, alone
+    if alone:
+        storage_pool.set_default_threads(0)  # $STORAGE_THREADS still wins
+        from numcodecs import blosc  # imported by the fork server already
+
+        blosc.use_threads = False  # else Blosc starts its own threads in the main thread
 
 
 def _context() -> Context:
@@ -121,6 +162,15 @@ def _context() -> Context:
         _worker["ctx"] = pickle.loads(_worker["blob"])  # Context.from_spec: lineages checked
     ctx: Context = _worker["ctx"]
     return ctx
+
+
+def _processor(ctx: Context, asked: Processor | None) -> Processor | None:
+    """The executor of a run in a worker: the caller's choice, else serial when the worker
+    is alone on its core (the threaded one would spread the run over threads that only
+    compete with the other workers)."""
+    if asked is None and _worker["alone"] and ctx.processor == "threaded":
+        return "serial"
+    return asked
 
 
 @contextlib.contextmanager
@@ -149,20 +199,28 @@ def _failed(error: BaseException) -> Returned:
 def _get_task(run: str, targets: list[str], arguments: dict[str, Any]) -> Returned:
     try:
         with _interruptible():
-            rows = _context().get_array(run, targets, **{**arguments, "progress": False})
+            ctx = _context()
+            processor = _processor(ctx, arguments.get("processor"))
+            asked = {**arguments, "progress": False, "processor": processor}
+            rows = ctx.get_array(run, targets, **asked)
     except BaseException as e:  # reported to the caller, who decides
         return _failed(e)
     return Returned(rows, pid=os.getpid())
 
 
 def _make_task(
-    run: str, targets: list[str], save: list[str], processor: Processor | None
+    run: str,
+    targets: list[str],
+    save: list[str],
+    processor: Processor | None,
 ) -> Returned:
     where = "local"  # as one after another: a worker process of this machine
     t0 = time.perf_counter()
     try:
         with _interruptible():
-            outcome = make_one(_context(), run, targets, save, processor, None, where)
+            ctx = _context()
+            chosen = _processor(ctx, processor)
+            outcome = make_one(ctx, run, targets, save, chosen, None, where)
     except BaseException as e:  # the context could not be rebuilt, or an interrupt
         outcome = failure(run, e, time.perf_counter() - t0, where)
     return Returned(outcome, pid=os.getpid())
@@ -186,7 +244,8 @@ class RunPool:
             min(ctx.max_workers, n_runs),
             mp_context=mp_context,
             initializer=_start_worker,
-            initargs=(pickle.dumps(ctx), self.stopping),  # the context as its spec
+            # the context as its spec, and whether each worker is alone on its core
+            initargs=(pickle.dumps(ctx), self.stopping, one_core(ctx, n_runs)),
         )
 
     def __enter__(self) -> RunPool:
@@ -249,17 +308,23 @@ def get_runs(
     arguments: dict[str, Any],
     *,
     stop_at_failure: bool,
+    take: Callable[[str, Any], Any] | None = None,
 ) -> dict[str, Any]:
-    """``{run: rows or exception}`` in the order of ``runs``; with ``stop_at_failure`` the
-    first failure stops the others (the runs not reached are left out)."""
+    """``{run: take(run, rows) or exception}`` in the order of ``runs`` (``take`` runs in
+    this thread as each run's rows arrive, while the workers go on); with
+    ``stop_at_failure`` the first failure stops the others (the runs not reached are left
+    out)."""
     got: dict[str, Any] = {}
     with RunPool(ctx, len(runs)) as pool:
         futures = {pool.submit(_get_task, run, targets, arguments): run for run in runs}
         for fut in as_completed(futures):
             run = futures[fut]
             returned = _outcome(fut, run)
-            got[run] = returned.value if returned.error is None else raised(returned)
-            if returned.error is not None and stop_at_failure:
+            if returned.error is None:
+                got[run] = returned.value if take is None else take(run, returned.value)
+                continue
+            got[run] = raised(returned)
+            if stop_at_failure:
                 pool.stop()
                 break
     return {r: got[r] for r in runs if r in got}

@@ -9,6 +9,7 @@ starts (``announce``), for a parent that sends Ctrl-C.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,8 @@ class CountedTicks(tiny.Ticks):
         o = self.options
         if o.count_dir:
             Path(o.count_dir, f"{run_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
-        if o.announce:
-            print(f"WORKER {os.getpid()}", flush=True)
+        if o.announce:  # one write (atomic on a pipe): two workers' lines never interleave
+            os.write(sys.stdout.fileno(), f"WORKER {os.getpid()}\n".encode())
         if run_id == o.fail_run:
             raise ValueError(f"no ticks for run {run_id}")
         if run_id == o.unpicklable_run:
