@@ -7,16 +7,20 @@ framework (numba, zarr, pydantic). ``import strax_decl as sd; sd.Context`` works
 
 from typing import TYPE_CHECKING, Any
 
-from strax_decl.version import __version__ as __version__
-
 if TYPE_CHECKING:  # pragma: no cover - the names, for type checkers and IDEs
     from strax_decl.api import *  # noqa: F403
+    from strax_decl.version import __version__ as __version__
 
 
 def __getattr__(name: str) -> Any:
     """``sd.Context`` and friends: the public API, imported on first use."""
     import importlib
 
+    if name == "__version__":  # importlib.metadata (~10-30 ms): not on `strax-decl ls`'s path
+        from strax_decl.version import __version__
+
+        globals()[name] = __version__
+        return __version__
     api = importlib.import_module("strax_decl.api")  # the one list of public names
     if name == "__all__":
         return api.__all__
@@ -35,4 +39,5 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     import importlib
 
-    return sorted(set(globals()) | set(importlib.import_module("strax_decl.api").__all__))
+    api = importlib.import_module("strax_decl.api")
+    return sorted(set(globals()) | set(api.__all__) | {"__version__"})

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Final
-
-import crc32c
-import numpy as np
-import zstandard
+from typing import TYPE_CHECKING, Any, Final
 
 from strax_storage.errors import ChecksumMismatch
+
+if TYPE_CHECKING:  # pragma: no cover - numpy, zstandard and crc32c are imported by the first
+    # chunk encoded or decoded: the constants, ``Codec`` and the checks (which ``Store``
+    # imports) cost a listing of the store (``strax-decl ls``) none of them
+    import numpy as np
+    import zstandard
 
 __all__ = [
     "BLOSC_CNAMES",
@@ -130,6 +132,8 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
         cache = _local.compressors = {}
     c = cache.get(level)
     if c is None:
+        import zstandard
+
         c = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
     return c
 
@@ -137,6 +141,8 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 def _decompressor() -> zstandard.ZstdDecompressor:
     d: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
     if d is None:
+        import zstandard
+
         d = _local.decompressor = zstandard.ZstdDecompressor()
     return d
 
@@ -146,6 +152,8 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
     Reusing it avoids page-faulting a fresh multi-MB allocation for every chunk (~5% of write time).
     """
+    import numpy as np
+
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     buf: np.ndarray | None = getattr(_local, "scratch", None)
     if buf is None or buf.nbytes < nbytes:
@@ -160,6 +168,8 @@ def encode(data: np.ndarray, codec: Codec | int) -> tuple[bytes, bytes]:
     sets it for the array's data type. Returned as two pieces so a file writer can write them
     without concatenating.
     """
+    import crc32c
+
     if isinstance(codec, int):
         codec = Codec(ZSTD, codec)
     if codec.kind == ZSTD:
@@ -185,6 +195,9 @@ def decode(blob: bytes | memoryview, nbytes: int, codec: Codec | None = None) ->
     ChecksumMismatch (a short chunk, a flipped byte, a wrong size) so that the caller can name
     the data set and file in a DataCorrupted.
     """
+    import crc32c
+    import zstandard
+
     view = memoryview(blob)
     if len(view) < 5:
         raise ChecksumMismatch(f"chunk is truncated ({len(view)} bytes)")

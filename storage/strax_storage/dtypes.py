@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from strax_storage.layout import INDEX_GROUP
 from strax_storage.names import validate_name
 
 __all__ = [
@@ -25,9 +26,6 @@ __all__ = [
     "field_specs",
     "rows_per_chunk_for",
 ]
-
-INDEX_GROUP = "_index"
-"""Name of the subgroup holding the chunk index; no field may have this name."""
 
 _STORABLE_KINDS = "biufcU"  # U: fixed-length unicode, stored as Zarr's fixed_length_utf32
 

@@ -7,15 +7,17 @@ open arrays. A data set whose metadata cannot be read is reported as ``failed`` 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from strax_storage.dtypes import dtype_from_json
 from strax_storage.keys import DataKey
 from strax_storage.layout import ATTRS_KEY, FORMAT
+
+if TYPE_CHECKING:  # pragma: no cover - numpy is imported when a dtype is first asked for,
+    # so listing a store (``strax-decl ls``) imports none
+    import numpy as np
 
 __all__ = ["DataSetInfo", "Status", "corrupted_info", "info_from_group_json", "status_of"]
 
@@ -41,7 +43,8 @@ class DataSetInfo:
     end: int | None = None
     nbytes: int = 0
     stored_bytes: int | None = None
-    dtype: np.dtype | None = None
+    dtype_json: Any = field(default=None, repr=False)
+    """The row dtype as recorded (``dtypes.dtype_to_json``); ``dtype`` is it as numpy's."""
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     attrs: dict[str, Any] = field(default_factory=dict, repr=False)
     exception: str | None = field(default=None, repr=False)
@@ -55,6 +58,19 @@ class DataSetInfo:
     @property
     def complete(self) -> bool:
         return self.status == "complete"
+
+    @functools.cached_property
+    def dtype(self) -> np.dtype | None:
+        """The row dtype (None if none is recorded or it is unreadable), made on first use:
+        building it imports numpy, which a listing never needs."""
+        if self.dtype_json is None:
+            return None
+        from strax_storage.dtypes import dtype_from_json
+
+        try:
+            return dtype_from_json(self.dtype_json)
+        except ValueError:
+            return None
 
 
 def corrupted_info(key: DataKey, location: str, why: str) -> DataSetInfo:
@@ -105,10 +121,6 @@ def info_from_group_json(
         if writing:
             return DataSetInfo(key, "writing", exception=why, location=location)
         return corrupted_info(key, location, why)
-    try:
-        dtype: np.dtype | None = dtype_from_json(ours.get("dtype"))
-    except ValueError:
-        dtype = None
     recorded = status_of(ours)
     status: Status = "writing" if writing and recorded not in ("failed", "partial") else recorded
     metadata = ours.get("metadata")
@@ -123,7 +135,7 @@ def info_from_group_json(
         end=_int_or_none(ours.get("end")),
         nbytes=_int_or_none(ours.get("nbytes")) or 0,
         stored_bytes=_int_or_none(ours.get("stored_bytes")),
-        dtype=dtype,
+        dtype_json=ours.get("dtype"),
         metadata=metadata if isinstance(metadata, dict) else {},
         attrs=attrs,
         exception=exception if isinstance(exception, str) else None,

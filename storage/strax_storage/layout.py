@@ -30,15 +30,14 @@ import json
 import warnings
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
-from strax_storage.codec import ZSTD, Codec
-from strax_storage.dtypes import INDEX_GROUP, FieldSpec
-
-if TYPE_CHECKING:  # pragma: no cover - Zarr is imported where a document is made, so
-    # reading attributes (listing a store) imports no Zarr
+if TYPE_CHECKING:  # pragma: no cover - Zarr, numpy and the codecs are imported where a
+    # document is made, so reading attributes (listing a store) imports none of them
+    import numpy as np
     from zarr.core.group import GroupMetadata
     from zarr.core.metadata import ArrayV3Metadata
+
+    from strax_storage.codec import Codec
+    from strax_storage.dtypes import FieldSpec
 
 __all__ = [
     "ATTRS_KEY",
@@ -75,6 +74,8 @@ DIGESTS: Final = "digests"
 """Index array: the CRC32C of every field's every Zarr chunk file (the 4-byte trailer the file
 must end with), Zarr-chunk major, fields in the attributes' order. A chunk file is thereby
 bound to its data set, field and position: a file swapped in from elsewhere is detected."""
+INDEX_GROUP: Final = "_index"
+"""The subgroup of a data set holding its chunk index (no field may have this name)."""
 METADATA_FILE: Final = "zarr.json"
 METADATA_LIMIT: Final = 16 * 2**20
 """The largest ``zarr.json`` read (bytes): ours are kilobytes; a bigger one is damage."""
@@ -103,6 +104,8 @@ def codecs(codec: Codec | int, typesize: int = 1) -> list[Any]:
         Crc32cCodec,
         ZstdCodec,
     )
+
+    from strax_storage.codec import ZSTD, Codec
 
     if isinstance(codec, int):
         codec = Codec(ZSTD, codec)
@@ -146,6 +149,7 @@ def array_metadata(
 
 def index_metadata(n_chunks: int, level: int, dimension: str = "chunk") -> ArrayV3Metadata:
     """Zarr metadata of one chunk-index array: int64, all entries in a single Zarr chunk."""
+    import numpy as np
     from zarr.core.metadata import ArrayV3Metadata
 
     return ArrayV3Metadata(
@@ -251,6 +255,8 @@ def array_documents(
 
 def compressor_attrs(level: int, fields: dict[str, Codec]) -> dict[str, Any]:
     """The ``compressor`` attribute: the index arrays' zstd level and each field's codec."""
+    from strax_storage.codec import ZSTD
+
     names = sorted({str(c) for c in fields.values()})
     return {
         "codecs": ["bytes", " | ".join(names) or ZSTD, "crc32c"],
@@ -263,6 +269,8 @@ def compressor_attrs(level: int, fields: dict[str, Codec]) -> dict[str, Any]:
 def read_field_codecs(compressor: object, version: int, names: list[str]) -> list[Codec]:
     """The codec of each field in ``names`` from a ``compressor`` attribute written by format
     ``version`` (before 3: zstd at its ``zstd_level``). ValueError if it is unreadable."""
+    from strax_storage.codec import ZSTD, Codec
+
     level = compressor.get("zstd_level") if isinstance(compressor, dict) else None
     if isinstance(level, bool) or not isinstance(level, int):
         raise ValueError(f"its compressor attribute is unreadable: {compressor!r}")

@@ -8,7 +8,6 @@ from typing import Any
 
 from strax_decl.cli.common import UsageError
 from strax_decl.cli.formatting import table
-from strax_decl.corrections import CorrectionsTable
 
 __all__ = ["add_corrections_parser", "cmd_corrections"]
 
@@ -42,6 +41,10 @@ def add_corrections_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_corrections(args: argparse.Namespace) -> int:
+    # imported here: the parser imports this module for its grammar, and sqlite3 with the
+    # corrections table would cost every command's start-up
+    from strax_decl.corrections import CorrectionsTable
+
     corrections = CorrectionsTable(args.file)
     if args.action == "add":
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,6 @@ from strax_decl.cli.commands_corrections import add_corrections_parser
 from strax_decl.cli.commands_lookup import add_lookup_parsers
 from strax_decl.cli.commands_runs import add_runs_parsers
 from strax_decl.cli.common import DEFAULT_STORAGE, PROG, Parser, storage_path
-from strax_decl.version import __version__
 
 __all__ = ["build_parser"]
 
@@ -62,13 +62,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version, read (``importlib.metadata``, ~10-30 ms) only
+    when asked, not by every command's start-up."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from strax_decl.version import __version__
+
+        print(f"{parser.prog} {__version__}", file=sys.stdout)  # on stdout, as argparse's
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Declarative streaming plugins for chunked, time-ordered data in Zarr.",
         epilog="Run 'strax-decl COMMAND --help' for the options of a command.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, help="show program's version number and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     common = Parser(add_help=False)
