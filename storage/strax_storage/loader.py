@@ -252,9 +252,27 @@ class DataSetReader:
         elsewhere."""
         blob = self._fetch_if_there(key, nbytes, expected, codec)
         if blob is None:
-            self._corrupt("a chunk file is missing", self._backend.where(key))
+            self._changed_or_corrupt("a chunk file is missing", self._backend.where(key))
         assert blob is not None
         return blob
+
+    def _changed_or_corrupt(self, what: str, where: str) -> None:
+        """A chunk file is missing or not the one recorded: DataNotFound if the data set was
+        removed, replaced or marked failed since it was opened (``rm`` while a reader
+        streams), else DataCorrupted saying ``what``."""
+        try:
+            now = catalog.final_info(self._backend, self.key)
+        except StorageError:
+            now = None
+        if now is None or now.status != "complete":
+            why = "removed" if now is None else f"marked {now.status}"
+        elif catalog.identity(now) != catalog.identity(self.info):
+            why = "replaced by another write"
+        else:
+            self._corrupt(what, where)
+        raise DataNotFound(
+            f"data set {self.key} in {self._backend.url} was {why} while it was being read"
+        )
 
     def _fetch_if_there(
         self, key: str, nbytes: int, expected: int | None = None, codec: Codec | None = None
@@ -270,7 +288,7 @@ class DataSetReader:
         if expected is not None and (
             len(blob) < 4 or int.from_bytes(blob[-4:], "little") != expected
         ):
-            self._corrupt(
+            self._changed_or_corrupt(
                 "a chunk file does not belong here: its checksum is not the one recorded for "
                 "this field and position of this data set (swapped, copied or edited?)",
                 where,
@@ -278,7 +296,7 @@ class DataSetReader:
         try:
             return decode(blob, nbytes, codec)
         except ChecksumMismatch as e:
-            self._corrupt(f"a chunk file is damaged: {e}", where)
+            self._changed_or_corrupt(f"a chunk file is damaged: {e}", where)
             raise  # unreachable; keeps type checkers happy
 
     # ---------------------------------------------------------------- reading rows

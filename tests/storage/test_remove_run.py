@@ -101,3 +101,41 @@ def test_remove_run_rejects_bad_run_ids_and_readonly_stores(tmp_path) -> None:
     with pytest.raises(Exception, match="read-only"):
         open_store(str(tmp_path / "data"), readonly=True).remove_run("r1")
     assert store.find(DataKey("r1", "peaks", "aaaa")) is not None
+
+
+@pytest.mark.parametrize("how", ["remove", "remove_run", "replace"])
+def test_a_reader_streaming_a_removed_data_set_is_told_it_was_removed(
+    store: Store, how: str
+) -> None:
+    """Removing (or replacing) a data set while a reader streams it is not corruption: the
+    reader's next missing chunk file raises DataNotFound saying what happened."""
+    from conftest import ROWS_PER_CHUNK, make_chunks
+
+    from strax_storage import Chunk
+
+    store = open_store(store.backend.url, rows_per_chunk=ROWS_PER_CHUNK)
+    key = DataKey("r1", "records", "cccc")
+    chunks = make_chunks(DTYPE, [20] * 40, seed=1)
+    with store.saver(key, DTYPE, {"plugin": "P"}) as saver:
+        for c in chunks:
+            saver.send(c)
+    stream = store.load(key)
+    assert isinstance(next(stream), Chunk)
+    if how == "remove":
+        store.remove(key)
+        said = "was removed while it was being read"
+    elif how == "remove_run":
+        store.remove_run("r1")
+        said = "was removed while it was being read"
+    else:
+        store.remove(key)
+        with store.saver(key, DTYPE, {"plugin": "P"}) as saver:
+            for c in make_chunks(DTYPE, [20] * 40, seed=2):  # other rows, same layout
+                saver.send(c)
+        # chunk files the reader was already fetching may have been missed before the
+        # new write came: then it was removed, as far as that reader could tell
+        said = "was (removed|replaced by another write) while it was being read"
+    with pytest.raises(DataNotFound, match=said) as caught:
+        for _ in stream:
+            pass
+    assert "r1" in str(caught.value) and "records" in str(caught.value)
