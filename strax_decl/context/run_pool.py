@@ -34,6 +34,11 @@ Stopping (:meth:`RunPool.stop`): on Ctrl-C, or at the first failure when failure
 ignored, runs not started are cancelled, running ones are interrupted (SIGINT: their
 pipelines stop and discard what they had not finished, as on Ctrl-C in one run), and a worker
 still alive after :data:`STOP_SECONDS` is terminated: no worker outlives the call.
+
+A worker that dies (``os._exit``, a crash, the OOM killer) breaks the whole pool, and the
+runs not finished then are each done again alone in a pool of one worker (:func:`_each_run`):
+the healthy ones complete, and a run whose worker dies there fails with :class:`WorkerDied`
+naming it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +72,7 @@ __all__ = [
     "STOP_SECONDS",
     "RunInWorkerFailed",
     "RunPool",
+    "WorkerDied",
     "get_runs",
     "in_processes",
     "make_runs",
@@ -84,6 +91,10 @@ imports (a later context's are imported by each of its workers)."""
 
 class RunInWorkerFailed(StraxDeclError, RuntimeError):
     """A run failed in a worker with an exception that could not be sent back as itself."""
+
+
+class WorkerDied(StraxDeclError, RuntimeError):
+    """The worker process of a run ended abruptly (``os._exit``, a crash, a kill)."""
 
 
 class WorkerTraceback(StraxDeclError):
@@ -260,9 +271,13 @@ class RunPool:
     def submit(self, fn: Callable[..., Returned], *args: Any) -> Future[Returned]:
         return self.executor.submit(fn, *args)
 
+    def processes(self) -> list[Any]:
+        """The pool's worker processes started so far."""
+        return list((getattr(self.executor, "_processes", None) or {}).values())
+
     def stop(self) -> None:
         """Cancel what has not started, interrupt what runs, terminate what stays."""
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        processes = self.processes()
         self.stopping.set()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for process in processes:
@@ -282,11 +297,12 @@ class RunPool:
 
 
 def _outcome(fut: Future[Returned], run: str) -> Returned:
-    """What the worker returned, or a failure for a worker that died (BrokenProcessPool)."""
+    """What the worker returned, or a failure of the call itself (the rows could not be
+    sent back, say); a worker that died is :func:`_each_run`'s to handle."""
     try:
         return fut.result()
-    except Exception as e:
-        e.add_note(f"(the worker process getting run {run!r} ended)")
+    except Exception as e:  # one exception per future
+        e.add_note(f"(run {run!r} in a worker process)")
         return Returned(None, e, "".join(traceback.format_exception(e)))
 
 
@@ -299,6 +315,54 @@ def raised(returned: Returned) -> BaseException:
     if returned.pid:
         error.add_note(f"(in worker process {returned.pid})")
     return error
+
+
+def _each_run(
+    ctx: Context,
+    runs: Sequence[str],
+    task: Callable[..., Returned],
+    args: tuple[Any, ...],
+    done: Callable[[str, Returned], bool],
+) -> None:
+    """``task(run, *args)`` for each run in the pool, ``done(run, returned)`` as each
+    finishes (in this thread); ``done`` returning True stops the others.
+
+    A worker that dies (``os._exit``, a crash, the OOM killer) breaks the pool: every run
+    not finished then fails with one shared ``BrokenProcessPool``, whichever run's worker it
+    was. Those runs are done again, each alone in a new pool of one worker, where a death
+    is that run's own (:func:`_died`)."""
+    again: list[str] = []
+    with RunPool(ctx, len(runs)) as pool:
+        futures = {pool.submit(task, run, *args): run for run in runs}
+        for fut in as_completed(futures):
+            run = futures[fut]
+            if isinstance(fut.exception(), BrokenProcessPool):
+                again.append(run)
+            elif done(run, _outcome(fut, run)):
+                pool.stop()
+                return
+    for run in sorted(again, key=list(runs).index):
+        with RunPool(ctx, 1) as alone:
+            fut = alone.submit(task, run, *args)
+            processes = alone.processes()
+            if isinstance(fut.exception(), BrokenProcessPool):
+                returned = _died(run, processes)
+            else:
+                returned = _outcome(fut, run)
+            if done(run, returned):
+                alone.stop()
+                return
+
+
+def _died(run: str, processes: list[Any]) -> Returned:
+    """The failure of ``run``, whose worker (alone in its pool) died: a new exception."""
+    code: int | None = None
+    pid = 0
+    for process in processes:
+        process.join(5.0)
+        code, pid = process.exitcode, process.pid or 0
+    how = "" if code is None else f" (exit code {code})"
+    return Returned(None, WorkerDied(f"the worker process for run {run!r} died{how}"), pid=pid)
 
 
 def get_runs(
@@ -315,18 +379,15 @@ def get_runs(
     ``stop_at_failure`` the first failure stops the others (the runs not reached are left
     out)."""
     got: dict[str, Any] = {}
-    with RunPool(ctx, len(runs)) as pool:
-        futures = {pool.submit(_get_task, run, targets, arguments): run for run in runs}
-        for fut in as_completed(futures):
-            run = futures[fut]
-            returned = _outcome(fut, run)
-            if returned.error is None:
-                got[run] = returned.value if take is None else take(run, returned.value)
-                continue
-            got[run] = raised(returned)
-            if stop_at_failure:
-                pool.stop()
-                break
+
+    def done(run: str, returned: Returned) -> bool:
+        if returned.error is None:
+            got[run] = returned.value if take is None else take(run, returned.value)
+            return False
+        got[run] = raised(returned)
+        return stop_at_failure
+
+    _each_run(ctx, runs, _get_task, (targets, arguments), done)
     return {r: got[r] for r in runs if r in got}
 
 
@@ -343,16 +404,15 @@ def make_runs(
     t0 = time.perf_counter()
     shown = progress_enabled(progress)
     outcomes: dict[str, RunOutcome] = {}
-    with RunPool(ctx, len(runs)) as pool:
-        args = (targets, list(save), processor)
-        futures = {pool.submit(_make_task, run, *args): run for run in runs}
-        for n, fut in enumerate(as_completed(futures), start=1):
-            run = futures[fut]
-            returned = _outcome(fut, run)
-            if returned.error is not None:
-                outcome = failure(run, returned.error, 0.0, "local")
-            else:
-                outcome = returned.value
-            outcomes[run] = outcome
-            report(shown, n, len(runs), outcome)
+
+    def done(run: str, returned: Returned) -> bool:
+        if returned.error is not None:
+            outcome = failure(run, returned.error, 0.0, "local")
+        else:
+            outcome = returned.value
+        outcomes[run] = outcome
+        report(shown, len(outcomes), len(runs), outcome)
+        return False
+
+    _each_run(ctx, runs, _make_task, (targets, list(save), processor), done)
     return MultiRunResult({r: outcomes[r] for r in runs}, time.perf_counter() - t0)

@@ -2,7 +2,8 @@
 
 ``pids`` records the process that computed each row; ``CountedTicks`` leaves a file per
 source call in ``count_dir`` (how often a run's ticks were computed, in any process) and
-can fail for one run (``fail_run``, ``unpicklable_run``) or print ``WORKER <pid>`` when it
+can fail for one run (``fail_run``, ``unpicklable_run``), end its worker process abruptly
+for some runs (``die_run``, comma-separated: ``os._exit(3)``) or print ``WORKER <pid>`` when it
 starts (``announce``), for a parent that sends Ctrl-C.
 """
 
@@ -38,6 +39,7 @@ class CountedTicks(tiny.Ticks):
         count_dir: str = sd.option("", description="a file per source call here", track=False)
         fail_run: str = sd.option("", description="the source fails for this run", track=False)
         unpicklable_run: str = sd.option("", description="fails unpicklably", track=False)
+        die_run: str = sd.option("", description="os._exit(3) for these runs", track=False)
         announce: bool = sd.option(False, description="print WORKER <pid>", track=False)
 
     def source(self, run_id: str) -> Any:
@@ -48,6 +50,8 @@ class CountedTicks(tiny.Ticks):
             os.write(sys.stdout.fileno(), f"WORKER {os.getpid()}\n".encode())
         if run_id == o.fail_run:
             raise ValueError(f"no ticks for run {run_id}")
+        if run_id in o.die_run.split(","):
+            os._exit(3)
         if run_id == o.unpicklable_run:
             raise TwoArgError("ticks", f"cannot make run {run_id}")
         yield from super().source(run_id)
