@@ -22,7 +22,6 @@ outside the range are never fetched.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -34,6 +33,7 @@ from strax_storage import catalog
 from strax_storage.backend import Backend
 from strax_storage.chunk import Chunk, endtimes
 from strax_storage.codec import Codec, decode
+from strax_storage.dataset_checks import array_metadata_problem, index_problem
 from strax_storage.dtypes import INDEX_GROUP, FieldSpec, check_storable, field_specs
 from strax_storage.errors import (
     BadObject,
@@ -165,19 +165,9 @@ class DataSetReader:
         if raw is None:
             self._corrupt("array metadata is missing", where)
         assert raw is not None
-        try:
-            doc = json.loads(raw)
-        except ValueError as e:
-            self._corrupt(f"array metadata is not JSON ({e})", where)
-        if not isinstance(doc, dict):
-            self._corrupt(f"array metadata is not a JSON object: {raw[:40]!r}", where)
-        actual = {k: doc.get(k) for k in expected}
-        if actual != expected:
-            diff = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
-            details = "; ".join(
-                f"{k} is {a!r}, attributes imply {e!r}" for k, (a, e) in diff.items()
-            )
-            self._corrupt(f"array disagrees with the group attributes: {details}", where)
+        problem = array_metadata_problem(raw, expected)
+        if problem is not None:
+            self._corrupt(problem, where)
 
     def _read_index(self, level: int, ours: dict[str, Any]) -> None:
         n = self.n_chunks
@@ -195,28 +185,12 @@ class DataSetReader:
         self.ends = columns["end"]
         self.first_rows = columns["first_row"]
         self.counts = columns["n_rows"]
-        where = self._backend.where(f"{self.path}/{INDEX_GROUP}")
-        if (self.counts < 0).any():
-            self._corrupt("the chunk index has negative row counts", where)
-        total = int(self.counts.sum())
-        if total != self.n_rows:
-            self._corrupt(
-                f"the chunk index row counts sum to {total}, "
-                f"but the arrays hold {self.n_rows} rows",
-                where,
-            )
-        expected_first = np.concatenate([[0], np.cumsum(self.counts)[:-1]]) if n else self.counts
-        if not np.array_equal(self.first_rows, expected_first):
-            self._corrupt("the chunk index first rows do not follow the row counts", where)
-        if (self.ends < self.starts).any() or (self.starts[1:] != self.ends[:-1]).any():
-            self._corrupt("the chunk index has chunks that do not touch", where)
-        span = (int(self.starts[0]), int(self.ends[-1])) if n else (None, None)
-        if span != (ours.get("start"), ours.get("end")):
-            self._corrupt(
-                f"the chunk index spans {span}, the attributes say "
-                f"{(ours.get('start'), ours.get('end'))}",
-                where,
-            )
+        span = (ours.get("start"), ours.get("end"))
+        problem = index_problem(
+            self.starts, self.ends, self.first_rows, self.counts, self.n_rows, span
+        )
+        if problem is not None:
+            self._corrupt(problem, self._backend.where(f"{self.path}/{INDEX_GROUP}"))
 
     def _index_crc(self, ours: dict[str, Any], name: str) -> int | None:
         digests = ours.get("digests")
