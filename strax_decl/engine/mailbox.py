@@ -58,6 +58,10 @@ Timeouts
     :class:`threading.Condition` objects and woken by sends, reads, closes and kills. A wait
     longer than ``timeout`` seconds kills the mailbox with a :class:`MailboxTimeout` that
     names the mailbox and what was awaited, and raises it in the waiting thread.
+    In a :class:`MailboxGroup` (one pipeline run) the time the caller spends with a chunk it
+    took from its output does not count: a wait that expires while the caller is busy, or
+    that began before the caller came back to read, gets ``timeout`` seconds again from then
+    (a slow caller, e.g. a notebook user working on each chunk, is not a hang).
 
 The reader side (:class:`Subscription`) and the deadlock breaker (:class:`MailboxGroup`) live
 in ``subscription.py`` and ``mailbox_group.py``, re-exported here.
@@ -356,7 +360,10 @@ class Mailbox:
         now = time.monotonic()
         if deadline is None:
             deadline = now + self.timeout
-        elif now >= deadline:
+        elif now >= deadline and self._group is not None:
+            # Waiting while the caller was busy with a chunk is no hang: start again.
+            deadline = self._group.later_deadline_locked(self.timeout, now) or deadline
+        if now >= deadline:
             exc = MailboxTimeout(
                 f"mailbox {self.name!r}: gave up after {self.timeout} s {what}"
                 f" (held {len(self._msgs)}/{self.max_messages}, {len(self._cursors)} subscribers)"

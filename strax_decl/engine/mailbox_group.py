@@ -2,11 +2,16 @@
 
 It reads and changes the mailboxes' private wait state under their shared lock, so it is
 part of the mailbox implementation; it lives apart only to keep each module short.
+
+It also keeps the clock of the run's ``timeout`` fair to the caller: a wait while the caller
+is busy with a chunk it took (not reading its output) may only be waiting for the caller, so
+it does not count against the ``timeout`` (:meth:`MailboxGroup.caller_busy`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +39,27 @@ class MailboxGroup:
         self.waiting = 0
         self.overflows = 0
         self.mailboxes: list[Mailbox] = []
+        self._caller_busy = False  # the caller holds a chunk and is not reading its output
+        self._caller_back: float | None = None  # when it last came back to read (monotonic)
+
+    def caller_busy(self, busy: bool) -> None:
+        """The caller reading the run's output took a chunk (``True``: the time it takes is
+        its own) or came back to read, or stopped reading (``False``)."""
+        with self.lock:
+            if self._caller_busy and not busy:
+                self._caller_back = time.monotonic()
+            self._caller_busy = busy
+
+    def later_deadline_locked(self, timeout: float, now: float) -> float | None:
+        """The deadline a wait of ``timeout`` s that just expired gets instead, if the caller
+        was busy with a chunk since the wait began (a slow caller is not a hang: the clock
+        starts again when it comes back to read); None: the wait timed out for real."""
+        if self._caller_busy:
+            return now + timeout
+        back = self._caller_back
+        if back is not None and back + timeout > now:
+            return back + timeout
+        return None
 
     def add_threads(self, n: int) -> None:
         with self.lock:

@@ -43,6 +43,13 @@ How a run stops (``stopping.py`` has the three ways; ``tests/core/test_failures.
   outlives its bound is reported by name. Worker processes are terminated at once after a
   stop (their results would be thrown away). A thread that keeps running for the rest of
   the run (``keep_finished``) is not bounded: its own waits are mailbox waits.
+- A slow caller is not a hang: the time the caller spends with a chunk it took from the
+  output (between two reads of ``iter_chunks``) does not count against the ``timeout``. A
+  wait that expires while the caller is busy, or that began before the caller came back to
+  read, gets the full ``timeout`` again from then (``MailboxGroup.caller_busy``), so a
+  producer blocked on a full output mailbox (or on a mailbox whose reader is) never times
+  out for the caller's sake, while a plugin stuck inside the pipeline is still reported
+  within ``timeout`` of the caller waiting for it.
 """
 
 from __future__ import annotations
@@ -350,7 +357,14 @@ class _Run:
                 for _ in range(len(self.threads) - len(self.began())):
                     self.group.thread_done()  # never started: never to wait
             if output is not None:
-                yield from output
+                for chunk in output:
+                    # The caller's time with a chunk is its own: no wait counts it against
+                    # the timeout (the module docstring).
+                    self.group.caller_busy(True)
+                    try:
+                        yield chunk
+                    finally:
+                        self.group.caller_busy(False)
         except GeneratorExit as e:
             stopped_early = True
             # Closed by a caller unwinding on Ctrl-C: an interrupt, else an early stop.
@@ -461,7 +475,8 @@ def run_threaded(
     ``hooks`` observe the run (``strax_decl.engine.hooks``; ``MailboxesSeen`` keeps its
     mailboxes, e.g. ``Mailbox.peak``, for inspection). ``max_messages``: each mailbox's bound
     (a producer's own ``max_messages`` wins); ``timeout``: the last-resort alarm of every wait
-    (mailboxes, and pool computations after a stop). ``submit``: where
+    (mailboxes, and pool computations after a stop), not counting the time the caller spends
+    with each chunk it took. ``submit``: where
     ``parallel`` plugins' chunk computations go instead of the pipeline's own pools of
     ``max_workers`` (a callable like ``Executor.submit`` returning
     ``concurrent.futures.Future``, e.g. ``strax_decl.cluster.ClientSubmit``); used whatever
