@@ -7,7 +7,10 @@ buffered only until every reader has taken it. Savers follow the lifecycle share
 threaded executor (``saving.RunSavers``); the run is reported to its hooks. It stops as the
 threaded one does (``stopping.py``): an interrupt or an early stop closes every producer and
 discards the unfinished savers; a failure, with ``keep_finished``, first runs to their end the
-producers that unfinished savers need and that do not depend on the failing plugin.
+producers that unfinished savers need and that do not depend on the failing plugin. A
+saver's failure is its own (``inline_saving.InlineSavers``, as in the threaded executor):
+that saver fails, named ``saving <data type>``, the rest goes on (with ``keep_finished``) and
+the run raises it at its end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from strax_decl.chunk import Chunk, check_touches
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
+from strax_decl.engine.inline_saving import InlineSavers
 from strax_decl.engine.saving import RunSavers
 from strax_decl.engine.stopping import (
     ProcessingStopped,
@@ -82,9 +86,9 @@ class _Topic:
 
 
 class _Node:
-    def __init__(self, producer: Producer, savers: RunSavers, run_id: str | None) -> None:
+    def __init__(self, producer: Producer, savers: InlineSavers, run_id: str | None) -> None:
         self.producer = producer
-        self.savers = savers
+        self.savers = savers  # a saver's failure stays its own, as in the threaded executor
         self.run_id = run_id
         self.topics: dict[str, _Topic] = {o: _Topic(o, self) for o in producer.outputs}
         self.previous_end: dict[str, int] = {}
@@ -111,8 +115,7 @@ class _Node:
             item = next(self.iterator)
         except StopIteration:
             self.done = True
-            for name in self.producer.outputs:
-                self.savers.close(name)
+            self.savers.close()
             return
         if not isinstance(item, dict):
             raise TypeError(f"{self.producer.name} yielded {type(item).__name__}, not outputs")
@@ -123,7 +126,8 @@ class _Node:
             self.previous_end[name] = chunk.end
             self.span.produced(chunk)
             self.topics[name].push(chunk)
-            self.savers.send(name, chunk)
+            if name in self.savers.by_output:
+                self.savers.send(name, chunk)
 
 
 def run_serial(
@@ -153,10 +157,20 @@ def run_serial(
     savers = RunSavers(run_hooks)
     nodes: dict[str, _Node] = {}
     output: tuple[_Topic, int] | None = None
+    saver_errors: list[BaseException] = []  # savers' failures (noted, the saver failed)
+
+    def saver_failed(exc: BaseException) -> None:
+        """A saver failed (``InlineSavers``): the rest goes on with ``keep_finished``, and
+        the run raises it at its end, as the threaded executor does."""
+        saver_errors.append(exc)
+        if not keep_finished:
+            raise exc
+
     try:
         savers.open(graph)
         for producer in graph.producers:
-            node = _Node(producer, savers, run_id)
+            inline = InlineSavers(producer.outputs, savers, run_hooks, saver_failed, run_id)
+            node = _Node(producer, inline, run_id)
             for o in producer.outputs:
                 nodes[o] = node
         run_hooks.on_start(graph, {})
@@ -174,6 +188,8 @@ def run_serial(
             output = (out_topic, out_topic.subscribe())
             yield from out_topic.read(output[1])
         _drain(graph, nodes, None)
+        if saver_errors:
+            raise saver_errors[0]
     except GeneratorExit as e:
         # Closed by a caller unwinding on Ctrl-C: an interrupt, else an early stop.
         stop = interrupt_behind(e) or ProcessingStopped(
@@ -183,6 +199,8 @@ def run_serial(
         raise
     except BaseException as e:
         error: BaseException = e
+        if saver_errors and not is_interrupt(e):
+            error = saver_errors[0]  # the first failure, as the threaded executor reports
         if keep_finished and not is_interrupt(e):
             try:
                 _keep_finished(graph, nodes, savers, output)
