@@ -61,11 +61,13 @@ class RunCatalog:
     registry: Registry
     lineages: Lineages
 
-    def _superrun_plan(self, run_id: str, targets: Targets, save: Sequence[str]) -> Any:
+    def _superrun_plan(
+        self, run_id: str, targets: Targets, save: Sequence[str], fuzzy_for: Sequence[str] = ()
+    ) -> Any:
         """The plan of a superrun (``superruns.SuperrunPlan``: a plan per subrun, or the
         superrun-level plan), or None for an ordinary run (``Context.plan`` asks first)."""
         if is_superrun(run_id) and not getattr(self, "_inside_superrun", False):
-            return superruns.plan(self._ctx(), run_id, as_list(targets), save)
+            return superruns.plan(self._ctx(), run_id, as_list(targets), save, fuzzy_for)
         return None
 
     def _ctx(self) -> Context:

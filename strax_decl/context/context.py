@@ -295,7 +295,7 @@ class Context(RunCatalog, Getters, Checking, Inspection):
         """What a get/make of ``targets`` would load, compute and save, and why (reads only).
         For a superrun, a ``SuperrunPlan`` (a plan per subrun, or the superrun-level one).
         ``fuzzy_for``: as for ``get_array``."""
-        superrun = self._superrun_plan(run_id, targets, save)
+        superrun = self._superrun_plan(run_id, targets, save, fuzzy_for)
         if superrun is not None:
             return cast(Plan, superrun)
         fuzzy = self._fuzzy(fuzzy_for)

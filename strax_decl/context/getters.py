@@ -29,6 +29,7 @@ from strax_decl.request_args import (
 )
 from strax_decl.resolver import Plan
 from strax_decl.rows import select, sub_dtype, tag_runs, trim
+from strax_decl.run_meta import is_superrun
 from strax_decl.runs import run_list
 from strax_decl.selection import Selection, make_mask, project
 from strax_decl.session import CorruptedAfterRows, Request, Session
@@ -195,6 +196,8 @@ class Getters:
         are got at a time in worker processes (``max_workers=1``: one after another; see
         docs/runs.md); an error gets a note naming the run it came from. Sets are refused.
         ``ignore_errors`` (several runs): leave out, with a warning, the runs that fail.
+        A list with superruns is got here, one run after another, each row tagged with the
+        run id asked for (``superruns.get_runs``).
         """
         options: dict[str, Any] = {
             "save": save,
@@ -213,7 +216,14 @@ class Getters:
         if not isinstance(run_id, str):
             for run in run_id if isinstance(run_id, list | tuple) else [run_id]:
                 check_run_id(run)
-            return self._get_runs(run_list(run_id), targets, ignore_errors, **options)
+            runs = run_list(run_id)
+            if any(is_superrun(r) for r in runs):  # rows tagged with the run id asked for
+                from strax_decl.context import superruns
+
+                return superruns.get_runs(
+                    self._context(), runs, as_list(targets), ignore_errors, **options
+                )
+            return self._get_runs(runs, targets, ignore_errors, **options)
         for attempt in range(2):
             concatenating = _CONCATENATING.set(True)  # this call's requests only
             try:

@@ -22,6 +22,7 @@ subruns from the outer context); plans of superruns come from ``plan``.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from strax_decl.progress import ProgressBar, enabled, run_label
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan, StepLists
 from strax_decl.rows import tag_runs
-from strax_decl.run_meta import RunDoc, SubRunSpec, normalize_spec
+from strax_decl.run_meta import RunDoc, SubRunSpec, is_superrun, normalize_spec
 from strax_storage import DataKey, DataNotFound
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "SuperrunPlan",
     "get_array",
+    "get_runs",
     "inner_context",
     "iter_chunks",
     "make",
@@ -328,8 +330,12 @@ def _chain(
             bar.on_end(error)
 
 
-def get_array(outer: Context, run_id: str, targets: list[str], **kwargs: Any) -> np.ndarray:
-    """The rows of ``targets`` of superrun ``run_id``: per-run ones tagged with ``run_id``."""
+def get_array(
+    outer: Context, run_id: str, targets: list[str], tag: bool = True, **kwargs: Any
+) -> np.ndarray:
+    """The rows of ``targets`` of superrun ``run_id``: per-run ones tagged with ``run_id``
+    (each row's subrun) unless ``tag`` is False (``get_runs`` tags them itself). Every other
+    keyword (``fuzzy_for`` too) is passed to the get of each subrun."""
     spec = spec_of(outer, run_id)
     if _split(outer.registry, targets):
         inner = inner_context(outer, run_id, targets)
@@ -355,7 +361,65 @@ def get_array(outer: Context, run_id: str, targets: list[str], **kwargs: Any) ->
             arrays.append(rows)
         return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
+    if not tag:
+        return _ending(bar, lambda: np.concatenate([get(sub, keep, drop) for sub in subruns]))
     return _ending(bar, lambda: tag_runs(subruns, targets, outer._dtype(targets), get, keep, drop))
+
+
+def get_runs(
+    outer: Context,
+    runs: list[str],
+    targets: list[str],
+    ignore_errors: bool = False,
+    **kwargs: Any,
+) -> np.ndarray:
+    """``get_array`` of a list of runs among which are superruns, one after another here.
+
+    As strax does for several runs, every row is tagged with the run id *asked for*: the rows
+    of superrun ``_sr1`` get ``run_id == "_sr1"`` (not their subrun's name, which a get of
+    ``_sr1`` alone gives). So ``get_array(["_sr1", "r3"], t)`` is the rows of ``_sr1``, then
+    those of ``r3``. ``ignore_errors``: leave out, with a warning, the runs that fail.
+    """
+    keep, drop = kwargs.pop("keep_columns", None), kwargs.pop("drop_columns", None)
+
+    def get(run: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
+        if is_superrun(run):
+            return get_array(outer, run, targets, tag=False, keep_columns=keep,
+                             drop_columns=drop, **kwargs)  # fmt: skip
+        return outer.get_array(run, targets, keep_columns=keep, drop_columns=drop, **kwargs)
+
+    if not ignore_errors:
+        return tag_runs(runs, targets, outer._dtype(targets), get, keep, drop)
+    got: dict[str, np.ndarray] = {}
+    failed: dict[str, BaseException] = {}
+    for run in runs:
+        try:
+            got[run] = get(run, _asked(keep), _asked(drop))
+        except Exception as e:
+            failed[run] = e
+    if failed:
+        what = "; ".join(f"{r}: {type(e).__name__}: {e}" for r, e in failed.items())
+        warnings.warn(
+            f"ignore_errors: left out {len(failed)} of {len(runs)} runs ({what})", stacklevel=4
+        )
+    ok = [r for r in runs if r not in failed]
+    if not ok:
+        error = next(iter(failed.values()))
+        error.add_note(f"(every run failed: {', '.join(runs)})")
+        raise error
+
+    def cached(run: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
+        return got[run]
+
+    return tag_runs(ok, targets, outer._dtype(targets), cached, keep, drop)
+
+
+def _asked(columns: Any) -> Any:
+    """The columns asked of each run (``run_id`` is ``tag_runs``' own), as ``tag_runs`` does."""
+    names = [columns] if isinstance(columns, str) else None if columns is None else list(columns)
+    if names is None:
+        return None
+    return [c for c in names if c != "run_id"] or None
 
 
 def _ending(bar: ProgressBar | None, work: Any) -> Any:
@@ -425,10 +489,20 @@ class SuperrunPlan(StepLists):
         return "\n".join(lines)
 
 
-def plan(outer: Context, run_id: str, targets: list[str], save: Sequence[str] = ()) -> SuperrunPlan:
-    """The plan of getting ``targets`` of superrun ``run_id`` (reads only)."""
+def plan(
+    outer: Context,
+    run_id: str,
+    targets: list[str],
+    save: Sequence[str] = (),
+    fuzzy_for: Sequence[str] = (),
+) -> SuperrunPlan:
+    """The plan of getting ``targets`` of superrun ``run_id`` (reads only). ``fuzzy_for``:
+    as for a run, given to the plan of each subrun (or of the superrun-level computation),
+    which shows it as a run's plan does."""
     spec = spec_of(outer, run_id)
+    fuzzy = list(fuzzy_for)
     if _split(outer.registry, targets):
         inner = inner_context(outer, run_id, targets)
-        return SuperrunPlan(run_id, spec, {}, inner.plan(run_id, targets, save))
-    return SuperrunPlan(run_id, spec, {sub: outer.plan(sub, targets, save) for sub in spec})
+        return SuperrunPlan(run_id, spec, {}, inner.plan(run_id, targets, save, fuzzy_for=fuzzy))
+    subplans = {sub: outer.plan(sub, targets, save, fuzzy_for=fuzzy) for sub in spec}
+    return SuperrunPlan(run_id, spec, subplans)

@@ -102,3 +102,19 @@ def test_fuzzy_differences_compares_the_whole_tree() -> None:
     stored["inputs"]["peaks"]["plugin"] = "OtherPeaks"  # another plugin: never fuzzy
     assert fuzzy_differences(stored, wanted, {"ToyRecords", "Peaks", "OtherPeaks"}) is None
     assert fuzzy_differences("not a lineage", wanted, {"Peaks"}) is None
+
+
+def test_a_superrun_plan_and_get_are_fuzzy_per_subrun(made: sd.Context) -> None:
+    made.make("r2", "peak_basics")
+    other = made.new_context(config={"group": 2})
+    other.define_run("_sr1", ["r1", "r2"])
+    with pytest.warns(FuzzyLoadWarning, match=r"Peaks\.options\.group 1 -> 2"):
+        plan = other.plan("_sr1", "peak_basics", fuzzy_for=["Peaks"])
+    for sub in ("r1", "r2"):
+        assert plan.subruns[sub].fuzzy_loaded == ["peak_basics"]
+    assert "FUZZY" in str(plan)
+    with pytest.warns(FuzzyLoadWarning):
+        got = other.get_array("_sr1", "peak_basics", fuzzy_for=["Peaks"])
+    parts = [made.get_array(r, "peak_basics") for r in ("r1", "r2")]
+    np.testing.assert_array_equal(got["time"], np.concatenate([p["time"] for p in parts]))
+    assert not other.is_stored("r1", "peak_basics")
