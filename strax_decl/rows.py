@@ -20,6 +20,7 @@ from strax_decl.selection import Mask
 
 __all__ = [
     "OptionTable",
+    "columns_of_each_run",
     "copy_fields",
     "option_table",
     "select",
@@ -76,6 +77,14 @@ GetRun = Callable[[str, list[str] | None, list[str] | None], np.ndarray]
 """``get(run_id, keep_columns, drop_columns)``: the rows of one run."""
 
 
+def columns_of_each_run(columns: str | Sequence[str] | None) -> list[str] | None:
+    """``keep_columns``/``drop_columns`` as asked of each run when several are tagged:
+    ``run_id`` is ``tag_runs``' own field, so it is left out (None: not given)."""
+    if columns is None:
+        return None
+    return [c for c in ([columns] if isinstance(columns, str) else columns) if c != "run_id"]
+
+
 def tag_runs(
     runs: list[str],
     targets: list[str],
@@ -94,13 +103,9 @@ def tag_runs(
             f"{targets} already have a field 'run_id', so the rows of several runs "
             "cannot be tagged with one; get the runs one at a time"
         )
-    keep_list = [keep] if isinstance(keep, str) else None if keep is None else list(keep)
-    drop_list = [drop] if isinstance(drop, str) else None if drop is None else list(drop)
-    tag = "run_id" not in (drop_list or ())
-    if keep_list is not None:
-        keep_list = [c for c in keep_list if c != "run_id"]
-    if drop_list is not None:
-        drop_list = [c for c in drop_list if c != "run_id"] or None
+    tag = "run_id" not in ([drop] if isinstance(drop, str) else drop or ())
+    keep_list = columns_of_each_run(keep)
+    drop_list = columns_of_each_run(drop) or None
     run_field = [("run_id", f"U{max(map(len, runs))}")] if tag else []
     parts = []
     for run in runs:

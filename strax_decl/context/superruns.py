@@ -34,7 +34,7 @@ from strax_decl.plugin import Options, Outputs, Plugin, SaveWhen, option, output
 from strax_decl.progress import ProgressBar, enabled, run_label
 from strax_decl.registry import Registry
 from strax_decl.resolver import Plan, StepLists
-from strax_decl.rows import tag_runs
+from strax_decl.rows import columns_of_each_run, tag_runs
 from strax_decl.run_meta import RunDoc, SubRunSpec, is_superrun, normalize_spec
 from strax_storage import DataKey, DataNotFound
 
@@ -394,7 +394,9 @@ def get_runs(
     failed: dict[str, BaseException] = {}
     for run in runs:
         try:
-            got[run] = get(run, _asked(keep), _asked(drop))
+            got[run] = get(
+                run, columns_of_each_run(keep) or None, columns_of_each_run(drop) or None
+            )
         except Exception as e:
             failed[run] = e
     if failed:
@@ -412,14 +414,6 @@ def get_runs(
         return got[run]
 
     return tag_runs(ok, targets, outer._dtype(targets), cached, keep, drop)
-
-
-def _asked(columns: Any) -> Any:
-    """The columns asked of each run (``run_id`` is ``tag_runs``' own), as ``tag_runs`` does."""
-    names = [columns] if isinstance(columns, str) else None if columns is None else list(columns)
-    if names is None:
-        return None
-    return [c for c in names if c != "run_id"] or None
 
 
 def _ending(bar: ProgressBar | None, work: Any) -> Any:
