@@ -12,7 +12,7 @@ yet are not started.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
@@ -113,17 +113,26 @@ def _joined(
     if failed and not ignore_errors:  # the first failing run in the order asked
         run = next(r for r in runs if r in failed)
         tagged.raise_for(run, failed[run])
+    ok = [r for r in runs if r in got and r not in failed]
+    leave_out(runs, ok, failed, stacklevel=6)
+    return np.concatenate([got[r] for r in ok])
+
+
+def leave_out(
+    runs: list[str], ok: list[str], failed: Mapping[str, BaseException], stacklevel: int
+) -> None:
+    """``ignore_errors``: warn naming the ``failed`` runs left out of ``runs``; if no run is
+    ``ok``, raise the first failure, noted (``stacklevel``: the user's frame for the warning)."""
     if failed:
         what = "; ".join(f"{r}: {type(e).__name__}: {e}" for r, e in failed.items())
         warnings.warn(
-            f"ignore_errors: left out {len(failed)} of {len(runs)} runs ({what})", stacklevel=5
+            f"ignore_errors: left out {len(failed)} of {len(runs)} runs ({what})",
+            stacklevel=stacklevel,
         )
-    ok = [r for r in runs if r in got and r not in failed]
     if not ok:
         error = next(iter(failed.values()))
         error.add_note(f"(every run failed: {', '.join(runs)})")
         raise error
-    return np.concatenate([got[r] for r in ok])
 
 
 def make_runs(

@@ -22,7 +22,6 @@ subruns from the outer context); plans of superruns come from ``plan``.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ import numpy as np
 from pydantic import create_model
 
 from strax_decl.chunk import Chunk
+from strax_decl.context.many import leave_out
 from strax_decl.plugin import Options, Outputs, Plugin, SaveWhen, option, output
 from strax_decl.progress import ProgressBar, enabled, run_label
 from strax_decl.registry import Registry
@@ -399,16 +399,8 @@ def get_runs(
             )
         except Exception as e:
             failed[run] = e
-    if failed:
-        what = "; ".join(f"{r}: {type(e).__name__}: {e}" for r, e in failed.items())
-        warnings.warn(
-            f"ignore_errors: left out {len(failed)} of {len(runs)} runs ({what})", stacklevel=4
-        )
     ok = [r for r in runs if r not in failed]
-    if not ok:
-        error = next(iter(failed.values()))
-        error.add_note(f"(every run failed: {', '.join(runs)})")
-        raise error
+    leave_out(runs, ok, failed, stacklevel=5)
 
     def cached(run: str, keep: list[str] | None, drop: list[str] | None) -> np.ndarray:
         return got[run]
