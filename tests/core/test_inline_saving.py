@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -91,8 +92,21 @@ def test_plain_producers_save_in_their_own_thread_parallel_ones_in_a_saver_threa
         assert ctx.stores[0].info(key).n_chunks == 6  # the producer's chunks, as made
 
 
-def test_a_failing_saver_fails_alone_and_its_producer_goes_on(tmp_path: Path) -> None:
-    ctx = sd.Context(str(tmp_path), plugins=tiny.PLUGINS, config={"n_chunks": 8}, max_messages=1)
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processor", ["threaded", "serial"])
+def test_a_failing_saver_fails_alone_and_its_producer_goes_on(
+    tmp_path: Path, processor: Literal["threaded", "serial"]
+) -> None:
+    """With either executor the error names the saver's data type (not its producer, at some
+    chunk: the serial executor once said "plugin Ticks failed ..., after chunk [7000, 8000)"
+    and marked ``doubled`` failed), and the data that does not need it is saved complete."""
+    ctx = sd.Context(
+        str(tmp_path),
+        plugins=tiny.PLUGINS,
+        config={"n_chunks": 8},
+        max_messages=1,
+        processor=processor,
+    )
     chunks = ctx.iter_chunks("r1", "doubled")
     n = 0
     with pytest.raises(OSError) as info:
@@ -106,8 +120,10 @@ def test_a_failing_saver_fails_alone_and_its_producer_goes_on(tmp_path: Path) ->
     assert list(chunks) == []  # raised once
     text = "".join(traceback.format_exception(info.value))
     assert "saving ticks failed on run r1" in text, text
+    assert "plugin Ticks failed" not in text, text
     assert ctx.stores[0].status(ctx.key_for("r1", "doubled")) == "complete"
     assert ctx.stores[0].status(ctx.key_for("r1", "ticks")) != "complete"
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
     assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
 
 
