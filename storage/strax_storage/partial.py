@@ -261,23 +261,25 @@ class PrefixReader(DataSetReader):
                     self._n_whole = z + 1
                     self._digests = np.asarray(prefix.crcs[: z + 1], np.int64)
                     return super()._decoded(spec, z)
-                if tail is None:
-                    self._corrupt("rows after the last whole Zarr chunk have no tail record")
-                assert tail is not None
-                key = tail_key(self.path, str(tail["key"]))
-                n = int(tail["rows"])
                 # a tail the writer replaced meanwhile is gone: then the newer records say
                 # where its rows are (one read: a look first could be overtaken)
-                raw = self._fetch_if_there(key, n * self.dtype.itemsize, int(tail["crc"]))
-                if raw is not None:
-                    self._tail = np.frombuffer(raw, self.dtype)
-                    break
+                if tail is not None:
+                    key = tail_key(self.path, str(tail["key"]))
+                    n = int(tail["rows"])
+                    raw = self._fetch_if_there(key, n * self.dtype.itemsize, int(tail["crc"]))
+                    if raw is not None:
+                        self._tail = np.frombuffer(raw, self.dtype)
+                        break
                 if self._follow():  # published: same write, same bytes, CRC not recorded
                     self._n_whole, self._digests = z + 1, None
                     return super()._decoded(spec, z)
+                # asked after the records were read: records dropped by a writer that
+                # published meanwhile are a shrinking view, not a shorter prefix
                 if _being_published(self._backend, self.path):
                     time.sleep(0.01)  # marked complete, records dropped, renamed in a moment
                     continue
+                if tail is None:
+                    self._corrupt("rows after the last whole Zarr chunk have no tail record")
                 prefix = read_prefix(self._backend, self.path, self.rows_per_chunk, len(self.specs))
             else:
                 self._corrupt("the tail of the final prefix keeps being replaced")

@@ -339,3 +339,52 @@ def test_a_resumed_write_keeps_the_layout_it_was_started_with(
     assert other.saver(KEY, DTYPE, {}, resume=point).save_from(chunks).complete
     assert other.load_array(KEY).tobytes() == clean.load_array(KEY).tobytes()
     assert files(tmp_path / "s") == files(tmp_path / "clean")
+
+
+def test_a_reader_whose_tail_was_replaced_waits_out_a_publish_that_tears_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holds a prefix whose tail the writer has since replaced (it keeps the last
+    two), so it reads the records again, and the writer publishes just then: the records it
+    reads are half dropped. That is a publish under way, not a shorter prefix (nor a
+    corrupted data set): the reader waits and reads the published rows (seen in CI)."""
+    from strax_storage import partial
+
+    store = open_store(tmp_path, rows_per_chunk=10)
+    chunks = make_chunks(12, rows=3, seed=4)
+    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
+    for chunk in chunks[:8]:
+        saver.send(chunk)
+    found = partial.find_prefix(store.backend, KEY)
+    assert found is not None and found.prefix.tail is not None
+    reader = partial.PrefixReader(store.backend, KEY, found)
+    for chunk in chunks[8:]:  # two newer tails at least: the reader's tail file is deleted
+        saver.send(chunk)
+    tmp = next(p for p in (tmp_path / "run_1").iterdir() if p.name.startswith(".tmp-"))
+    assert not (tmp / "_index" / "final" / str(found.prefix.tail["key"])).exists()
+
+    real = partial._being_published
+    asked: list[bool] = []
+
+    def publish_half_way_after_the_first_look(backend: object, path: str) -> bool:
+        answer = real(backend, path)  # type: ignore[arg-type]
+        asked.append(answer)
+        if len(asked) == 1:  # Saver._close up to dropping the records, stopped half-way
+            saver._write_index()
+            saver._write_array_metadata()
+            saver._write_group_attrs("complete")
+            records = sorted((tmp / "_index" / "final").glob("*.json"))
+            # the records left end with one of whole Zarr chunks only (no tail)
+            keep = next(i for i, r in enumerate(records) if not json.loads(r.read_text())["tail"])
+            assert keep < len(records) - 1
+            for late in records[keep + 1 :]:
+                late.unlink()
+        elif len(asked) == 2:
+            saver.close()
+        return answer
+
+    monkeypatch.setattr(partial, "_being_published", publish_half_way_after_the_first_look)
+    got = np.concatenate([c.data for c in reader.chunks()])
+    whole = np.concatenate([c.data for c in chunks[:8]])
+    assert got.tobytes() == whole.tobytes()
+    assert asked[:2] == [False, True]  # the second look, after the torn records, saw it
