@@ -34,12 +34,13 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticUndefined
 
 from strax_decl.chunk import Chunk
 from strax_decl.code_hash import code_hash
 from strax_decl.errors import StraxDeclError
+from strax_decl.option_types import coercion_problem
 from strax_decl.schema import Schema, schema_from_dtype
 from strax_storage.codec_choice import check_choice
 
@@ -107,6 +108,16 @@ class Options(BaseModel):
     """Validated, typed, documented configuration of one plugin."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_silent_coercion(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse what pydantic would quietly change (True as 1, "20" as 20; option_types)."""
+        field = cls.model_fields.get(info.field_name or "")
+        problem = None if field is None else coercion_problem(value, field.annotation)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 def option(

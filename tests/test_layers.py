@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "strax_decl.code_hash": CORE,
     "strax_decl.selection": CORE,
     "strax_decl.plugin": CORE,
+    "strax_decl.option_types": CORE,  # option values pydantic would silently convert
     "strax_decl.kinds": CORE,
     "strax_decl.kinds_common": CORE,  # declaration checks the kinds share
     "strax_decl.kinds_loop": CORE,  # the loop kind (contained / touching selection)

@@ -7,7 +7,7 @@ from strax_decl.testing import TOY_PLUGINS
 
 
 def test_wrong_type_names_option_and_plugin(tmp_path):
-    with pytest.raises(sd.InvalidOption, match=r"option 'group' of plugin Peaks.*integer.*'many'"):
+    with pytest.raises(sd.InvalidOption, match=r"option 'group' of plugin Peaks.*int.*'many'"):
         sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": "many"})
     assert not any(tmp_path.iterdir()), "no data touched before validation"
 
@@ -45,3 +45,18 @@ def test_show_config_lists_default_current_and_description(tmp_path):
 def test_an_unknown_option_gets_a_did_you_mean():
     with pytest.raises(sd.InvalidOption, match=r"'gruop': did you mean 'group'\?"):
         sd.Context(storage=None, plugins=TOY_PLUGINS, config={"gruop": 3})
+
+
+@pytest.mark.parametrize("value", [True, "20", 2.5, 2.0])
+def test_values_pydantic_would_silently_convert_are_refused(tmp_path, value):
+    with pytest.raises(sd.InvalidOption, match=r"option 'group' of plugin Peaks.*not an int"):
+        sd.Context(storage=str(tmp_path), plugins=TOY_PLUGINS, config={"group": value})
+
+
+def test_a_list_for_a_tuple_option_and_an_int_for_a_float_option_are_taken():
+    class Opts(sd.Options):
+        span: tuple[int, int] = sd.option((0, 1), description="a range")
+        gain: float = sd.option(1.0, description="a gain")
+
+    opts = Opts.model_validate({"span": [3, 4], "gain": 2})
+    assert opts.span == (3, 4) and opts.gain == 2.0
