@@ -222,10 +222,10 @@ class ProgressBar(Hook):
         now = time.perf_counter() if now is None else now
         elapsed = max(now - self.started, 1e-9)
         frac = self.fraction
-        figures = f"{format_count(self.rows)} rows {self.nbytes / 1e6:.1f} MB {self.chunks} chunks"
+        size, rate = format_size(self.nbytes), format_rate(self.nbytes / elapsed)
+        figures = f"{format_count(self.rows)} rows {size} {self.chunks} chunks"
         rates = (
-            f"{format_count(self.rows / elapsed)} rows/s {self.nbytes / 1e6 / elapsed:.1f} MB/s "
-            f"{self.chunks / elapsed:.1f} chunks/s"
+            f"{format_count(self.rows / elapsed)} rows/s {rate} {self.chunks / elapsed:.1f} chunks/s"
         )
         if final:
             ending = self.ending
@@ -234,11 +234,10 @@ class ProgressBar(Hook):
             timing = f"ETA {format_duration(elapsed * (1 - frac) / frac)}"
         else:
             timing = f"{format_duration(elapsed)} elapsed"
-        mbps = f"{self.nbytes / 1e6 / elapsed:.1f} MB/s"
         tails = [  # most detailed first; the first that fits next to a bar wins
             f"{figures} | {rates} | {timing}",
-            f"{format_count(self.rows)} rows {self.nbytes / 1e6:.1f} MB | {mbps} | {timing}",
-            f"{self.nbytes / 1e6:.1f} MB | {timing}",
+            f"{format_count(self.rows)} rows {size} | {rate} | {timing}",
+            f"{size} | {timing}",
         ]
         head = self.label + (f" {frac:4.0%}" if frac is not None else "")
         total = self.width or (shutil.get_terminal_size((100, 20)).columns if self.tty else 160)

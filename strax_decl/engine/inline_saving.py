@@ -78,10 +78,15 @@ class InlineSavers:
                 except Exception as e:
                     self._failed(data_type, saver, e)
 
-    def check_stalled(self, timeout: float | None, producer: str) -> None:
+    def check_stalled(
+        self, timeout: float | None, producer: str, caller_back: float | None = None
+    ) -> None:
         """Fail the open savers if they have waited ``timeout`` s for the next chunk (the
-        last-resort alarm a saver thread's mailbox wait had; None: no alarm)."""
-        if timeout is None or self._busy or time.monotonic() - self._last < timeout:
+        last-resort alarm a saver thread's mailbox wait had; None: no alarm). The wait is
+        counted from ``caller_back`` if later (when the caller last came back to read or
+        stopped reading): a producer the caller paused was not stalled."""
+        since = max(self._last, caller_back or 0.0)
+        if timeout is None or self._busy or time.monotonic() - since < timeout:
             return
         for data_type, saver in self.savers:
             if not saver.closed:

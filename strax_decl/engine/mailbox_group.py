@@ -50,6 +50,11 @@ class MailboxGroup:
                 self._caller_back = time.monotonic()
             self._caller_busy = busy
 
+    @property
+    def caller_back(self) -> float | None:
+        """When the caller last came back to read, or stopped reading (monotonic)."""
+        return self._caller_back
+
     def later_deadline_locked(self, timeout: float, now: float) -> float | None:
         """The deadline a wait of ``timeout`` s that just expired gets instead, if the caller
         was busy with a chunk since the wait began (a slow caller is not a hang: the clock

@@ -444,8 +444,9 @@ class _Run:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 ended.wait(0.05)
+                back = self.group.caller_back
                 for producer, inline in self.inline:
-                    inline.check_stalled(self.timeout, producer)
+                    inline.check_stalled(self.timeout, producer, back)
         stuck = [t.name for t in self.began() if not self._ended[t].is_set()]
         for thread in self.began():
             if self._ended[thread].is_set():

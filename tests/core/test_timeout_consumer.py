@@ -109,3 +109,33 @@ def test_a_plugin_stuck_inside_the_pipeline_still_times_out_after_a_slow_caller(
     assert "gave up after 0.5 s" in text, text
     assert "StuckOnSecond" in text, text  # the stuck plugin is named
     assert ctx.stores[0].status(ctx.key_for("r1", "stuck")) == "failed"
+
+
+@pytest.mark.timeout(60)
+def test_a_half_read_generator_kept_open_is_paused_not_timed_out(tmp_path: Path) -> None:
+    """A notebook keeps ``chunks = ctx.iter_chunks(...)`` after reading one chunk: the run is
+    paused (its threads wait, using no CPU), not hung, however long past ``timeout``. Read on,
+    it gives the rest and saves everything; closed, every thread ends and nothing is failed."""
+    _warm_up(tmp_path)
+    ctx = sd.Context(
+        str(tmp_path / "store"),
+        plugins=tiny.PLUGINS,
+        config={"n_chunks": 4},
+        timeout=0.3,
+        max_messages=1,
+    )
+    chunks = ctx.iter_chunks("r1", "fragile")
+    first = next(chunks)
+    time.sleep(1.5)  # five timeouts: nothing gives up meanwhile
+    rest = list(chunks)
+    assert [c.start for c in [first, *rest]] == [i * tiny.CHUNK_NS for i in range(4)]
+    assert ctx.stores[0].status(ctx.key_for("r1", "fragile")) == "complete"
+
+    kept = ctx.iter_chunks("r2", "fragile")
+    next(kept)
+    time.sleep(1.0)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] != []
+    kept.close()  # what garbage collection of the generator also does
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
+    for data_type in ("ticks", "doubled", "fragile"):
+        assert ctx.stores[0].status(ctx.key_for("r2", data_type)) != "failed", data_type
