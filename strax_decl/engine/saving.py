@@ -2,19 +2,20 @@
 
 Savers are created when the run starts (so a graph that is never run writes nothing), fed
 every chunk of their data type, and closed when that data type's producer has finished. When
-the run fails, every saver that did not close is marked failed with the original error (a
-failed data set is never loaded as cache); when it is interrupted or the caller stops
-reading early, every saver that did not close is discarded quietly (absent, not failed: see
-``stopping.py``), except that a resumable data set's (``Graph.keep_partial``) is suspended:
-its final prefix stays, ``partial``, for the rerun to continue. ``fail`` and ``discard``
-after ``close`` are no-ops, so a data set whose producer finished before the stop stays
-complete. Each saver's work is reported to the hooks as ``"save <data type>"``.
+the run fails, every saver that did not close is marked failed with the original error it
+depends on (``RunFailures``; a failed data set is never loaded as cache); when it is
+interrupted or the caller stops reading early, every saver that did not close is discarded
+quietly (absent, not failed: see ``stopping.py``), except that a resumable data set's
+(``Graph.keep_partial``) is suspended: its final prefix stays, ``partial``, for the rerun to
+continue. ``fail`` and ``discard`` after ``close`` are no-ops, so a data set whose producer
+finished before the stop stays complete. Each saver's work is reported to the hooks as
+``"save <data type>"``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 from strax_decl.engine.graph import Graph
 from strax_decl.engine.hooks import Hook
@@ -80,12 +81,19 @@ class RunSavers:
         finally:
             self.hooks.on_chunk(name, time.perf_counter() - t0 - waited[0], [])
 
-    def stop(self, error: BaseException, skip: Container[Saver] = ()) -> None:
+    def stop(
+        self,
+        error: BaseException,
+        skip: Container[Saver] = (),
+        cause: Callable[[str, BaseException], BaseException] | None = None,
+    ) -> None:
         """End every saver that did not close as the run ended on ``error`` (discarded for an
-        interrupt or early stop, else failed), except those in ``skip`` (still busy)."""
-        for _, saver in self.items():
+        interrupt or early stop, else failed), except those in ``skip`` (still busy). A
+        failed data set records ``cause(data_type, error)`` (``RunFailures.cause_of``)."""
+        for data_type, saver in self.items():
             if saver not in skip:
-                self.stop_one(saver, error)  # a no-op for savers that closed (complete data)
+                why = error if cause is None or discards(error) else cause(data_type, error)
+                self.stop_one(saver, why)  # a no-op for savers that closed (complete data)
 
     def stop_one(self, saver: Saver, error: BaseException) -> None:
         if not discards(error):

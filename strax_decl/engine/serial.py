@@ -16,11 +16,11 @@ the run raises it at its end.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 
 from strax_decl.chunk import Chunk, check_touches
+from strax_decl.engine.failures import RunFailures
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
 from strax_decl.engine.inline_saving import InlineSavers
@@ -38,7 +38,6 @@ from strax_decl.plugin import Submit
 
 __all__ = ["run_serial"]
 
-log = logging.getLogger(__name__)
 
 
 class _Topic:
@@ -157,12 +156,12 @@ def run_serial(
     savers = RunSavers(run_hooks)
     nodes: dict[str, _Node] = {}
     output: tuple[_Topic, int] | None = None
-    saver_errors: list[BaseException] = []  # savers' failures (noted, the saver failed)
+    failures = RunFailures(graph)
 
     def saver_failed(exc: BaseException) -> None:
         """A saver failed (``InlineSavers``): the rest goes on with ``keep_finished``, and
         the run raises it at its end, as the threaded executor does."""
-        saver_errors.append(exc)
+        failures.add(exc)
         if not keep_finished:
             raise exc
 
@@ -188,8 +187,8 @@ def run_serial(
             output = (out_topic, out_topic.subscribe())
             yield from out_topic.read(output[1])
         _drain(graph, nodes, None)
-        if saver_errors:
-            raise saver_errors[0]
+        if failures.first is not None:
+            raise failures.first
     except GeneratorExit as e:
         # Closed by a caller unwinding on Ctrl-C: an interrupt, else an early stop.
         stop = interrupt_behind(e) or ProcessingStopped(
@@ -199,14 +198,17 @@ def run_serial(
         raise
     except BaseException as e:
         error: BaseException = e
-        if saver_errors and not is_interrupt(e):
-            error = saver_errors[0]  # the first failure, as the threaded executor reports
+        if not is_interrupt(e):
+            failures.add(e, _failed_types(nodes))
+            error = failures.first or e  # the first failure, as the threaded executor reports
         if keep_finished and not is_interrupt(e):
             try:
-                _keep_finished(graph, nodes, savers, output)
+                _keep_finished(graph, nodes, savers, output, failures)
             except BaseException as interrupt:  # only an interrupt escapes
                 error = interrupt
-        _stop(savers, nodes, run_hooks, error)
+        _stop(savers, nodes, run_hooks, error, failures)
+        if error is failures.first:  # after the data sets recorded their own failures
+            failures.note_later()
         if error is not e:
             raise error from None
         raise
@@ -224,8 +226,16 @@ def _drain(graph: Graph, nodes: dict[str, _Node], needed: set[str] | None) -> No
             node.advance()
 
 
+def _failed_types(nodes: dict[str, _Node]) -> set[str]:
+    return {o for node in nodes.values() if node.failed for o in node.producer.outputs}
+
+
 def _keep_finished(
-    graph: Graph, nodes: dict[str, _Node], savers: RunSavers, output: tuple[_Topic, int] | None
+    graph: Graph,
+    nodes: dict[str, _Node],
+    savers: RunSavers,
+    output: tuple[_Topic, int] | None,
+    failures: RunFailures,
 ) -> None:
     """After a failure: finish what unfinished savers need and does not depend on it.
 
@@ -235,7 +245,7 @@ def _keep_finished(
     if output is not None:
         output[0].unsubscribe(output[1])  # the caller will not read again
     while True:
-        failed = {o for node in nodes.values() if node.failed for o in node.producer.outputs}
+        failed = _failed_types(nodes)
         if not failed:
             return  # not a plugin's failure (e.g. a hook's): nothing to keep going
         doomed = doomed_types(graph, failed)
@@ -251,15 +261,22 @@ def _keep_finished(
         except BaseException as e:
             if is_interrupt(e):
                 raise
-            log.warning("while finishing the work a failure did not touch: %r", e)
+            failures.add(e, _failed_types(nodes))
 
 
-def _stop(savers: RunSavers, nodes: dict[str, _Node], hooks: Hooks, error: BaseException) -> None:
-    """End the savers, close the producers, tell the hooks; an interrupt meanwhile (even a
-    second one) does not cut this short."""
+def _stop(
+    savers: RunSavers,
+    nodes: dict[str, _Node],
+    hooks: Hooks,
+    error: BaseException,
+    failures: RunFailures | None = None,
+) -> None:
+    """End the savers (each failed one with the failure it depends on), close the
+    producers, tell the hooks; an interrupt meanwhile (even a second one) does not cut this
+    short."""
     while True:
         try:
-            savers.stop(error)
+            savers.stop(error, cause=None if failures is None else failures.cause_of)
             _close_all(nodes)
             break
         except (KeyboardInterrupt, SystemExit) as e:

@@ -59,6 +59,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from strax_decl.chunk import Chunk
+from strax_decl.engine.failures import RunFailures
 from strax_decl.engine.graph import Graph, Producer
 from strax_decl.engine.hooks import Hook, Hooks
 from strax_decl.engine.inline_saving import InlineSavers
@@ -139,6 +140,7 @@ class _Run:
         self.timeout = timeout
         self.inline: list[tuple[str, InlineSavers]] = []  # savers fed by producer threads
         self.error: BaseException | None = None  # the first failure
+        self.failures = RunFailures(graph)  # every failure, and which data sets each ends
         self.stop: BaseException | None = None  # the first interrupt or early stop
         self.stopped_all = False
         self.failed_types: set[str] = set()
@@ -180,8 +182,10 @@ class _Run:
             if is_interrupt(reason) or isinstance(reason, ProcessingStopped):
                 if self.stop is None:
                     self.stop = reason
-            elif self.error is None:
-                self.error = reason
+            else:
+                self.failures.add(reason, failed)
+                if self.error is None:
+                    self.error = reason
             self.failed_types.update(failed)
             if caller:
                 self.caller_reading = False
@@ -413,6 +417,8 @@ class _Run:
                 "returns)"
             )
         error = ending
+        if error is not None and error is self.error:
+            self.failures.note_later()
         if problems:
             if error is None:
                 error = PipelineStuck("; ".join(problems))
@@ -456,7 +462,7 @@ class _Run:
         running = self.pools.shutdown(ending is not None or bool(stuck), deadline)
         if ending is not None:  # a saver whose thread is stuck may still be writing
             busy = [s for s, thread in self.saver_threads if not self._ended[thread].is_set()]
-            self.savers.stop(ending, skip=busy)
+            self.savers.stop(ending, skip=busy, cause=self.failures.cause_of)
         return stuck, running
 
 

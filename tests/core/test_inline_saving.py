@@ -124,6 +124,53 @@ def test_a_failing_saver_fails_alone_and_its_producer_goes_on(
     assert ctx.stores[0].status(ctx.key_for("r1", "doubled")) == "complete"
     assert ctx.stores[0].status(ctx.key_for("r1", "ticks")) != "complete"
     assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processor", ["threaded", "serial"])
+def test_a_plugin_failing_after_a_saver_failed_is_reported_and_recorded_as_its_own(
+    tmp_path: Path, processor: Literal["threaded", "serial"], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ticks saver fails (its store breaks), the run goes on (``keep_finished``), and
+    Fragile raises. Whichever comes first (a saver's write error is seen when the write is
+    collected) is raised, noting the other (logged with its traceback), and the fragile data
+    set records Fragile's error, not another data type's broken store: both were once lost
+    behind the saver's."""
+    ctx = sd.Context(
+        str(tmp_path),
+        plugins=tiny.PLUGINS,
+        config={"n_chunks": 8, "fragile_fail_at": 5 * tiny.CHUNK_NS},
+        max_messages=1,
+        processor=processor,
+    )
+    chunks = ctx.iter_chunks("r1", "fragile")
+    n = 0
+    with pytest.raises((OSError, ValueError)) as info:
+        for _ in chunks:
+            n += 1
+            if n == 1:  # break the store under the ticks saver: its directory becomes a file
+                (tmp,) = (tmp_path / "r1").glob(".tmp-ticks-*")
+                os.rename(tmp, tmp.with_name("broken-" + tmp.name))
+                tmp.touch()
+    assert n <= 5  # fragile's chunks before the failing one (a failure may overtake them)
+    text = "".join(traceback.format_exception(info.value))
+    saver = "saving ticks failed on run r1"
+    plugin = f"plugin Fragile failed on run r1, chunk [{5 * tiny.CHUNK_NS}, "
+    first, later, later_type = (
+        (saver, plugin, ValueError) if isinstance(info.value, OSError) else (plugin, saver, OSError)
+    )
+    assert first in text and f"later, {later}" in text, text
+    logged = [
+        r
+        for r in caplog.records
+        if r.name == "strax_decl.engine.failures" and isinstance(r.exc_info[1], later_type)
+    ]
+    assert len(logged) == 1 and later.split(",")[0] in logged[0].getMessage()
+    fragile = ctx.stores[0].info(ctx.key_for("r1", "fragile"))
+    assert fragile.status == "failed"
+    assert fragile.exception is not None and "ValueError: bad value at" in fragile.exception
+    assert "saving ticks" not in fragile.exception and "StorageIOError" not in fragile.exception
+    assert ctx.stores[0].status(ctx.key_for("r1", "doubled")) == "complete"  # keep_finished
     assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
 
 

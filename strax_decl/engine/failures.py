@@ -1,0 +1,63 @@
+"""The failures of one run, in order, and which data set each one ends (both executors).
+
+With ``keep_finished`` a run goes on after its first failure, so a second one can follow (a
+saver's disk fills, then a plugin raises). Each must stay visible: the caller gets the first,
+with its traceback, and a note for every later one (each also logged with its own
+traceback); an unfinished data set records the failure it depends on, not simply the first
+(a plugin's bug is not recorded as another data type's full disk).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from strax_decl.engine.stopping import doomed_types, failure_note
+
+if TYPE_CHECKING:  # pragma: no cover
+    from strax_decl.engine.graph import Graph
+
+__all__ = ["RunFailures"]
+
+log = logging.getLogger(__name__)
+
+
+class RunFailures:
+    """What failed in one run, first first (see the module docstring)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+        self._failures: list[BaseException] = []
+        self._failed: dict[int, set[str]] = {}  # id of a failure -> data types it failed
+        self._noted = False
+
+    def add(self, exc: BaseException, failed: Iterable[str] = ()) -> None:
+        """``exc`` failed the component computing ``failed`` (none: a saver's, a hook's).
+        The same exception again (it travels downstream) adds the types it failed there."""
+        if not any(e is exc for e in self._failures):
+            self._failures.append(exc)
+            self._failed[id(exc)] = set()
+        self._failed[id(exc)].update(failed)
+
+    @property
+    def first(self) -> BaseException | None:
+        return self._failures[0] if self._failures else None
+
+    def cause_of(self, data_type: str, default: BaseException) -> BaseException:
+        """The failure an unfinished ``data_type`` depends on (``default``: none of them)."""
+        for exc in self._failures:
+            if data_type in doomed_types(self._graph, self._failed[id(exc)]):
+                return exc
+        return default
+
+    def note_later(self) -> None:
+        """Note every failure after the first on the first (once), logging each in full."""
+        if self._noted or len(self._failures) < 2:
+            return
+        self._noted = True
+        first = self._failures[0]
+        for later in self._failures[1:]:
+            where = failure_note(later) or "another component failed"
+            first.add_note(f"later, {where}: {type(later).__name__}: {later}")
+            log.error("%s (after the first failure)", where, exc_info=later)
