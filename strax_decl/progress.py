@@ -10,9 +10,11 @@ with the same figures after it, red and saying ``interrupted`` or ``failed`` whe
 did not complete. On a terminal (and in log files) it is the one line below.
 
 The bar counts the data *entering* the pipeline (chunks of source plugins and loaders): rows,
-megabytes and chunks, with their rates. When the end of the run is known in advance (a stored
-data set's end time, or a source plugin's ``run_end(run_id)`` hook) it also shows the fraction
-done and an ETA: progress is the end time of the latest chunk read, relative to the run's span.
+bytes and chunks, with their rates (sizes and rates in the unit that shows them, e.g. kB/s
+for a small data type: ``strax_decl.stats.format_size`` and ``format_rate``, as the timing
+summary writes them). When the end of the run is known in advance (a stored data set's end
+time, or a source plugin's ``run_end(run_id)`` hook) it also shows the fraction done and an
+ETA: progress is the end time of the latest chunk read, relative to the run's span.
 A superrun's bar (``strax_decl.context.superruns``) is given the time ``pieces`` of its
 subruns: progress is then the time covered inside them (the gaps between subruns do not
 count), and the label names the subrun being read (``_sr peaks [2/3 r2]``).
@@ -224,9 +226,8 @@ class ProgressBar(Hook):
         frac = self.fraction
         size, rate = format_size(self.nbytes), format_rate(self.nbytes / elapsed)
         figures = f"{format_count(self.rows)} rows {size} {self.chunks} chunks"
-        rates = (
-            f"{format_count(self.rows / elapsed)} rows/s {rate} {self.chunks / elapsed:.1f} chunks/s"
-        )
+        rows_s, chunks_s = format_count(self.rows / elapsed), self.chunks / elapsed
+        rates = f"{rows_s} rows/s {rate} {chunks_s:.1f} chunks/s"
         if final:
             ending = self.ending
             timing = f"{ending} {'in' if ending == 'done' else 'after'} {format_duration(elapsed)}"

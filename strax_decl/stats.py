@@ -108,15 +108,21 @@ class RunStats(Hook):
 
 
 def format_size(n: float) -> str:
-    """``1234`` -> ``1.2 kB``: bytes in the unit that shows them."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
+    """``1234`` -> ``1.2 kB``: bytes in the unit that shows them: the smallest unit whose
+    rounded figure is below 1000 (``999_999`` is ``1.0 MB``, not ``1000.0 kB``)."""
+    if 0 < n < 0.5:
+        return "<1 B"  # not "0 B": something, if little, was there
+    if round(n) < 1000:
+        return f"{n:.0f} B"
+    for unit, size in (("kB", 1e3), ("MB", 1e6)):
+        if round(n / size, 1) < 1000:
             return f"{n / size:.1f} {unit}"
-    return f"{n:.0f} B"
+    return f"{n / 1e9:.1f} GB"
 
 
 def format_rate(bytes_per_second: float) -> str:
-    """``2500`` -> ``2.5 kB/s``: never ``0.0 MB/s`` for small data types."""
+    """``2500`` -> ``2.5 kB/s``: never ``0.0 MB/s`` for small data types (``format_size``'s
+    units; the timing summary and the progress bar both write rates with it)."""
     return f"{format_size(bytes_per_second)}/s"
 
 

@@ -66,6 +66,7 @@ class LineageComparison:
     left_hash: str
     right_hash: str
     differences: list[str] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)  # difference -> plugin it is of
 
     def _grouped(self, word: str) -> list[str]:
         return [d for d in self.differences if _kind(d) == word]
@@ -100,8 +101,32 @@ class LineageComparison:
             group = [d for d in self.differences if _kind(d) == word]
             if group:
                 lines.append(f"  {word}:")
-                lines += [f"    {d}" for d in group]
+                lines += [f"    {d}{_of(self.owners.get(d))}" for d in group]
         return "\n".join(lines)
+
+
+def _of(plugin: str | None) -> str:
+    return f"  [plugin {plugin}]" if plugin else ""
+
+
+def _owner(lineages: tuple[dict[str, Any], ...], difference: str) -> str | None:
+    """The plugin whose lineage level holds ``difference`` (``inputs.peaks.version``: the
+    plugin of ``peaks``; ``inputs.records: removed``: the plugin that no longer reads it)."""
+    parts = difference.split(":", 1)[0].split(".")
+    if parts[-1] == "plugin":  # names both plugins already
+        return None
+    for node in lineages:
+        owner = node.get("plugin")
+        i = 0
+        while i + 2 < len(parts) and parts[i] == "inputs":
+            below = node.get("inputs", {}).get(parts[i + 1])
+            if not isinstance(below, dict):
+                break
+            node, owner, i = below, below.get("plugin", owner), i + 2
+        else:
+            if isinstance(owner, str):
+                return owner
+    return None
 
 
 def _kind(difference: str) -> str:
@@ -195,7 +220,9 @@ class Inspection:
             theirs = info.metadata.get("lineage") or {}
             there = info.key.lineage_hash
             what = f"stored {info.key}"
-        return LineageComparison(data_type, "this context", what, here, there, diff(mine, theirs))
+        differences = diff(mine, theirs)
+        owners = {d: o for d in differences if (o := _owner((mine, theirs), d)) is not None}
+        return LineageComparison(data_type, "this context", what, here, there, differences, owners)
 
     def _stored_info(self, which: DataKey | str, data_type: str, run_id: str | None) -> DataSetInfo:
         """The stored data set ``which`` names (a key, or a lineage hash prefix)."""

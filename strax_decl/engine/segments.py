@@ -7,7 +7,7 @@ where they buy parallelism: a producer without inputs (a loader decompressing, a
 ``parallel`` plugin (its pool works while the others go on) get their own; every other plugin
 is fused with its neighbours into a *segment* that one thread runs as the serial executor runs
 a graph: a consumer reading an input made in its segment advances that input's producer by one
-step in the same thread (:class:`_Topic`), and outputs read outside the segment (another
+step in the same thread (:class:`Topic`), and outputs read outside the segment (another
 thread, the caller, nobody) go to their mailboxes as before.
 
 :func:`partition` groups the plugins by the set of ``parallel`` plugins upstream of them (then
@@ -23,7 +23,6 @@ unfinished savers still need are run to their end (``needed``), as separate thre
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 
@@ -33,6 +32,7 @@ from strax_decl.engine.hooks import Hooks
 from strax_decl.engine.inline_saving import InlineSavers
 from strax_decl.engine.mailbox import Mailbox, MailboxKilled, Subscription
 from strax_decl.engine.stopping import Span, is_interrupt, note_failure
+from strax_decl.engine.topic import Topic
 from strax_decl.plugin import Submit
 
 __all__ = ["Segment", "partition"]
@@ -80,56 +80,6 @@ def partition(graph: Graph) -> list[tuple[Producer, ...]]:
     return [tuple(g) for g in groups.values()]
 
 
-class _Topic:
-    """One in-segment output: buffered until every in-segment reader has taken it."""
-
-    def __init__(self, node: _Node) -> None:
-        self.node = node
-        self.buffer: deque[Chunk] = deque()
-        self.first = 0  # message number of buffer[0]
-        self.positions: dict[int, int] = {}
-
-    def subscribe(self) -> int:
-        rid = len(self.positions)
-        self.positions[rid] = self.first
-        return rid
-
-    def unsubscribe(self, rid: int) -> None:
-        self.positions.pop(rid, None)
-        self._trim()
-
-    def push(self, chunk: Chunk) -> None:
-        if self.positions:
-            self.buffer.append(chunk)
-
-    def _trim(self) -> None:
-        if not self.positions:
-            self.first += len(self.buffer)
-            self.buffer.clear()
-            return
-        low = min(self.positions.values())
-        while self.buffer and low > self.first:
-            self.buffer.popleft()
-            self.first += 1
-
-    def read(self, rid: int) -> Iterator[Chunk]:
-        node = self.node
-        while True:
-            pos = self.positions[rid]
-            if pos < self.first + len(self.buffer):
-                chunk = self.buffer[pos - self.first]
-                self.positions[rid] = pos + 1
-                if pos == self.first:
-                    self._trim()
-                yield chunk
-            elif node.done:
-                return
-            elif node.error is not None:  # its iterator is dead: so is this reader
-                raise MailboxKilled(node.error, node.producer.name)
-            else:
-                node.advance()
-
-
 class _Node:
     """One member of a segment: its iterator, its outputs (in-segment topics, mailboxes, inline
     savers) and where it is."""
@@ -147,11 +97,11 @@ class _Node:
         self.inline = inline
         self.saved = inline.by_output
         self.run_id = run_id
-        self.topics: dict[str, _Topic] = {}
+        self.topics: dict[str, Topic] = {}
         self.live: dict[str, Mailbox] = {}  # exported outputs somebody reads (set at start)
         self.previous_end: dict[str, int] = {}
         self.iterator: Iterator[object] | None = None
-        self.reads: list[tuple[_Topic, int]] = []
+        self.reads: list[tuple[Topic, int]] = []
         self.subscriptions: list[Subscription] = []
         self.span = Span()
         self.done = False
@@ -249,7 +199,7 @@ class Segment:
                     node.subscriptions.append(sub)
                     inputs[d] = node.span.reading(sub)
                 else:
-                    topic = source.topics.setdefault(d, _Topic(source))
+                    topic = source.topics.setdefault(d, Topic(source))
                     rid = topic.subscribe()
                     node.reads.append((topic, rid))
                     inputs[d] = node.span.reading(topic.read(rid))

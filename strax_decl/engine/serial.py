@@ -16,7 +16,6 @@ the run raises it at its end.
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Iterable, Iterator
 
 from strax_decl.chunk import Chunk, check_touches
@@ -34,68 +33,29 @@ from strax_decl.engine.stopping import (
     needed_producers,
     note_failure,
 )
+from strax_decl.engine.topic import Topic
 from strax_decl.plugin import Submit
 
 __all__ = ["run_serial"]
 
 
-
-class _Topic:
-    def __init__(self, name: str, node: _Node) -> None:
-        self.name = name
-        self.node = node
-        self.buffer: deque[Chunk] = deque()
-        self.first = 0  # message number of buffer[0]
-        self.positions: dict[int, int] = {}
-
-    def subscribe(self) -> int:
-        rid = len(self.positions)
-        self.positions[rid] = 0
-        return rid
-
-    def unsubscribe(self, rid: int) -> None:
-        """A reader that will not read again: stop buffering for it."""
-        self.positions.pop(rid, None)
-        self._trim()
-
-    def push(self, chunk: Chunk) -> None:
-        if self.positions:
-            self.buffer.append(chunk)
-
-    def _trim(self) -> None:
-        if not self.positions:
-            self.first += len(self.buffer)
-            self.buffer.clear()
-        while self.buffer and min(self.positions.values()) > self.first:
-            self.buffer.popleft()
-            self.first += 1
-
-    def read(self, rid: int) -> Iterator[Chunk]:
-        while True:
-            pos = self.positions[rid]
-            if pos < self.first + len(self.buffer):
-                chunk = self.buffer[pos - self.first]
-                self.positions[rid] = pos + 1
-                self._trim()
-                yield chunk
-            elif self.node.done:
-                return
-            else:
-                self.node.advance()
-
-
 class _Node:
     def __init__(self, producer: Producer, savers: InlineSavers, run_id: str | None) -> None:
         self.producer = producer
+        self.name = producer.name
         self.savers = savers  # a saver's failure stays its own, as in the threaded executor
         self.run_id = run_id
-        self.topics: dict[str, _Topic] = {o: _Topic(o, self) for o in producer.outputs}
+        self.topics: dict[str, Topic] = {o: Topic(self) for o in producer.outputs}
         self.previous_end: dict[str, int] = {}
         self.iterator: Iterator[object] | None = None
-        self.reads: list[tuple[_Topic, int]] = []  # the subscriptions it reads
+        self.reads: list[tuple[Topic, int]] = []  # the subscriptions it reads
         self.span = Span()
         self.done = False
-        self.failed = False
+        self.error: BaseException | None = None  # its iterator raised
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     def advance(self) -> None:
         """One step of the producer (which pulls its inputs on demand)."""
@@ -104,7 +64,7 @@ class _Node:
         except BaseException as e:
             # The innermost node notes it first (note_failure adds one note only); every node
             # the exception passes through is dead: its iterator raised.
-            self.failed = True
+            self.error = e
             note_failure(e, self.producer.name, self.run_id, self.span.where)
             raise
 
@@ -155,7 +115,7 @@ def run_serial(
     run_hooks = Hooks(hooks)
     savers = RunSavers(run_hooks)
     nodes: dict[str, _Node] = {}
-    output: tuple[_Topic, int] | None = None
+    output: tuple[Topic, int] | None = None
     failures = RunFailures(graph)
 
     def saver_failed(exc: BaseException) -> None:
@@ -234,7 +194,7 @@ def _keep_finished(
     graph: Graph,
     nodes: dict[str, _Node],
     savers: RunSavers,
-    output: tuple[_Topic, int] | None,
+    output: tuple[Topic, int] | None,
     failures: RunFailures,
 ) -> None:
     """After a failure: finish what unfinished savers need and does not depend on it.
