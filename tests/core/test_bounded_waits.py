@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -27,15 +26,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import tiny_pipeline as tiny  # noqa: E402
 
-RELEASE = threading.Event()
-"""Set at the end of a test: lets stuck plugin calls return."""
-
-
-@pytest.fixture(autouse=True)
-def release_stuck_calls() -> Any:
-    RELEASE.clear()
-    yield
-    RELEASE.set()
+pytestmark = pytest.mark.usefixtures("release_stuck_calls")
 
 
 class StuckSource(tiny.Ticks):
@@ -44,7 +35,7 @@ class StuckSource(tiny.Ticks):
     def source(self, run_id: str) -> Any:
         for i, chunk in enumerate(super().source(run_id)):
             if i == 2:
-                RELEASE.wait(60)
+                tiny.RELEASE.wait(60)
             yield chunk
 
 

@@ -1,5 +1,6 @@
 """Options are validated by pydantic when the context is configured, naming option and plugin."""
 
+import numpy as np
 import pytest
 
 import strax_decl as sd
@@ -60,3 +61,35 @@ def test_a_list_for_a_tuple_option_and_an_int_for_a_float_option_are_taken():
 
     opts = Opts.model_validate({"span": [3, 4], "gain": 2})
     assert opts.span == (3, 4) and opts.gain == 2.0
+
+
+class Strict(sd.Options):
+    flag: bool = sd.option(False, description="a switch")
+    count: int = sd.option(1, description="a count")
+    label: int | str = sd.option(0, description="a number or a name")
+    cuts: tuple[float, float] = sd.option((0.0, 1.0), description="a range")
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"flag": 1}, "only a bool is a bool"),
+        ({"flag": "yes"}, "only a bool is a bool"),
+        ({"count": np.float64(3.0)}, "a float is not an int"),
+        ({"count": np.bool_(True)}, "a bool is not an int"),
+        ({"cuts": (0.5, True)}, r"item 1 \(True\): a bool is not a float"),
+        ({"cuts": ["0.5", 2]}, r"item 0 \('0.5'\): a str is not a float"),
+    ],
+)
+def test_strictness_reaches_bools_numpy_scalars_and_tuple_items(values, problem):
+    with pytest.raises(ValueError, match=problem):
+        Strict.model_validate(values)
+
+
+def test_what_keeps_its_meaning_is_taken():
+    opts = Strict.model_validate(
+        {"flag": np.bool_(True), "count": np.int64(7), "label": "20", "cuts": [1, 2.5]}
+    )
+    assert opts.flag is True and opts.count == 7 and opts.label == "20"
+    assert opts.cuts == (1.0, 2.5)
+    assert Strict.model_validate({"label": 20}).label == 20  # int | str: an int stays an int

@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -25,15 +25,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import tiny_pipeline as tiny  # noqa: E402
 
-RELEASE = threading.Event()
-"""Set at the end of a test: lets a stuck plugin call return."""
-
-
-@pytest.fixture(autouse=True)
-def release_stuck_calls() -> Any:
-    RELEASE.clear()
-    yield
-    RELEASE.set()
+pytestmark = pytest.mark.usefixtures("release_stuck_calls")
 
 
 def _warm_up(tmp_path: Path) -> None:
@@ -79,7 +71,7 @@ class StuckOnSecond(sd.Plugin):
 
     def compute(self, doubled: np.ndarray, start: int, end: int) -> np.ndarray:
         if start >= tiny.CHUNK_NS:
-            RELEASE.wait(60)
+            tiny.RELEASE.wait(60)
         return doubled.copy()
 
 

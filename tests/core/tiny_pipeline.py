@@ -23,6 +23,9 @@ import strax_decl as sd
 CHUNK_NS = 1000
 BLOCK = threading.Event()
 """Set to release a ``Blocking`` plugin's computations (tests set it when done)."""
+RELEASE = threading.Event()
+"""What a test's stuck plugin call waits for; fixture ``release_stuck_calls`` (conftest) sets
+it at the end of the test, so the call returns and its thread ends."""
 
 
 class Tick(sd.Schema):
