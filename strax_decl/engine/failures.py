@@ -36,9 +36,22 @@ class RunFailures:
         """``exc`` failed the component computing ``failed`` (none: a saver's, a hook's).
         The same exception again (it travels downstream) adds the types it failed there."""
         if not any(e is exc for e in self._failures):
+            self._unchain(exc)
             self._failures.append(exc)
             self._failed[id(exc)] = set()
         self._failed[id(exc)].update(failed)
+
+    def _unchain(self, exc: BaseException) -> None:
+        """A later failure raised while the executor still handled an earlier one has it as
+        its implicit ``__context__`` ("During handling of the above exception ..."): an
+        artefact of the executor's control flow, not of the plugin's, so it is cut."""
+        link, seen = exc, set()
+        while link.__context__ is not None and id(link) not in seen:
+            seen.add(id(link))
+            if any(link.__context__ is e for e in self._failures):
+                link.__context__ = None
+                return
+            link = link.__context__
 
     @property
     def first(self) -> BaseException | None:

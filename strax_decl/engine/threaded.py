@@ -204,8 +204,8 @@ class _Run:
                 if not mb.closed:  # closed: its producer finished; let its readers drain it
                     mb.kill(killer)
             self.pools.cancel_pending()
-        else:
-            self._prune(killer)
+        else:  # what stops now stops because of this failure: its readers are told so
+            self._prune(reason)
 
     def _prune(self, reason: BaseException) -> None:
         """Stop the producers that nothing still wanted depends on (``keep_finished``)."""
@@ -249,16 +249,20 @@ class _Run:
         ended = threading.Event()
 
         def main() -> None:
+            own: BaseException | None = None  # why this thread ended, if it failed
             try:
                 body()
             except BaseException as e:  # every error must stop the pipeline
+                own = original_exception(e)
                 self.fail(e, failed)
             finally:
-                # Whatever happened, nobody may wait for this thread any more.
+                # Whatever happened, nobody may wait for this thread any more; its readers
+                # are told why it ended (its own failure, not merely the run's first).
                 for mb in sends_to:
                     if not mb.closed and not mb.killed:
                         mb.kill(
                             self.stop
+                            or own
                             or self.error
                             or PipelineStuck(f"thread {name!r} ended without closing {mb.name!r}")
                         )
