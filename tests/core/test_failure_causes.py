@@ -5,8 +5,8 @@
 
 With ``keep_finished``, Join fails first (at 1000): only ``j`` depends on it, so Split, ParA
 and Join2 go on until Split fails (at 4000). ``a``, ``b``, ``pa`` and ``j2`` then record
-Split's error, not Join's (nor "during handling of" Join's): the threaded executor once told a mailbox's readers the run's first failure instead
-of the failure that ended its producer.
+Split's error, not Join's (nor "during handling of" Join's): the threaded executor once told
+a mailbox's readers the run's first failure instead of the failure that ended its producer.
 """
 
 from __future__ import annotations
