@@ -108,6 +108,42 @@ def test_a_version_or_inputs_difference_names_the_plugin(ctx, tmp_path):
     assert "inputs.records: removed  [plugin PeakRecordCount]" in text, text
 
 
+class Scaled(sd.Plugin):
+    """An option that takes an int or a float, as given (``2`` and ``2.0`` hash apart)."""
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        peaks: testing.Peak
+
+    class Outputs(sd.Outputs):
+        scaled: testing.Peak = sd.output(kind="peaks")
+
+    class Options(sd.Options):
+        factor: float | int = sd.option(1, description="a factor")
+
+    def compute(self, peaks: np.ndarray) -> np.ndarray:
+        out = peaks.copy()
+        out["area"] *= self.options.factor
+        return out
+
+
+def test_values_that_hash_apart_are_reported_apart(tmp_path):
+    """``2`` and ``2.0`` (or ``1`` and ``True``) give different lineage hashes, so the
+    comparison names them (it once said "same lineage" between two different hashes)."""
+    contexts = [
+        sd.Context(
+            str(tmp_path), plugins=[*testing.TOY_PLUGINS, Scaled], config=SMALL | {"factor": f}
+        )
+        for f in (2, 2.0)
+    ]
+    keys = [c.key_for("r1", "scaled") for c in contexts]
+    assert keys[0].lineage_hash != keys[1].lineage_hash
+    cmp = contexts[0].compare_lineage(contexts[1], "scaled")
+    assert cmp.options == ["options.factor: 2 -> 2.0"] and not cmp.same
+    assert contexts[0].compare_lineage(contexts[0], "scaled").same
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CMD, *args],
