@@ -304,10 +304,20 @@ def _validate_plugin(plugin: type[Plugin], values: Mapping[str, Any], run: str =
         problems = []
         for err in e.errors():
             option = ".".join(str(x) for x in err["loc"]) or "?"
-            given = values.get(str(err["loc"][0]), "<missing>") if err["loc"] else "?"
-            spec = plugin.option_specs.get(str(err["loc"][0])) if err["loc"] else None
-            if given == "<missing>" and spec is not None and spec.per_run:
+            name = str(err["loc"][0]) if err["loc"] else None
+            spec = plugin.option_specs.get(name) if name is not None else None
+            given: Any = "?"
+            if name is not None and name in values:
+                given = values[name]
+            elif spec is not None and spec.per_run:
                 given = "<missing: a per-run value with no default, resolved per run>"
+            elif (
+                name in plugin.Options.model_fields
+                and not (field := plugin.Options.model_fields[name]).is_required()
+            ):
+                given = f"<the plugin's default, {field.default!r}>"  # the declaration is wrong
+            elif name is not None:
+                given = "<missing>"
             problems.append(
                 f"option {option!r} of plugin {plugin.name}{run}: {err['msg']} (got {given!r})"
             )

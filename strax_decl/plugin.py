@@ -114,7 +114,9 @@ class Options(BaseModel):
     def _no_silent_coercion(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse what pydantic would quietly change (True as 1, "20" as 20; option_types)."""
         field = cls.model_fields.get(info.field_name or "")
-        problem = None if field is None else coercion_problem(value, field.annotation)
+        problem = (
+            None if field is None else coercion_problem(value, field.annotation, field.metadata)
+        )
         if problem is not None:
             raise ValueError(problem)
         return value

@@ -1,6 +1,11 @@
 """Options are validated by pydantic when the context is configured, naming option and plugin."""
 
+import collections.abc
+import enum
+import typing
+
 import numpy as np
+import pydantic
 import pytest
 
 import strax_decl as sd
@@ -93,3 +98,81 @@ def test_what_keeps_its_meaning_is_taken():
     assert opts.flag is True and opts.count == 7 and opts.label == "20"
     assert opts.cuts == (1.0, 2.5)
     assert Strict.model_validate({"label": 20}).label == 20  # int | str: an int stays an int
+
+
+class Level(enum.IntEnum):
+    low = 1
+    high = 2
+
+
+def parse_ns(text: object) -> object:
+    """``"1.5us"`` -> 1500: the author's own converter."""
+    return round(float(text[:-2]) * 1000) if isinstance(text, str) and text.endswith("us") else text
+
+
+Count = typing.NewType("Count", int)
+
+
+class Declared(sd.Options):
+    mode: typing.Literal[1, 2] = sd.option(1, description="a mode")
+    level: Level = sd.option(Level.low, description="a level")
+    items: list[int] = sd.option([], description="numbers")
+    seq: collections.abc.Sequence[int] = sd.option((), description="numbers")
+    by_id: dict[int, float] = sd.option({}, description="per channel")
+    count: Count = sd.option(Count(1), description="a count")
+    window: typing.Annotated[int, pydantic.BeforeValidator(parse_ns)] = sd.option(
+        1000, description="ns, or text in us"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"mode": True}, "True is not 1"),
+        ({"mode": 1.0}, "1.0 is not 1"),
+        ({"level": "1"}, "'1' is not a member of Level"),
+        ({"level": True}, "True is not a member of Level"),
+        ({"items": np.array([1.5, 2.5])}, r"item 0 \(1.5\): a float is not an int"),
+        ({"items": np.array([True])}, r"item 0 \(True\): a bool is not an int"),
+        ({"seq": [2.0]}, r"item 0 \(2.0\): a float is not an int"),
+        ({"by_id": {True: 1.0}}, "key True: a bool is not an int"),
+        ({"count": "3"}, "a str is not an int"),
+    ],
+)
+def test_strictness_reaches_literals_enums_arrays_abc_types_keys_and_newtypes(values, problem):
+    with pytest.raises(ValueError, match=problem):
+        Declared.model_validate(values)
+
+
+def test_an_author_s_own_converter_and_values_of_the_right_type_are_taken():
+    opts = Declared.model_validate(
+        {"mode": 2, "level": 2, "items": np.array([3, 4]), "by_id": {7: 1}, "window": "1.5us"}
+    )
+    assert opts.mode == 2 and opts.level is Level.high and opts.items == [3, 4]
+    assert opts.by_id == {7: 1.0} and opts.window == 1500
+
+
+class Thing(sd.Schema):
+    time: sd.i64
+    endtime: sd.i64
+
+
+def test_a_wrong_default_is_named_as_the_plugin_s_default():
+    class BadDefault(sd.Plugin):
+        version = "0.1.0"
+
+        class Outputs(sd.Outputs):
+            things: Thing = sd.output(description="nothing")
+
+        class Options(sd.Options):
+            n: int = sd.option(2.0, description="declared int, defaulting to a float")
+
+        def source(self, run_id):  # pragma: no cover - never run
+            yield from ()
+
+    with pytest.raises(
+        sd.InvalidOption,
+        match=r"option 'n' of plugin BadDefault: .*a float is "
+        r"not an int \(got \"<the plugin's default, 2.0>\"\)",
+    ):
+        sd.Context(storage=None, plugins=[BadDefault])
