@@ -4,11 +4,13 @@ With ``keep_finished`` a run goes on after its first failure, so a second one ca
 saver's disk fills, then a plugin raises). Each must stay visible: the caller gets the first,
 with its traceback, and a note for every later one (each also logged with its own
 traceback); an unfinished data set records the failure it depends on, not simply the first
-(a plugin's bug is not recorded as another data type's full disk).
+(a plugin's bug is not recorded as another data type's full disk), and stays failed even if
+the run then ends on an interrupt or an early stop (which note, or log, the failures before).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -64,13 +66,27 @@ class RunFailures:
                 return exc
         return default
 
-    def note_later(self) -> None:
-        """Note every failure after the first on the first (once), logging each in full."""
-        if self._noted or len(self._failures) < 2:
+    def note_on(self, raised: BaseException | None) -> None:
+        """Note on ``raised`` (once) every other failure, logging each in full: the later
+        ones on the first failure, all of them on an interrupt that ended the run after
+        them; with nothing raised (an early stop) they are only logged."""
+        if self._noted:
             return
         self._noted = True
-        first = self._failures[0]
-        for later in self._failures[1:]:
-            where = failure_note(later) or "another component failed"
-            first.add_note(f"later, {where}: {type(later).__name__}: {later}")
-            log.error("%s (after the first failure)", where, exc_info=later)
+        when = "later" if raised is self.first else "before it"
+        for other in self._failures:
+            if other is raised:
+                continue
+            where = failure_note(other) or "another component failed"
+            if raised is not None:
+                with contextlib.suppress(Exception):  # an exception refusing notes keeps going
+                    raised.add_note(f"{when}, {where}: {type(other).__name__}: {_text(other)}")
+            log.error("%s (not the exception raised)", where, exc_info=other)
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, or what the traceback module prints for an exception that cannot say."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"

@@ -92,7 +92,8 @@ class RunSavers:
         failed data set records ``cause(data_type, error)`` (``RunFailures.cause_of``)."""
         for data_type, saver in self.items():
             if saver not in skip:
-                why = error if cause is None or discards(error) else cause(data_type, error)
+                # a data set a failure doomed is failed even if the run then ends otherwise
+                why = error if cause is None else cause(data_type, error)
                 self.stop_one(saver, why)  # a no-op for savers that closed (complete data)
 
     def stop_one(self, saver: Saver, error: BaseException) -> None:

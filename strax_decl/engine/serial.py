@@ -154,7 +154,8 @@ def run_serial(
         stop = interrupt_behind(e) or ProcessingStopped(
             "processing stopped: the caller stopped reading early"
         )
-        _stop(savers, nodes, run_hooks, stop)
+        _stop(savers, nodes, run_hooks, stop, failures)
+        failures.note_on(None)  # nothing is raised: failures before the stop are logged
         raise
     except BaseException as e:
         error: BaseException = e
@@ -167,8 +168,7 @@ def run_serial(
             except BaseException as interrupt:  # only an interrupt escapes
                 error = interrupt
         _stop(savers, nodes, run_hooks, error, failures)
-        if error is failures.first:  # after the data sets recorded their own failures
-            failures.note_later()
+        failures.note_on(error)  # after the data sets recorded their own failures
         if error is not e:
             raise error from None
         raise

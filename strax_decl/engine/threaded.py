@@ -421,8 +421,10 @@ class _Run:
                 "returns)"
             )
         error = ending
-        if error is not None and error is self.error:
-            self.failures.note_later()
+        # the other failures are noted on what is raised (or logged if nothing is)
+        self.failures.note_on(
+            self.error if ending is self.error else self.stop if is_interrupt(self.stop) else None
+        )
         if problems:
             if error is None:
                 error = PipelineStuck("; ".join(problems))

@@ -144,3 +144,97 @@ def test_each_failed_data_set_records_the_failure_it_depends_on(
         assert "plugin Join failed" not in recorded(data_type), data_type
     assert ctx.stores[0].status(ctx.key_for("r1", "ticks")) == "complete"
     assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
+
+
+class LateInterrupt(sd.Plugin):
+    """Reads doubled; raises KeyboardInterrupt (a Ctrl-C landing in it) at 6000."""
+
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        doubled: tiny.Tick
+
+    class Outputs(sd.Outputs):
+        late: tiny.Tick = sd.output(description="doubled, until the Ctrl-C")
+
+    def compute(self, doubled: np.ndarray, start: int, end: int) -> np.ndarray:
+        if start >= 6000:
+            raise KeyboardInterrupt("Ctrl-C at 6000")
+        return doubled.copy()
+
+
+class Both(sd.Plugin):
+    version = "0.1.0"
+
+    class Inputs(sd.Inputs):
+        fragile: tiny.Tick
+        late: tiny.Tick
+
+    class Outputs(sd.Outputs):
+        both: tiny.Tick = sd.output(description="fragile")
+
+    def compute(self, fragile: np.ndarray, late: np.ndarray) -> np.ndarray:
+        return fragile.copy()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processor", ["threaded", "serial"])
+def test_a_failure_before_a_ctrl_c_is_kept_and_noted(
+    tmp_path: Path, processor: Literal["threaded", "serial"]
+) -> None:
+    """Fragile fails at 2000; what does not depend on it runs on (``keep_finished``) until
+    a Ctrl-C at 6000 stops everything. The interrupt is raised noting the failure before it,
+    the data set that failed stays failed with its own error (it once vanished with the
+    discarded ones), and what was merely cut short is discarded."""
+    ctx = sd.Context(
+        str(tmp_path),
+        plugins=[*tiny.PLUGINS, LateInterrupt, Both],
+        config={"n_chunks": 8, "fragile_fail_at": 2000},
+        max_messages=1,
+        processor=processor,
+    )
+    with pytest.raises(KeyboardInterrupt) as info:
+        ctx.get_array("r1", "both")
+    notes = getattr(info.value, "__notes__", [])
+    assert any(
+        n.startswith("before it, plugin Fragile failed on run r1, chunk [2000, 3000)")
+        for n in notes
+    ), notes
+    fragile = ctx.stores[0].info(ctx.key_for("r1", "fragile"))
+    assert fragile.status == "failed" and "ValueError: bad value at 2000" in str(fragile.exception)
+    for data_type in ("late", "doubled"):
+        assert ctx.stores[0].status(ctx.key_for("r1", data_type)) == "absent", data_type
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sd")] == []
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str exploded")
+
+
+class NoNotes(Exception):
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("no attributes")
+
+
+def test_odd_exceptions_do_not_replace_the_one_raised() -> None:
+    """An exception that cannot say what it is, or that refuses a note, is still noted (or
+    skipped) without raising anything in its place."""
+    from strax_decl.engine.failures import RunFailures
+    from strax_decl.engine.graph import Graph
+
+    graph = Graph(producers=[])
+    first, later = ValueError("first"), Unprintable()
+    failures = RunFailures(graph)
+    failures.add(first)
+    failures.add(later)
+    failures.note_on(first)
+    assert first.__notes__ == [
+        "later, another component failed: Unprintable: <exception str() failed>"
+    ]
+
+    refusing = RunFailures(graph)
+    stubborn = NoNotes("first")
+    refusing.add(stubborn)
+    refusing.add(ValueError("later"))
+    refusing.note_on(stubborn)  # nothing raised
