@@ -279,9 +279,16 @@ class PrefixReader(DataSetReader):
                     time.sleep(0.01)  # marked complete, records dropped, renamed in a moment
                     continue
                 if tail is None:
-                    self._corrupt("rows after the last whole Zarr chunk have no tail record")
+                    if prefix.n_records >= self.prefix.n_records:
+                        self._corrupt("rows after the last whole Zarr chunk have no tail record")
+                    # fewer records than before: they are being deleted (the data set is
+                    # discarded, or published): wait for it to be gone or at its final path
+                    time.sleep(0.01)
                 prefix = read_prefix(self._backend, self.path, self.rows_per_chunk, len(self.specs))
             else:
+                if self._follow():  # published after all (or DataNotFound: gone)
+                    self._n_whole, self._digests = z + 1, None
+                    return super()._decoded(spec, z)
                 self._corrupt("the tail of the final prefix keeps being replaced")
         assert self._tail is not None
         out = np.zeros((self.rows_per_chunk, *spec.shape), spec.stored)

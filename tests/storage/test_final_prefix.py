@@ -388,3 +388,44 @@ def test_a_reader_whose_tail_was_replaced_waits_out_a_publish_that_tears_the_rec
     whole = np.concatenate([c.data for c in chunks[:8]])
     assert got.tobytes() == whole.tobytes()
     assert asked[:2] == [False, True]  # the second look, after the torn records, saw it
+
+
+def test_a_reader_whose_tail_was_replaced_reports_a_discard_as_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, but the writer discards the data set: the records the reader reads again
+    are half deleted (the attributes still say ``writing``). That is a removal under way:
+    DataNotFound once it is gone, never DataCorrupted."""
+    from strax_storage import partial
+
+    store = open_store(tmp_path, rows_per_chunk=10)
+    chunks = make_chunks(12, rows=3, seed=4)
+    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
+    for chunk in chunks[:8]:
+        saver.send(chunk)
+    found = partial.find_prefix(store.backend, KEY)
+    assert found is not None and found.prefix.tail is not None
+    reader = partial.PrefixReader(store.backend, KEY, found)
+    for chunk in chunks[8:]:
+        saver.send(chunk)
+    tmp = next(p for p in (tmp_path / "run_1").iterdir() if p.name.startswith(".tmp-"))
+
+    real = partial._being_published
+    asked: list[bool] = []
+
+    def discard_half_way_after_the_first_look(backend: object, path: str) -> bool:
+        if len(asked) == 2:  # the look after the next: the rest is gone by now
+            saver.discard()
+        answer = real(backend, path)  # type: ignore[arg-type]
+        asked.append(answer)
+        if len(asked) == 1:  # deleting the records, stopped half-way
+            records = sorted((tmp / "_index" / "final").glob("*.json"))
+            keep = next(i for i, r in enumerate(records) if not json.loads(r.read_text())["tail"])
+            for late in records[keep + 1 :]:
+                late.unlink()
+        return answer
+
+    monkeypatch.setattr(partial, "_being_published", discard_half_way_after_the_first_look)
+    with pytest.raises(DataNotFound, match="was moved"):
+        list(reader.chunks())
+    assert store.status(KEY) == "absent"
