@@ -87,7 +87,10 @@ def parse_config(items: Sequence[str], registry: Registry | None = None) -> dict
             raise UsageError(f"--config expects KEY=VALUE, got {item!r}")
         annotation = None if registry is None else _annotation(registry, key)
         if annotation is not None:
-            config[key] = parse_value(raw, annotation)
+            try:
+                config[key] = parse_value(raw, annotation)
+            except ValueError as e:
+                raise UsageError(f"--config {key}: {e}") from None
             continue
         try:
             config[key] = json.loads(raw)

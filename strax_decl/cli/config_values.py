@@ -2,8 +2,11 @@
 
 - ``str`` options take VALUE as written (``--config run_name=2024`` is ``"2024"``);
 - ``int`` / ``float``: a number (``"20"`` is 20 here: the command line has no other way to
-  write one; in Python the option stays strict);
+  write one; in Python the option stays strict); ``2.0`` for an int is refused (ValueError,
+  which ``parse_config`` reports naming the KEY);
 - ``bool``: ``true``/``false``, ``yes``/``no``, ``1``/``0``, ``on``/``off``;
+- a union of several types: JSON if that gives one of them, else the text if ``str`` is
+  one (``--config x=2.5`` for ``str | int`` is ``"2.5"``);
 - ``tuple`` / ``list`` / ``set``: comma-separated items, each read by its declared type
   (``--config percentiles=5,95``), or JSON (``[5, 95]``);
 - ``X | None``: ``none``/``null`` is None, anything else read as ``X``;
@@ -32,6 +35,16 @@ def _json_or_text(raw: str) -> Any:
         return raw
 
 
+def _is_a(value: Any, member: Any) -> bool:
+    """Whether ``value`` (JSON-loaded) already is of type ``member``."""
+    if isinstance(value, bool):
+        return member is bool
+    if member is float:
+        return isinstance(value, int | float)
+    origin = typing.get_origin(member) or member
+    return isinstance(origin, type) and isinstance(value, origin)
+
+
 def parse_value(raw: str, annotation: Any) -> Any:
     """``raw`` (a command-line value) as the type ``annotation`` declares (see the module)."""
     origin = typing.get_origin(annotation)
@@ -44,7 +57,10 @@ def parse_value(raw: str, annotation: Any) -> Any:
             return None
         if len(members) == 1:
             return parse_value(raw, members[0])
-        return _json_or_text(raw)
+        loaded = _json_or_text(raw)
+        if any(_is_a(loaded, m) for m in members) or str not in members:
+            return loaded
+        return raw  # not of any other member's type: the text, for the str member
     if origin is typing.Literal:
         for value in args:
             if str(value) == raw or (isinstance(value, str) and value == raw.strip()):
@@ -58,17 +74,17 @@ def parse_value(raw: str, annotation: Any) -> Any:
             return True
         if word in _FALSE:
             return False
-        return raw  # refused by the option's validation, naming it
+        raise ValueError(f"{raw!r} is not a bool (true/false, yes/no, 1/0, on/off)")
     if annotation is int:
         try:
             return int(raw.strip())
         except ValueError:
-            return raw
+            raise ValueError(f"{raw!r} is not an int (a whole number, e.g. 20)") from None
     if annotation is float:
         try:
             return float(raw.strip())
         except ValueError:
-            return raw
+            raise ValueError(f"{raw!r} is not a number") from None
     if origin in (tuple, list, set, frozenset) or annotation in (tuple, list, set, frozenset):
         text = raw.strip()
         if text.startswith(("[", "(")):

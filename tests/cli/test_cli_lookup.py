@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from strax_decl.cli import parse_config
+from strax_decl.cli.common import UsageError
+from strax_decl.cli.config_values import parse_value
 from strax_decl.registry import Registry
 
 ENTRY = shutil.which("strax-decl", path=str(Path(sys.executable).parent))
@@ -171,6 +173,12 @@ def test_config_values_by_declared_type(tmp_path, plugins):
     assert parsed == {"label": "2024", "pcts": (10, 90), "hit_threshold": 20, "Tagger.label": "007"}
     assert parse_config(["pcts=[1, 2]"], registry) == {"pcts": [1, 2]}
     assert parse_config(["label=2024"]) == {"label": 2024}  # no registry: JSON as before
+    for item, problem in [
+        ("hit_threshold=2.0", "'2.0' is not an int"),
+        ("pcts=5,x", "'x' is not an int"),
+    ]:  # said for the person typing, naming the KEY (not the plugin author's hint)
+        with pytest.raises(UsageError, match=f"--config {item.split('=')[0]}: {problem}"):
+            parse_config([item], registry)
     store = str(tmp_path / "data")
     ok = cli(
         "plan", "-p", plugins, "-s", store, "r1", "tags", "-c", "label=2024", "-c", "pcts=5,95"
@@ -223,3 +231,12 @@ def test_diff_copy_and_fields(tmp_path, plugins):
     assert search.returncode == 0 and "records" in search.stdout and "tags" in search.stdout
     nothing = cli("fields", "-p", plugins, "tgas")
     assert nothing.returncode == 2 and "did you mean 'tags'" in nothing.stderr
+
+
+def test_a_union_value_is_json_of_a_member_s_type_else_the_text():
+    assert parse_value("20", str | int) == 20
+    assert parse_value("2.5", str | int) == "2.5"  # a float is no member: the text
+    assert parse_value("true", str | int) == "true"
+    assert parse_value("2.5", float | str) == 2.5
+    assert parse_value("[1, 2]", list[int] | str) == [1, 2]
+    assert parse_value("none", int | None) is None
