@@ -239,7 +239,10 @@ class PrefixReader(DataSetReader):
         if info is not None and info.complete and catalog.write_id(info) == self._write_id:
             self.path = self.key.path
             return True
-        if self.path != self.key.path and not self._backend.exists_tree(self.path):
+        in_place = self.path == self.key.path
+        gone = info is None if in_place else not self._backend.exists_tree(self.path)
+        replaced = in_place and info is not None and catalog.write_id(info) != self._write_id
+        if gone or replaced:
             raise DataNotFound(
                 f"the data set {self.key} being read was moved (resumed or removed) while "
                 "its final prefix was read; read it again"
@@ -284,7 +287,12 @@ class PrefixReader(DataSetReader):
                     # fewer records than before: they are being deleted (the data set is
                     # discarded, or published): wait for it to be gone or at its final path
                     time.sleep(0.01)
-                prefix = read_prefix(self._backend, self.path, self.rows_per_chunk, len(self.specs))
+                again = read_prefix(self._backend, self.path, self.rows_per_chunk, len(self.specs))
+                if tail is not None and again.tail == tail:
+                    # the newest record's tail is gone: a writer never deletes that one, so
+                    # the data set is being removed (or published): wait
+                    time.sleep(0.01)
+                prefix = again
             else:
                 if self._follow():  # published after all (or DataNotFound: gone)
                     self._n_whole, self._digests = z + 1, None

@@ -429,3 +429,46 @@ def test_a_reader_whose_tail_was_replaced_reports_a_discard_as_not_found(
     with pytest.raises(DataNotFound, match="was moved"):
         list(reader.chunks())
     assert store.status(KEY) == "absent"
+
+
+def test_a_reader_of_a_data_set_written_in_place_reports_its_removal_as_not_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store without renames (``memory://``) writes in place: a data set removed while its
+    final prefix is read has no temporary directory to miss, so the reader tells by the data
+    set's attributes, gone: DataNotFound, not "the tail keeps being replaced" (DataCorrupted)
+    after a second of retries. The removal is caught half-way: tail files gone first."""
+    from strax_storage import partial
+    from strax_storage.final_prefix import records_dir
+
+    store = open_store("memory://prefix-in-place", rows_per_chunk=10)
+    assert not store.backend.supports_rename
+    chunks = make_chunks(12, rows=3, seed=4)
+    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
+    for chunk in chunks[:8]:
+        saver.send(chunk)
+    found = partial.find_prefix(store.backend, KEY)
+    assert found is not None and found.prefix.tail is not None
+    reader = partial.PrefixReader(store.backend, KEY, found)
+    end = chunks[7].end
+    for t in (end, end + 10, end + 20):  # empty chunks: new tails, Zarr chunk z stays partial
+        saver.send(Chunk(t, t + 10, np.zeros(0, DTYPE)))
+
+    real = partial._being_published
+    asked: list[bool] = []
+
+    def remove_half_way_then_wholly(backend: object, path: str) -> bool:
+        if len(asked) == 0:  # the tail files go first
+            tails = records_dir(KEY.path)
+            for name in store.backend.children(tails):
+                if not name.endswith(".json"):
+                    store.backend.delete(f"{tails}/{name}")
+        elif len(asked) == 1:
+            saver.discard()
+        answer = real(backend, path)  # type: ignore[arg-type]
+        asked.append(answer)
+        return answer
+
+    monkeypatch.setattr(partial, "_being_published", remove_half_way_then_wholly)
+    with pytest.raises(DataNotFound, match=r"removed|moved"):
+        list(reader.chunks())
