@@ -92,6 +92,13 @@ def test_plain_producers_save_in_their_own_thread_parallel_ones_in_a_saver_threa
         assert ctx.stores[0].info(key).n_chunks == 6  # the producer's chunks, as made
 
 
+def break_the_ticks_saver_s_store(root: Path) -> None:
+    """The ticks saver's directory becomes a file: its next write fails (ENOTDIR)."""
+    (tmp,) = (root / "r1").glob(".tmp-ticks-*")
+    os.rename(tmp, tmp.with_name("broken-" + tmp.name))
+    tmp.touch()
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("processor", ["threaded", "serial"])
 def test_a_failing_saver_fails_alone_and_its_producer_goes_on(
@@ -112,10 +119,8 @@ def test_a_failing_saver_fails_alone_and_its_producer_goes_on(
     with pytest.raises(OSError) as info:
         for _ in chunks:
             n += 1
-            if n == 1:  # break the store under the ticks saver: its directory becomes a file
-                (tmp,) = (tmp_path / "r1").glob(".tmp-ticks-*")
-                os.rename(tmp, tmp.with_name("broken-" + tmp.name))
-                tmp.touch()
+            if n == 1:
+                break_the_ticks_saver_s_store(tmp_path)
     assert n == 8  # the caller got every chunk: the producer of ticks went on for doubled
     assert list(chunks) == []  # raised once
     text = "".join(traceback.format_exception(info.value))
@@ -148,10 +153,8 @@ def test_a_plugin_failing_after_a_saver_failed_is_reported_and_recorded_as_its_o
     with pytest.raises((OSError, ValueError)) as info:
         for _ in chunks:
             n += 1
-            if n == 1:  # break the store under the ticks saver: its directory becomes a file
-                (tmp,) = (tmp_path / "r1").glob(".tmp-ticks-*")
-                os.rename(tmp, tmp.with_name("broken-" + tmp.name))
-                tmp.touch()
+            if n == 1:
+                break_the_ticks_saver_s_store(tmp_path)
     assert n <= 5  # fragile's chunks before the failing one (a failure may overtake them)
     text = "".join(traceback.format_exception(info.value))
     saver = "saving ticks failed on run r1"

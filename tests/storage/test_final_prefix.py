@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -341,6 +342,19 @@ def test_a_resumed_write_keeps_the_layout_it_was_started_with(
     assert files(tmp_path / "s") == files(tmp_path / "clean")
 
 
+def prefix_reader_after(store: Any, chunks: list[Chunk]) -> tuple[Any, Any, Any]:
+    """A saver (``flush_every=0``) that sent ``chunks``, its final prefix (with a tail) and a
+    reader holding that prefix."""
+    from strax_storage import partial
+
+    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
+    for chunk in chunks:
+        saver.send(chunk)
+    found = partial.find_prefix(store.backend, KEY)
+    assert found is not None and found.prefix.tail is not None
+    return saver, found, partial.PrefixReader(store.backend, KEY, found)
+
+
 def test_a_reader_whose_tail_was_replaced_waits_out_a_publish_that_tears_the_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,12 +366,7 @@ def test_a_reader_whose_tail_was_replaced_waits_out_a_publish_that_tears_the_rec
 
     store = open_store(tmp_path, rows_per_chunk=10)
     chunks = make_chunks(12, rows=3, seed=4)
-    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
-    for chunk in chunks[:8]:
-        saver.send(chunk)
-    found = partial.find_prefix(store.backend, KEY)
-    assert found is not None and found.prefix.tail is not None
-    reader = partial.PrefixReader(store.backend, KEY, found)
+    saver, found, reader = prefix_reader_after(store, chunks[:8])
     for chunk in chunks[8:]:  # two newer tails at least: the reader's tail file is deleted
         saver.send(chunk)
     tmp = next(p for p in (tmp_path / "run_1").iterdir() if p.name.startswith(".tmp-"))
@@ -400,12 +409,7 @@ def test_a_reader_whose_tail_was_replaced_reports_a_discard_as_not_found(
 
     store = open_store(tmp_path, rows_per_chunk=10)
     chunks = make_chunks(12, rows=3, seed=4)
-    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
-    for chunk in chunks[:8]:
-        saver.send(chunk)
-    found = partial.find_prefix(store.backend, KEY)
-    assert found is not None and found.prefix.tail is not None
-    reader = partial.PrefixReader(store.backend, KEY, found)
+    saver, _found, reader = prefix_reader_after(store, chunks[:8])
     for chunk in chunks[8:]:
         saver.send(chunk)
     tmp = next(p for p in (tmp_path / "run_1").iterdir() if p.name.startswith(".tmp-"))
@@ -444,12 +448,7 @@ def test_a_reader_of_a_data_set_written_in_place_reports_its_removal_as_not_foun
     store = open_store("memory://prefix-in-place", rows_per_chunk=10)
     assert not store.backend.supports_rename
     chunks = make_chunks(12, rows=3, seed=4)
-    saver = store.saver(KEY, DTYPE, {}, flush_every=0)
-    for chunk in chunks[:8]:
-        saver.send(chunk)
-    found = partial.find_prefix(store.backend, KEY)
-    assert found is not None and found.prefix.tail is not None
-    reader = partial.PrefixReader(store.backend, KEY, found)
+    saver, _found, reader = prefix_reader_after(store, chunks[:8])
     end = chunks[7].end
     for t in (end, end + 10, end + 20):  # empty chunks: new tails, Zarr chunk z stays partial
         saver.send(Chunk(t, t + 10, np.zeros(0, DTYPE)))
