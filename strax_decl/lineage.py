@@ -220,21 +220,9 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
             else:
                 out.extend(diff(old[key], new[key], sub))
         return out
-    if not _same(old, new):
+    if _sort_key(old) != _sort_key(new):  # as the hash encodes them: 2 and 2.0 differ
         return [f"{path}: {old!r} -> {new!r}"]
     return []
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as the lineage hash sees them: ``2`` and ``2.0``, or ``1`` and ``True``, hash
-    differently, so they differ here too (a tuple and the list JSON made of it do not)."""
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, float) != isinstance(b, float):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
 
 
 def _resolved_dtype(registry: Registry, data_type: str) -> np.dtype | None:
