@@ -281,16 +281,12 @@ class PrefixReader(DataSetReader):
                 if _being_published(self._backend, self.path):
                     time.sleep(0.01)  # marked complete, records dropped, renamed in a moment
                     continue
-                if tail is None:
-                    if prefix.n_records >= self.prefix.n_records:
-                        self._corrupt("rows after the last whole Zarr chunk have no tail record")
-                    # fewer records than before: they are being deleted (the data set is
-                    # discarded, or published): wait for it to be gone or at its final path
-                    time.sleep(0.01)
+                if tail is None and prefix.n_records >= self.prefix.n_records:
+                    self._corrupt("rows after the last whole Zarr chunk have no tail record")
                 again = read_prefix(self._backend, self.path, self.rows_per_chunk, len(self.specs))
-                if tail is not None and again.tail == tail:
-                    # the newest record's tail is gone: a writer never deletes that one, so
-                    # the data set is being removed (or published): wait
+                if tail is None or again.tail == tail:
+                    # fewer records than before, or the newest record's tail gone (a writer
+                    # never deletes that one): the data set is being removed or published
                     time.sleep(0.01)
                 prefix = again
             else:
