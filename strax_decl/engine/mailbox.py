@@ -18,12 +18,15 @@ Bounded buffer and backpressure (a sliding window)
     position of the slowest *active* subscriber (the lowest message number some subscriber has
     not read yet). ``send`` blocks until then. Hence the mailbox never holds more than
     ``max_messages`` messages (``len(mailbox) <= max_messages`` at all times), and a message is
-    dropped as soon as every active subscriber has read it. Futures count as held messages until
-    their result is delivered, so a ``parallel`` plugin has at most ``max_messages`` chunks in
-    flight. Several threads may send out of order concurrently without deadlock (the message
-    everybody waits for is always inside the window). A *single* thread that sends out of order
-    must keep each number below ``lowest unsent number + max_messages``; otherwise it would wait
-    for itself (the optional ``timeout`` turns that into :class:`MailboxTimeout`).
+    dropped as soon as every active subscriber has read it. In a :class:`MailboxGroup` a
+    blocked sender is woken once half the window is free (several messages per thread
+    switch), or when every thread of the run waits: a deferred wake-up cannot stall a run.
+    Futures count as held messages until their result is delivered, so a ``parallel`` plugin
+    has at most ``max_messages`` chunks in flight. Several threads may send out of order
+    concurrently without deadlock (the message everybody waits for is always inside the
+    window). A *single* thread that sends out of order must keep each number below ``lowest
+    unsent number + max_messages``; otherwise it would wait for itself (the optional
+    ``timeout`` turns that into :class:`MailboxTimeout`).
 
 Subscribing
     :meth:`Mailbox.subscribe` may be called before or after sending starts, as long as no
@@ -173,6 +176,8 @@ class Mailbox:
         self.max_messages = max_messages
         self.timeout = timeout
         self._group = group
+        # a blocked sender is woken once this many fit again ("Bounded buffer" above)
+        self._slack = max(1, max_messages // 2) if group is not None else 1
         self._lock = group.lock if group is not None else threading.Lock()
         if group is not None:
             group.mailboxes.append(self)
@@ -311,7 +316,12 @@ class Mailbox:
             if self._extra and len(self._msgs) < self.max_messages:
                 self._extra = 0  # the readers caught up: the normal bound holds again
             if self._senders_waiting:
-                self._can_send.notify_all()
+                group, waiting = self._group, min(self._send_waits, default=self._next_number)
+                room = self._base + self.max_messages + self._extra - waiting
+                if group is None or room >= self._slack:
+                    self._can_send.notify_all()
+                else:  # woken when more fit, or when every thread of the run waits
+                    group.deferred.add(self)
 
     # ---------------------------------------------------------------- waiting
     def _has_ready_waiter_locked(self) -> bool:

@@ -39,6 +39,7 @@ class MailboxGroup:
         self.waiting = 0
         self.overflows = 0
         self.mailboxes: list[Mailbox] = []
+        self.deferred: set[Mailbox] = set()  # with senders that could go, not woken yet
         self._caller_busy = False  # the caller holds a chunk and is not reading its output
         self._caller_back: float | None = None  # when it last came back to read (monotonic)
 
@@ -85,6 +86,12 @@ class MailboxGroup:
         """
         if self.threads <= 0 or self.waiting < self.threads:
             return False
+        # Senders whose wake-up was deferred until more fit (``Mailbox``: "Bounded buffer")
+        # may go now: every other thread waits, so nobody else would wake them.
+        for mb in self.deferred:
+            if mb._senders_waiting:
+                mb._can_send.notify_all()
+        self.deferred.clear()
         # A waiter that was notified but has not re-taken the lock yet still counts as
         # waiting: it is no deadlock while any waiter's condition already holds.
         if any(mb._has_ready_waiter_locked() for mb in self.mailboxes):

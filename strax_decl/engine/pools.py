@@ -9,6 +9,14 @@ would be thrown away) and waits for thread computations only until a deadline: t
 running then are reported by plugin. A thread cannot be ended, so the pool's threads are
 daemons: a computation that never returns does not hold up the interpreter's exit either
 (``ThreadPoolExecutor`` joins its threads at exit).
+
+A thread pool only pays for chunks that take long to compute: sending one to a pool thread and
+its result back costs two thread wake-ups and GIL transfers (about 0.1 ms on a loaded
+machine), which with many small chunks was a large part of the run (issue 21). So a plugin
+whose chunks compute in less than :data:`INLINE_BELOW_S` on average computes them in the
+thread that submits them and hands back a finished future; once its chunks grow, they go to
+the pool again (``_CostGauge``). Results are the same either way; only where the work runs
+changes. Process pools and a caller's ``submit`` (a cluster) are always used as asked.
 """
 
 from __future__ import annotations
@@ -28,10 +36,35 @@ from typing import Any
 from strax_decl.engine.stopping import note_failure
 from strax_decl.plugin import Submit
 
-__all__ = ["COMPUTE_THREAD_PREFIX", "DaemonThreadPool", "RunPools"]
+__all__ = ["COMPUTE_THREAD_PREFIX", "INLINE_BELOW_S", "DaemonThreadPool", "RunPools"]
 
 COMPUTE_THREAD_PREFIX = "sd-compute"
 """Thread pool threads are named ``sd-compute_<n>``."""
+
+INLINE_BELOW_S = 2.5e-4
+"""A thread-pool plugin whose chunks take less than this on average computes them inline (see
+the module docstring): about twice the cost of a pool round trip here."""
+
+
+class _CostGauge:
+    """A plugin's running mean compute time per chunk, which says where its next chunk goes.
+
+    The first chunk goes to the pool (nothing is known yet). Updates from several pool threads
+    may race; a lost update only delays the switch by a chunk.
+    """
+
+    __slots__ = ("mean",)
+
+    def __init__(self) -> None:
+        self.mean: float | None = None
+
+    def inline(self) -> bool:
+        mean = self.mean
+        return mean is not None and mean < INLINE_BELOW_S
+
+    def record(self, seconds: float) -> None:
+        mean = self.mean
+        self.mean = seconds if mean is None else 0.75 * mean + 0.25 * seconds
 
 
 def _process_start_method() -> str:
@@ -196,8 +229,18 @@ class RunPools:
             )
         thread_pool = pool
 
+        gauge = _CostGauge()
+
         def submit_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-            fut = thread_pool.submit(_call_noting, name, run_id, fn, *args, **kwargs)
+            if gauge.inline() and not self.stopped:
+                fut: Future[Any] = Future()
+                fut.set_running_or_notify_cancel()
+                try:
+                    fut.set_result(_call_timed(gauge, name, run_id, fn, *args, **kwargs))
+                except BaseException as e:  # as in a pool thread: the future carries it
+                    fut.set_exception(e)
+                return fut
+            fut = thread_pool.submit(_call_timed, gauge, name, run_id, fn, *args, **kwargs)
             return self._track(fut, name)
 
         return submit_thread
@@ -252,6 +295,22 @@ def _call_noting(
     except BaseException as e:
         note_failure(e, name, run_id, _interval(args))
         raise
+
+
+def _call_timed(
+    gauge: _CostGauge,
+    name: str,
+    run_id: str | None,
+    fn: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """:func:`_call_noting`, its duration recorded in ``gauge`` (a thread pool's, or inline)."""
+    t0 = time.perf_counter()
+    try:
+        return _call_noting(name, run_id, fn, *args, **kwargs)
+    finally:
+        gauge.record(time.perf_counter() - t0)
 
 
 def _note_future(fut: Future[Any], name: str, run_id: str | None, args: tuple[Any, ...]) -> None:

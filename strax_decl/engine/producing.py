@@ -2,7 +2,9 @@
 
 One producer alone in its thread (a loader, a source, a ``parallel`` plugin, or a plugin no
 other plugin is fused with: ``segments.py``) sends every output chunk to that output's
-mailbox and to its inline savers (``inline_saving.py``), and closes them at its end.
+mailbox and to its inline savers (``inline_saving.py``), and closes them at its end. A
+``parallel`` producer's chunk still computing in a pool goes to the mailboxes as its future,
+and to the savers once it is done (``InlineSavers.send_later``).
 """
 
 from __future__ import annotations
@@ -52,9 +54,16 @@ def produce(
                         raise MailboxKilled(box.reason, box.name)
                 continue
             if isinstance(item, Future):
-                for o, mailbox in live.items():
-                    mailbox.send(_pick(item, o))
-                continue
+                if not item.done():  # computing in a pool: readers and savers wait for it
+                    for o, mailbox in live.items():
+                        mailbox.send(_pick(item, o))
+                    if inline is not None:
+                        inline.send_later(item)
+                    previous_end.clear()  # its chunks' ends are not known here yet
+                    continue
+                # computed inline (``pools.INLINE_BELOW_S``), or already: a result like any
+                # other (its exception, noted where it was computed, is this producer's)
+                item = item.result()
             for o, chunk in item.items():
                 span.produced(chunk)
                 mb = live.get(o)
@@ -70,8 +79,9 @@ def produce(
                     inline.send(o, chunk)
         for mb in outputs.values():
             mb.close()
-        if inline is not None:
+        if inline is not None and inline.save_computed():
             inline.close()
+            inline.join()
     except MailboxKilled:
         raise  # someone else's failure
     except BaseException as e:

@@ -15,11 +15,10 @@ finished before the stop stays complete. Each saver's work is reported to the ho
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterator
 
 from strax_decl.engine.graph import Graph
 from strax_decl.engine.hooks import Hook
-from strax_decl.engine.mailbox import original_exception
 from strax_decl.engine.stopping import discards
 from strax_storage import Saver
 from strax_storage.chunk import Chunk
@@ -60,27 +59,6 @@ class RunSavers:
         for saver in self.by_type.get(data_type, ()):
             saver.close()
 
-    def drain(self, data_type: str, saver: Saver, chunks: Iterable[Chunk]) -> None:
-        """Pull mode (a saver's own thread): save every chunk of ``chunks``, then close.
-
-        The saver's busy time (not the time it waited for chunks) is reported once, at the end.
-        If ``chunks`` stops with an error, the saver ends as the run will: discarded for an
-        interrupt or early stop, else failed with the original error (not the ``MailboxKilled``
-        that carried it here).
-        """
-        name = f"save {data_type}"
-        waited = [0.0]
-        t0 = time.perf_counter()
-        try:
-            for chunk in self._counted(chunks, waited, name):
-                saver.send(chunk)
-            saver.close()
-        except BaseException as e:
-            self.stop_one(saver, original_exception(e))
-            raise
-        finally:
-            self.hooks.on_chunk(name, time.perf_counter() - t0 - waited[0], [])
-
     def stop(
         self,
         error: BaseException,
@@ -103,18 +81,3 @@ class RunSavers:
             saver.suspend()  # resumable: its final prefix stays, ``partial`` (or discarded)
         else:
             saver.discard()
-
-    def _counted(self, chunks: Iterable[Chunk], waited: list[float], name: str) -> Iterator[Chunk]:
-        """Pass chunks through, adding the time spent waiting for them to ``waited[0]`` and
-        reporting each (chunks, rows, bytes; no time) under ``name``."""
-        it = iter(chunks)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                chunk = next(it)
-            except StopIteration:
-                waited[0] += time.perf_counter() - t0
-                return
-            waited[0] += time.perf_counter() - t0
-            self.hooks.on_chunk(name, 0.0, [chunk])
-            yield chunk

@@ -235,6 +235,8 @@ class Segment:
         finally:
             for node in reversed(self.nodes):  # downstream first
                 node.close()
+            for node in self.nodes:  # their savers closing in the background
+                node.inline.join()
 
     def _keep_finished(self, fail: Fail, needed: Needed) -> None:
         """After a failure: run to their end the members still needed (another failure dooms

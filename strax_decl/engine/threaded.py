@@ -4,9 +4,9 @@ segments of the other plugins (``segments.py``), joined by mailboxes.
 Every data type has a mailbox. A producer thread iterates its plugin (which pulls its inputs
 from mailbox subscriptions; inside a segment, from the producers fused with it, on demand)
 and sends each output chunk read elsewhere to that output's mailbox and to its
-savers (``inline_saving.py``: no thread hand-off per saved chunk); only a ``parallel``
-producer's savers have their own threads, draining a subscription (they wait for its
-futures); the caller's thread reads the requested output.
+savers (``inline_saving.py``: no thread hand-off per saved chunk; a ``parallel`` producer
+saves its chunks computed in a pool once they are done); the caller's thread reads the
+requested output.
 Mailboxes are bounded, so a fast producer waits for its slowest reader and memory stays flat.
 ``parallel`` plugins submit each chunk's compute to a thread pool (``True``/``"thread"``) or a
 process pool (``"process"``) of ``max_workers`` (``pools.py``) and send the future; the mailbox
@@ -66,7 +66,6 @@ from strax_decl.engine.inline_saving import InlineSavers
 from strax_decl.engine.mailbox import (
     Mailbox,
     MailboxGroup,
-    MailboxKilled,
     MailboxTimeout,
     Subscription,
     original_exception,
@@ -81,7 +80,6 @@ from strax_decl.engine.stopping import (
     interrupt_behind,
     is_interrupt,
     needed_producers,
-    note_failure,
 )
 from strax_decl.errors import StraxDeclError
 from strax_decl.plugin import Submit
@@ -278,9 +276,9 @@ class _Run:
         inputs = {d: self.mailboxes[d].subscribe() for d in producer.inputs}
         submit = self.pools.submitter(producer.name, producer.parallel)
         outputs = {o: self.mailboxes[o] for o in producer.outputs}
-        # a parallel producer sends futures: its savers keep their own threads (_add_saver)
-        outs = () if producer.parallel else producer.outputs
-        inline = InlineSavers(outs, self.savers, self.hooks, self.fail, self.run_id)
+        inline = InlineSavers(
+            producer.outputs, self.savers, self.hooks, self.fail, self.run_id, True
+        )
 
         def body() -> None:
             produce(producer, inputs, outputs, submit, self.hooks, self.run_id, inline)
@@ -293,7 +291,7 @@ class _Run:
     def _add_segment(self, producers: tuple[Producer, ...]) -> None:
         """Several plugins in one thread (``segments.py``), their savers inline."""
         inline = {
-            p.name: InlineSavers(p.outputs, self.savers, self.hooks, self.fail, self.run_id)
+            p.name: InlineSavers(p.outputs, self.savers, self.hooks, self.fail, self.run_id, True)
             for p in producers
         }
         segment = Segment(producers, self.mailboxes, inline, self.run_id)
@@ -313,23 +311,6 @@ class _Run:
             if savers.savers:
                 self.inline.append((name, savers))
 
-    def _add_saver(self, data_type: str, saver: Saver) -> None:
-        subscription = self.mailboxes[data_type].subscribe()
-        name = f"save {data_type}"
-
-        def body() -> None:
-            try:
-                self.savers.drain(data_type, saver, subscription)
-            except MailboxKilled:
-                raise
-            except BaseException as e:
-                note_failure(e, name, self.run_id, None)
-                raise
-            finally:
-                subscription.close()
-
-        self.saver_threads.append((saver, self._spawn(name, body, [])))
-
     # ------------------------------------------------------------------ run
 
     def run(self) -> Iterator[Chunk]:
@@ -339,9 +320,6 @@ class _Run:
         first: BaseException | None = None  # why the caller stopped, failed in _finish
         try:
             self.savers.open(self.graph)
-            for data_type, saver in self.savers.items():
-                if self.graph.producer_of(data_type).parallel:  # it sends futures
-                    self._add_saver(data_type, saver)
             for segment in self.segments:
                 if len(segment) == 1:
                     self._add_producer(segment[0])

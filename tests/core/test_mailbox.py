@@ -905,3 +905,73 @@ def test_group_sender_that_completes_the_deadlock_gets_its_own_overflow():
     assert got == ["done"]
     assert x.peak == 3 and group.overflows == 2  # one overflow per message over the bound
     assert never_read.position == 0
+
+
+@pytest.mark.timeout(30)
+def test_group_wakes_a_blocked_sender_once_half_the_window_is_free():
+    """In a pipeline run a producer ahead of its reader sends two messages per wake-up (of a
+    window of four), not one: every wake-up is a thread switch."""
+    from strax_decl.engine.mailbox import MailboxGroup
+
+    group = MailboxGroup()
+    box = Mailbox("x", max_messages=4, group=group)
+    sub = box.subscribe()
+    group.add_threads(2)
+    sent: list[int] = []
+
+    def send() -> None:
+        try:
+            for i in range(6):
+                box.send(i)
+                sent.append(i)
+            box.close()
+        finally:
+            group.thread_done()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    wait_until(lambda: box.senders_waiting == 1)
+    assert next(sub) == 0  # one free: not woken yet
+    time.sleep(0.05)
+    assert sent == [0, 1, 2, 3] and box.senders_waiting == 1
+    assert next(sub) == 1  # two free: woken, and it fills both
+    wait_until(lambda: sent == [0, 1, 2, 3, 4, 5])
+    group.thread_done()  # the reader
+    join_all(sender)
+    assert list(sub) == [2, 3, 4, 5]
+
+
+@pytest.mark.timeout(30)
+def test_group_delivers_a_deferred_wake_up_before_everybody_waits():
+    """The reader takes one message, which frees too little to wake the sender, then waits for
+    another mailbox that only that sender fills: the deferred wake-up must be delivered when
+    the reader begins to wait (every thread of the run would wait otherwise: a hang)."""
+    from strax_decl.engine.mailbox import MailboxGroup
+
+    group = MailboxGroup()
+    x = Mailbox("x", max_messages=4, group=group, timeout=10)
+    y = Mailbox("y", max_messages=4, group=group, timeout=10)
+    x_sub, y_sub = x.subscribe(), y.subscribe()
+    group.add_threads(2)
+
+    def send() -> None:
+        try:
+            for i in range(5):
+                x.send(i)
+            y.send_from(["after x4"])
+            x.close()
+        finally:
+            group.thread_done()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        wait_until(lambda: x.senders_waiting == 1)
+        assert next(x_sub) == 0
+        assert list(y_sub) == ["after x4"]  # it waited on y: the sender was woken for x4
+        assert list(x_sub) == [1, 2, 3, 4]
+        assert group.overflows == 0  # woken, not granted an overflow
+    finally:
+        group.thread_done()
+        kill_all([x, y], Boom("test over"))
+        join_all(sender)
