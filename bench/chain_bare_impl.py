@@ -5,8 +5,12 @@ the overlap windows and the loop's containment join are done by hand with strax_
 (cache the input reaching ``left`` before what is unsent, hold back rows within ``right`` of
 the input's end), so the rows are bit-identical to the framework's. No threads, no checks.
 
-``check`` (after the timed loop) measures what storing costs at the least: every output's
-bytes compressed once, per field with the store's default codec (``compress_s``).
+``check`` (after the timed loop) measures what storing costs at the least, two ways: every
+output's bytes compressed once, per field with the store's default codec (``compress_s``),
+and every output written once by the store itself, as one chunk per data type into a fresh
+local store next to the framework's (``store_write_s``: the compression plus the files,
+directories and metadata the store's layout needs; on a disk whose file creation is slow and
+noisy that part is most of it, and it is paid whatever the framework does).
 """
 
 from __future__ import annotations
@@ -181,4 +185,21 @@ def check(workdir: Path, run_id: str, n_chunks: int, span: int) -> dict[str, Any
         digest.add(d, np.concatenate(chain.out[d]))
     result = digest.result()
     result["compress_s"], result["saved_bytes"] = _compress(chain.out)
+    result["store_write_s"] = _store_write(workdir / "store-floor", run_id, chain.out)
     return result
+
+
+def _store_write(root: Path, run_id: str, out: dict[str, list[np.ndarray]]) -> float:
+    """Seconds for the store to write every output once (one chunk each, default codecs)."""
+    from strax_storage import DataKey, open_store
+    from strax_storage.chunk import endtimes
+
+    rows = {d: np.concatenate(parts) for d, parts in out.items()}
+    t0 = time.perf_counter()
+    store = open_store(str(root))
+    for data_type, data in rows.items():
+        end = int(endtimes(data).max()) + 1 if len(data) else 1
+        saver = store.saver(DataKey(run_id, data_type, "fl2or"), data.dtype, {})
+        saver.send(Chunk(0, end, data))
+        saver.close()
+    return time.perf_counter() - t0
