@@ -49,17 +49,19 @@ def produce(
     try:
         for item in iterator:
             if not item:  # a live source waiting for data (sd.NOT_YET): stop if told to
-                for box in outputs.values():
-                    if box.reason is not None:
-                        raise MailboxKilled(box.reason, box.name)
+                _raise_if_killed(outputs)
                 continue
             if isinstance(item, Future):
-                if not item.done():  # computing in a pool: readers and savers wait for it
+                # computing in a pool (or cancelled: the run stops, which its mailboxes say):
+                # readers and savers wait for it
+                if not item.done() or item.cancelled():
                     for o, mailbox in live.items():
                         mailbox.send(_pick(item, o))
                     if inline is not None:
                         inline.send_later(item)
                     previous_end.clear()  # its chunks' ends are not known here yet
+                    if not live:  # saved only: told to stop?
+                        _raise_if_killed(outputs)
                     continue
                 # computed inline (``pools.INLINE_BELOW_S``), or already: a result like any
                 # other (its exception, noted where it was computed, is this producer's)
@@ -96,6 +98,13 @@ def produce(
                 close()
         for sub in inputs.values():
             sub.close()
+
+
+def _raise_if_killed(outputs: Mapping[str, Mailbox]) -> None:
+    """Raise the reason the run stops, if it does (a killed output mailbox)."""
+    for box in outputs.values():
+        if box.reason is not None:
+            raise MailboxKilled(box.reason, box.name)
 
 
 def _pick(future: Future[dict[str, Chunk]], output: str) -> Future[Chunk]:
