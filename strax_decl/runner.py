@@ -255,8 +255,9 @@ class PluginRunner:
         if (
             len(got) == len(expected)
             and not (last and offset + len(got) != len(rows))
-            and _same_ints(got["time"], expected["time"])
-            and (not has_end or _same_ints(endtimes(got), endtimes(expected)))
+            # compared as bytes: for the few rows of a small chunk, much faster
+            and got["time"].tobytes() == expected["time"].tobytes()
+            and (not has_end or endtimes(got).tobytes() == endtimes(expected).tobytes())
         ):
             return  # the common case: every row matches
         bad = np.flatnonzero(got["time"][:n] != expected["time"][:n])
@@ -517,9 +518,3 @@ def runner_for(plugin: Plugin, report: ChunkReport | None = None) -> PluginRunne
     """The runner of ``plugin``'s kind (its class's ``_runner``, default ``PluginRunner``)."""
     cls = type(plugin)._runner or PluginRunner
     return cls(plugin, report)
-
-
-def _same_ints(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two integer arrays of one dtype hold the same values (their bytes: for the few
-    rows of a small chunk, several times faster than ``np.array_equal``)."""
-    return a.dtype == b.dtype and a.tobytes() == b.tobytes()

@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import wait as wait_futures
 
 from strax_decl.engine.hooks import Hooks
 from strax_decl.engine.mailbox import MailboxTimeout
@@ -69,6 +68,7 @@ class InlineSavers:
         # output), and (data type, chunk) pairs sent after them
         self._later: deque[Future[dict[str, Chunk]] | tuple[str, Chunk]] = deque()
         self._abandoned = False  # a chunk's computation was cancelled: the run stops
+        self._computing = 0  # futures in ``_later``
 
     def send(self, data_type: str, chunk: Chunk) -> None:
         """Save ``chunk`` in every open saver of ``data_type`` (reported as its saver's work),
@@ -81,18 +81,29 @@ class InlineSavers:
             return
         self._send(data_type, chunk)
 
-    def send_later(self, future: Future[dict[str, Chunk]]) -> None:
-        """A chunk of every output, still computing: saved once done (see the module doc)."""
+    def send_later(
+        self, future: Future[dict[str, Chunk]], bound: int, check: Callable[[], None]
+    ) -> None:
+        """A chunk of every output, still computing: saved once done (see the module doc).
+        At most ``bound`` wait here at once (the mailbox bound: chunks in flight stay bounded
+        when nobody else reads the outputs); waiting for the oldest, ``check`` raises if the
+        run stops."""
         self._later.append(future)
+        self._computing += 1
         self._save_done()
+        while self._computing > bound and not self._abandoned:
+            head = self._later[0]
+            assert isinstance(head, Future)
+            _wait_done(head, check)
+            self._save_done()
 
     def save_computed(self) -> bool:
         """The producer finished: wait for the chunks still computing and save them. False if
         a computation was cancelled (the run stops; its savers are left to the run)."""
-        while self._later:
+        while self._later and not self._abandoned:
             head = self._later[0]
-            if isinstance(head, Future) and not head.done():
-                wait_futures([head])  # not busy: the run's timeout alarm may fire meanwhile
+            if isinstance(head, Future):
+                _wait_done(head)  # not busy: the run's timeout alarm may fire meanwhile
             self._save_done()
         return not self._abandoned
 
@@ -109,6 +120,7 @@ class InlineSavers:
             if not head.done():
                 return
             later.popleft()
+            self._computing -= 1
             if head.cancelled():  # only a stopping run cancels computations
                 self._abandoned = True
                 later.clear()
@@ -187,3 +199,14 @@ class InlineSavers:
         note_failure(exc, f"save {data_type}", self._run_id, None)
         self._run_savers.stop_one(saver, exc)  # the saver already failed itself: a no-op
         self._fail(exc)
+
+
+def _wait_done(future: Future[dict[str, Chunk]], check: Callable[[], None] | None = None) -> None:
+    """Wait until ``future`` is done, cancelled included (``concurrent.futures.wait`` does not
+    wake for a future cancelled outside an executor, e.g. a cluster's), calling ``check``
+    (which raises if the run stops) every tenth of a second."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    while not done.wait(0.1):
+        if check is not None:
+            check()

@@ -20,7 +20,8 @@ Bounded buffer and backpressure (a sliding window)
     ``max_messages`` messages (``len(mailbox) <= max_messages`` at all times), and a message is
     dropped as soon as every active subscriber has read it. In a :class:`MailboxGroup` a
     blocked sender is woken once half the window is free (several messages per thread
-    switch), or when every thread of the run waits: a deferred wake-up cannot stall a run.
+    switch), or as soon as a reader waits for the next message, or when every thread of the
+    run waits; its ``timeout`` counts from when its readers last moved on.
     Futures count as held messages until their result is delivered, so a ``parallel`` plugin
     has at most ``max_messages`` chunks in flight. Several threads may send out of order
     concurrently without deadlock (the message everybody waits for is always inside the
@@ -80,9 +81,15 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, NoReturn, SupportsIndex
 
+from strax_decl.engine.mailbox_errors import (
+    InvalidMessageNumber,
+    LateSubscription,
+    MailboxClosed,
+    MailboxKilled,
+    MailboxTimeout,
+)
 from strax_decl.engine.mailbox_group import MailboxGroup
 from strax_decl.engine.subscription import Subscription
-from strax_decl.errors import StraxDeclError
 
 __all__ = [
     "InvalidMessageNumber",
@@ -96,38 +103,6 @@ __all__ = [
     "kill_all",
     "original_exception",
 ]
-
-
-class MailboxKilled(StraxDeclError):
-    """Raised in readers and senders of a killed mailbox.
-
-    ``reason`` is the original exception (with its ``__traceback__``); it is also the
-    ``__cause__`` of the raised ``MailboxKilled``.
-    """
-
-    def __init__(self, reason: BaseException, mailbox: str = "?") -> None:
-        super().__init__(reason, mailbox)
-        self.reason = reason
-        self.mailbox = mailbox
-
-    def __str__(self) -> str:
-        return f"mailbox {self.mailbox!r} was killed by {type(self.reason).__name__}: {self.reason}"
-
-
-class MailboxClosed(StraxDeclError):
-    """Sending to a closed mailbox."""
-
-
-class InvalidMessageNumber(StraxDeclError, ValueError):
-    """A message number that is not an integer >= 0, or was already sent or delivered."""
-
-
-class MailboxTimeout(StraxDeclError):
-    """A wait on a mailbox lasted longer than its ``timeout`` (a last-resort alarm)."""
-
-
-class LateSubscription(StraxDeclError, RuntimeError):
-    """Subscribing after the mailbox has already dropped messages."""
 
 
 def original_exception(exc: BaseException) -> BaseException:
@@ -178,6 +153,7 @@ class Mailbox:
         self._group = group
         # a blocked sender is woken once this many fit again ("Bounded buffer" above)
         self._slack = max(1, max_messages // 2) if group is not None else 1
+        self._moved_at = 0.0  # when the slowest reader last moved on (monotonic; with timeout)
         self._lock = group.lock if group is not None else threading.Lock()
         if group is not None:
             group.mailboxes.append(self)
@@ -315,13 +291,22 @@ class Mailbox:
             self._base = new_base
             if self._extra and len(self._msgs) < self.max_messages:
                 self._extra = 0  # the readers caught up: the normal bound holds again
+            if self.timeout is not None:
+                self._moved_at = time.monotonic()
             if self._senders_waiting:
                 group, waiting = self._group, min(self._send_waits, default=self._next_number)
                 room = self._base + self.max_messages + self._extra - waiting
-                if group is None or room >= self._slack:
-                    self._can_send.notify_all()
-                else:  # woken when more fit, or when every thread of the run waits
+                if group is None or room >= self._slack or self._read_waits:
+                    self._can_send.notify_all()  # a reader waiting for more is not kept waiting
+                else:  # woken when more fit, a reader waits, or every thread of the run waits
                     group.deferred.add(self)
+
+    def _wake_deferred_locked(self) -> None:
+        """A reader is about to wait for the next message: a sender whose wake-up was
+        deferred goes now."""
+        if self._senders_waiting and self._group is not None and self in self._group.deferred:
+            self._group.deferred.discard(self)
+            self._can_send.notify_all()
 
     # ---------------------------------------------------------------- waiting
     def _has_ready_waiter_locked(self) -> bool:
@@ -371,8 +356,11 @@ class Mailbox:
         if deadline is None:
             deadline = now + self.timeout
         elif now >= deadline and self._group is not None:
-            # Waiting while the caller was busy with a chunk is no hang: start again.
+            # Waiting while the caller was busy with a chunk is no hang: start again; nor is
+            # a sender's wait while its readers move on (its wake-up may be deferred).
             deadline = self._group.later_deadline_locked(self.timeout, now) or deadline
+            if cond is self._can_send and self._moved_at + self.timeout > now:
+                deadline = self._moved_at + self.timeout
         if now >= deadline:
             exc = MailboxTimeout(
                 f"mailbox {self.name!r}: gave up after {self.timeout} s {what}"

@@ -63,8 +63,12 @@ class _CostGauge:
         return mean is not None and mean < INLINE_BELOW_S
 
     def record(self, seconds: float) -> None:
+        # Clipped: one computation that waited long for the GIL (a pool thread may wait a
+        # switch interval, 5 ms) must not send many cheap chunks back to the pool, while
+        # chunks that really grew are seen at the next one.
+        seconds = min(seconds, 2 * INLINE_BELOW_S)
         mean = self.mean
-        self.mean = seconds if mean is None else 0.75 * mean + 0.25 * seconds
+        self.mean = seconds if mean is None else 0.5 * (mean + seconds)
 
 
 def _process_start_method() -> str:

@@ -43,6 +43,7 @@ def produce(
     if not saved:
         inline = None
     previous_end: dict[str, int] = {}
+    bound = min((mb.max_messages for mb in outputs.values()), default=1)  # chunks in flight
     span = Span()
     read = {d: span.reading(sub) for d, sub in inputs.items()}
     iterator = iter(producer.start(read, submit, hooks))
@@ -58,7 +59,7 @@ def produce(
                     for o, mailbox in live.items():
                         mailbox.send(_pick(item, o))
                     if inline is not None:
-                        inline.send_later(item)
+                        inline.send_later(item, bound, lambda: _raise_if_killed(outputs))
                     previous_end.clear()  # its chunks' ends are not known here yet
                     if not live:  # saved only: told to stop?
                         _raise_if_killed(outputs)

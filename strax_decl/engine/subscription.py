@@ -104,6 +104,7 @@ class Subscription:
                 else:
                     what = f"waiting for message {pos}"
                     stuck = True
+                    mailbox._wake_deferred_locked()
                 mailbox._readers_waiting += 1
                 if stuck:
                     mailbox._read_waits.append(cursor)

@@ -975,3 +975,73 @@ def test_group_delivers_a_deferred_wake_up_before_everybody_waits():
         group.thread_done()
         kill_all([x, y], Boom("test over"))
         join_all(sender)
+
+
+@pytest.mark.timeout(30)
+def test_group_wakes_a_sender_at_once_when_a_reader_waits_for_more():
+    """Two readers: the fast one waits for the next message, the slow one frees one place.
+    The sender must go at once (one free place is not half the window, but a reader waiting
+    must not wait for the slow one: that stalled runs and made spurious timeouts)."""
+    from strax_decl.engine.mailbox import MailboxGroup
+
+    group = MailboxGroup()
+    box = Mailbox("x", max_messages=4, group=group)
+    fast, slow = box.subscribe(), box.subscribe()
+    group.add_threads(3)
+    got: list[int] = []
+
+    def send() -> None:
+        try:
+            box.send_from(range(5))
+        finally:
+            group.thread_done()
+
+    def read_fast() -> None:
+        try:
+            got.extend(fast)
+        finally:
+            group.thread_done()
+
+    threads = [threading.Thread(target=send, daemon=True)]
+    threads[0].start()
+    wait_until(lambda: box.senders_waiting == 1)
+    threads.append(threading.Thread(target=read_fast, daemon=True))
+    threads[1].start()
+    wait_until(lambda: got == [0, 1, 2, 3] and box.readers_waiting == 1)
+    assert next(slow) == 0  # one place free, and the fast reader waits: the sender goes
+    wait_until(lambda: got == [0, 1, 2, 3, 4])
+    group.thread_done()  # the slow reader
+    join_all(*threads)
+    assert list(slow) == [1, 2, 3, 4]
+
+
+@pytest.mark.timeout(30)
+def test_group_sender_times_out_only_if_its_readers_stop_moving():
+    """A slow reader frees one place at a time, each within the timeout: the sender, woken
+    only every second one, waits longer than the timeout, but its readers keep moving, so
+    that is no hang."""
+    from strax_decl.engine.mailbox import MailboxGroup
+
+    group = MailboxGroup()
+    box = Mailbox("x", max_messages=4, group=group, timeout=0.5)
+    sub = box.subscribe()
+    group.add_threads(2)
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            box.send_from(range(8))
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            group.thread_done()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    got = []
+    for message in sub:
+        got.append(message)
+        time.sleep(0.35)
+    group.thread_done()
+    join_all(sender)
+    assert errors == [] and got == list(range(8))
