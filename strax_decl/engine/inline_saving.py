@@ -68,7 +68,6 @@ class InlineSavers:
         # output), and (data type, chunk) pairs sent after them
         self._later: deque[Future[dict[str, Chunk]] | tuple[str, Chunk]] = deque()
         self._abandoned = False  # a chunk's computation was cancelled: the run stops
-        self._computing = 0  # futures in ``_later``
 
     def send(self, data_type: str, chunk: Chunk) -> None:
         """Save ``chunk`` in every open saver of ``data_type`` (reported as its saver's work),
@@ -89,9 +88,8 @@ class InlineSavers:
         when nobody else reads the outputs); waiting for the oldest, ``check`` raises if the
         run stops."""
         self._later.append(future)
-        self._computing += 1
         self._save_done()
-        while self._computing > bound and not self._abandoned:
+        while not self._abandoned and sum(isinstance(x, Future) for x in self._later) > bound:
             head = self._later[0]
             assert isinstance(head, Future)
             _wait_done(head, check)
@@ -120,7 +118,6 @@ class InlineSavers:
             if not head.done():
                 return
             later.popleft()
-            self._computing -= 1
             if head.cancelled():  # only a stopping run cancels computations
                 self._abandoned = True
                 later.clear()

@@ -302,11 +302,13 @@ class Mailbox:
                     group.deferred.add(self)
 
     def _wake_deferred_locked(self) -> None:
-        """A reader is about to wait for the next message: a sender whose wake-up was
-        deferred goes now."""
-        if self._senders_waiting and self._group is not None and self in self._group.deferred:
-            self._group.deferred.discard(self)
-            self._can_send.notify_all()
+        """A sender whose wake-up was deferred goes now (a reader is about to wait for the next
+        message, or every thread of the run waits)."""
+        group = self._group
+        if group is not None and self in group.deferred:
+            group.deferred.discard(self)
+            if self._senders_waiting:
+                self._can_send.notify_all()
 
     # ---------------------------------------------------------------- waiting
     def _has_ready_waiter_locked(self) -> bool:

@@ -88,10 +88,8 @@ class MailboxGroup:
             return False
         # Senders whose wake-up was deferred until more fit (``Mailbox``: "Bounded buffer")
         # may go now: every other thread waits, so nobody else would wake them.
-        for mb in self.deferred:
-            if mb._senders_waiting:
-                mb._can_send.notify_all()
-        self.deferred.clear()
+        for mb in list(self.deferred):
+            mb._wake_deferred_locked()
         # A waiter that was notified but has not re-taken the lock yet still counts as
         # waiting: it is no deadlock while any waiter's condition already holds.
         if any(mb._has_ready_waiter_locked() for mb in self.mailboxes):

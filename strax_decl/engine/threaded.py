@@ -277,7 +277,12 @@ class _Run:
         submit = self.pools.submitter(producer.name, producer.parallel)
         outputs = {o: self.mailboxes[o] for o in producer.outputs}
         inline = InlineSavers(
-            producer.outputs, self.savers, self.hooks, self.fail, self.run_id, True
+            producer.outputs,
+            self.savers,
+            self.hooks,
+            self.fail,
+            self.run_id,
+            close_in_background=True,
         )
 
         def body() -> None:
@@ -291,7 +296,14 @@ class _Run:
     def _add_segment(self, producers: tuple[Producer, ...]) -> None:
         """Several plugins in one thread (``segments.py``), their savers inline."""
         inline = {
-            p.name: InlineSavers(p.outputs, self.savers, self.hooks, self.fail, self.run_id, True)
+            p.name: InlineSavers(
+                p.outputs,
+                self.savers,
+                self.hooks,
+                self.fail,
+                self.run_id,
+                close_in_background=True,
+            )
             for p in producers
         }
         segment = Segment(producers, self.mailboxes, inline, self.run_id)
