@@ -37,7 +37,7 @@ import tiny_pipeline as tiny
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 WHERE: list[tuple[int, str]] = []
-"""(chunk start, thread) of every computation of the plugins below."""
+"""(chunk start, thread) of every computation of ``Timed`` that finished."""
 
 
 class Timed(sd.Plugin):
@@ -56,9 +56,9 @@ class Timed(sd.Plugin):
         slow_s: float = sd.option(0.0, ge=0, description="how long a slow chunk takes [s]")
 
     def compute(self, ticks: np.ndarray, start: int, end: int) -> np.ndarray:
-        WHERE.append((start, threading.current_thread().name))
         if start >= self.options.slow_from:
             time.sleep(self.options.slow_s)
+        WHERE.append((start, threading.current_thread().name))
         out = ticks.copy()
         out["value"] *= 2
         return out
@@ -182,16 +182,16 @@ def test_a_failed_computation_is_raised_by_the_producer(tmp_path: Path) -> None:
     saver.fail(ValueError("bad chunk"))
 
 
-MADE_AND_DONE = {"made": 0, "computed": 0, "peak": 0}
+MADE_AND_DONE = {"made": 0, "peak": 0}
 
 
 class CountedTicks(tiny.Ticks):
-    """The ticks, counting how many chunks are out ahead of their computation."""
+    """The ticks, counting how many chunks are out ahead of their computation by ``Timed``."""
 
     def source(self, run_id: str) -> Iterator[sd.Chunk]:
         for c in super().source(run_id):
             MADE_AND_DONE["made"] += 1
-            ahead = MADE_AND_DONE["made"] - MADE_AND_DONE["computed"]
+            ahead = MADE_AND_DONE["made"] - len(WHERE)
             MADE_AND_DONE["peak"] = max(MADE_AND_DONE["peak"], ahead)
             yield c
 
@@ -199,30 +199,20 @@ class CountedTicks(tiny.Ticks):
 CountedTicks.__name__ = "Ticks"
 
 
-class Slow(sd.Plugin):
-    parallel = True
-
-    class Inputs(sd.Inputs):
-        ticks: tiny.Tick
-
-    class Outputs(sd.Outputs):
-        slow: tiny.Tick = sd.output(description="copied, slowly (always in the pool)")
-
-    def compute(self, ticks: np.ndarray) -> np.ndarray:
-        time.sleep(0.005)
-        MADE_AND_DONE["computed"] += 1
-        return ticks.copy()
-
-
 def test_an_output_only_saved_still_bounds_the_chunks_in_flight(tmp_path: Path) -> None:
-    """Nobody reads ``slow`` (``make``): its savers' queue is what holds the source back, as
-    the mailbox window does for readers (before, all 100 chunks went to the pool at once)."""
-    MADE_AND_DONE.update(made=0, computed=0, peak=0)
+    """Nobody reads ``timed`` (``make``), and its chunks are slow (always in the pool): its
+    savers' queue is what holds the source back, as the mailbox window does for readers
+    (before, all 100 chunks went to the pool at once)."""
+    WHERE.clear()
+    MADE_AND_DONE.update(made=0, peak=0)
     ctx = sd.Context(
-        str(tmp_path), plugins=[CountedTicks, Slow], config={"n_chunks": 100}, max_messages=4
+        str(tmp_path),
+        plugins=[CountedTicks, Timed],
+        config={"n_chunks": 100, "slow_from": 0, "slow_s": 0.005},
+        max_messages=4,
     )
-    ctx.make("r1", "slow")
-    assert ctx.stores[0].status(ctx.key_for("r1", "slow")) == "complete"
+    ctx.make("r1", "timed")
+    assert ctx.stores[0].status(ctx.key_for("r1", "timed")) == "complete"
     assert MADE_AND_DONE["peak"] <= 3 * 4  # the window, the pool, one each side
 
 

@@ -47,6 +47,19 @@ def start(target: Callable[..., Any], *args: Any) -> threading.Thread:
     return thread
 
 
+def start_in(group: Any, body: Callable[[], object]) -> threading.Thread:
+    """Start ``body`` as a participant of ``group`` (a pipeline thread): it leaves the group
+    however it ends."""
+
+    def run() -> None:
+        try:
+            body()
+        finally:
+            group.thread_done()
+
+    return start(run)
+
+
 def join_all(*threads: threading.Thread, timeout: float = JOIN_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     for thread in threads:
@@ -879,25 +892,15 @@ def test_group_sender_that_completes_the_deadlock_gets_its_own_overflow():
     group.add_threads(2)
     got: list[Any] = []
 
-    def reader() -> None:  # blocks first, on y, which is only sent to once x is sent
-        try:
-            got.extend(y_sub)
-        finally:
-            group.thread_done()
-
     def send_x_then_y() -> None:  # blocks last, on x's bound
-        try:
-            for i in range(3):
-                x.send(i)
-            y.send_from(["done"])
-        finally:
-            group.thread_done()
+        for i in range(3):
+            x.send(i)
+        y.send_from(["done"])
 
-    threads = [threading.Thread(target=reader, daemon=True)]
-    threads[0].start()
+    # the reader blocks first, on y, which is only sent to once x is sent
+    threads = [start_in(group, lambda: got.extend(y_sub))]
     wait_until(lambda: y.readers_waiting == 1)
-    threads.append(threading.Thread(target=send_x_then_y, daemon=True))
-    threads[1].start()
+    threads.append(start_in(group, send_x_then_y))
     try:
         join_all(*threads)
     finally:
@@ -920,16 +923,12 @@ def test_group_wakes_a_blocked_sender_once_half_the_window_is_free():
     sent: list[int] = []
 
     def send() -> None:
-        try:
-            for i in range(6):
-                box.send(i)
-                sent.append(i)
-            box.close()
-        finally:
-            group.thread_done()
+        for i in range(6):
+            box.send(i)
+            sent.append(i)
+        box.close()
 
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+    sender = start_in(group, send)
     wait_until(lambda: box.senders_waiting == 1)
     assert next(sub) == 0  # one free: not woken yet
     time.sleep(0.05)
@@ -955,16 +954,12 @@ def test_group_delivers_a_deferred_wake_up_before_everybody_waits():
     group.add_threads(2)
 
     def send() -> None:
-        try:
-            for i in range(5):
-                x.send(i)
-            y.send_from(["after x4"])
-            x.close()
-        finally:
-            group.thread_done()
+        for i in range(5):
+            x.send(i)
+        y.send_from(["after x4"])
+        x.close()
 
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+    sender = start_in(group, send)
     try:
         wait_until(lambda: x.senders_waiting == 1)
         assert next(x_sub) == 0
@@ -990,23 +985,9 @@ def test_group_wakes_a_sender_at_once_when_a_reader_waits_for_more():
     group.add_threads(3)
     got: list[int] = []
 
-    def send() -> None:
-        try:
-            box.send_from(range(5))
-        finally:
-            group.thread_done()
-
-    def read_fast() -> None:
-        try:
-            got.extend(fast)
-        finally:
-            group.thread_done()
-
-    threads = [threading.Thread(target=send, daemon=True)]
-    threads[0].start()
+    threads = [start_in(group, lambda: box.send_from(range(5)))]
     wait_until(lambda: box.senders_waiting == 1)
-    threads.append(threading.Thread(target=read_fast, daemon=True))
-    threads[1].start()
+    threads.append(start_in(group, lambda: got.extend(fast)))
     wait_until(lambda: got == [0, 1, 2, 3] and box.readers_waiting == 1)
     assert next(slow) == 0  # one place free, and the fast reader waits: the sender goes
     wait_until(lambda: got == [0, 1, 2, 3, 4])
@@ -1033,11 +1014,8 @@ def test_group_sender_times_out_only_if_its_readers_stop_moving():
             box.send_from(range(8))
         except BaseException as e:
             errors.append(e)
-        finally:
-            group.thread_done()
 
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+    sender = start_in(group, send)
     got = []
     for message in sub:
         got.append(message)
